@@ -1,0 +1,1 @@
+"""The OpenAI-compatible `/api/v1` FastAPI app (see `api.app`)."""
