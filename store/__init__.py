@@ -1,0 +1,1 @@
+"""The platform's store: tables, settings and every business rule (keys, credits, registry, logs)."""

@@ -1,0 +1,152 @@
+"""The admin CLI, `python -m store COMMAND …`. Bad input: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from . import credits, keys, registry, users
+from .db import get_engine, session_for
+from .errors import StoreError
+from .migrate import migrate
+from .settings import get_settings
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        raise UsageError(message)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m store", description="Administer the platform's store.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("migrate", help="upgrade the database to the newest schema and seed the registry")
+
+    p = sub.add_parser("create-user", help="create a user")
+    p.add_argument("email")
+    p.add_argument("--password", required=True)
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--credits", type=_int, default=0)
+
+    p = sub.add_parser("grant", help="add (or, negative, remove) credits through the ledger")
+    p.add_argument("email")
+    p.add_argument("amount", type=_int)
+    p.add_argument("--note")
+
+    p = sub.add_parser("create-key", help="issue an API key; prints it once")
+    p.add_argument("email")
+    p.add_argument("--name", default="cli")
+    p.add_argument("--rpm", type=_int, default=None)
+
+    p = sub.add_parser("set-model", help="create or edit a registry entry")
+    p.add_argument("model_id")
+    p.add_argument("--cost", type=_int)
+    p.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    p.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    p.add_argument("--display-name")
+    p.add_argument("--category", choices=registry.CATEGORIES)
+    p.add_argument("--provider", choices=registry.PROVIDERS)
+    p.add_argument("--upstream-id")
+    p.add_argument("--capabilities", help="comma-separated, e.g. chat,reasoning")
+
+    sub.add_parser("models", help="list the registry")
+
+    p = sub.add_parser("set-user", help="change a user's API access or role")
+    p.add_argument("email")
+    p.add_argument("--api-enabled", dest="api_enabled", action="store_const", const=True)
+    p.add_argument("--api-disabled", dest="api_enabled", action="store_const", const=False)
+    p.add_argument("--admin", dest="is_admin", action="store_const", const=True)
+    p.add_argument("--no-admin", dest="is_admin", action="store_const", const=False)
+
+    p = sub.add_parser("revoke-key", help="revoke the key with this display prefix (first 12 chars)")
+    p.add_argument("prefix")
+    return parser
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> None:
+    settings = get_settings()
+    if args.command == "migrate":
+        added = migrate(settings.database_url)
+        print(f"database at head; default models added: {', '.join(added) or 'none'}", file=out)
+        return
+    with session_for(get_engine(settings.database_url)) as session:
+        if args.command == "create-user":
+            if args.credits < 0:
+                raise UsageError("--credits must not be negative")
+            user = users.create_user(
+                session, email=args.email, password=args.password, is_admin=args.admin, credits_=args.credits
+            )
+            print(f"created {user.email} (id {user.id}, admin={user.is_admin}, balance {user.balance})", file=out)
+        elif args.command == "grant":
+            user = users.get_user_by_email(session, email=args.email)
+            new = credits.grant(session, user_id=user.id, amount=args.amount, note=args.note)
+            print(f"{user.email}: balance {new}", file=out)
+        elif args.command == "create-key":
+            user = users.get_user_by_email(session, email=args.email)
+            rpm = settings.default_rate_limit_per_minute if args.rpm is None else args.rpm
+            issued = keys.issue_key(
+                session, secret_key=settings.secret_key, user_id=user.id, name=args.name, rate_limit_per_minute=rpm
+            )
+            print(f"key {issued.key.prefix}…{issued.key.last4} for {user.email}, {rpm}/min. Shown once:", file=out)
+            print(issued.secret, file=out)
+        elif args.command == "set-model":
+            fields = {
+                "credit_cost": args.cost,
+                "enabled": args.enabled,
+                "display_name": args.display_name,
+                "category": args.category,
+                "provider": args.provider,
+                "upstream_id": args.upstream_id,
+                "capabilities": [c for c in args.capabilities.split(",")] if args.capabilities is not None else None,
+            }
+            entry, before = registry.set_model(session, model_id=args.model_id, **fields)
+            print(f"{'updated' if before else 'created'} {_model_line(entry)}", file=out)
+        elif args.command == "models":
+            for entry in registry.list_models(session):
+                print(_model_line(entry), file=out)
+        elif args.command == "set-user":
+            if args.api_enabled is None and args.is_admin is None:
+                raise UsageError("nothing to change: give --api-enabled/--api-disabled or --admin/--no-admin")
+            user = users.get_user_by_email(session, email=args.email)
+            user = users.set_user_flags(session, user_id=user.id, api_enabled=args.api_enabled, is_admin=args.is_admin)
+            print(f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin}", file=out)
+        elif args.command == "revoke-key":
+            key = keys.revoke_key_by_prefix(session, prefix=args.prefix)
+            print(f"revoked {key.prefix}…{key.last4} ({key.name})", file=out)
+
+
+def _model_line(entry) -> str:
+    state = "enabled" if entry.enabled else "disabled"
+    return (
+        f"{entry.id}\t{entry.category}\tcost={entry.credit_cost}\t{state}\t"
+        f"{entry.provider}:{entry.upstream_id}\t{entry.display_name}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        run(args)
+    except (UsageError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OperationalError, ProgrammingError) as exc:
+        first = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
+        print(f"error: database not ready ({first}); run `python -m store migrate`", file=sys.stderr)
+        return 2
+    return 0

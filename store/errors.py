@@ -1,0 +1,28 @@
+"""Errors the store raises. Callers map them to their own surface.
+
+    StoreError
+     ├── InvalidInput        a value breaks a rule (bad email, negative cost, …)
+     ├── NotFound            the user, key or model does not exist
+     ├── Conflict            it exists already (an email that is taken)
+     └── InsufficientCredits the balance does not cover the amount
+"""
+
+
+class StoreError(Exception):
+    """Base class; the message is safe to show to the person who caused it."""
+
+
+class InvalidInput(StoreError):
+    pass
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+class InsufficientCredits(StoreError):
+    pass

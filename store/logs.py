@@ -1,0 +1,106 @@
+"""Request logs: one row per `/api/v1` request, written in batches off the request path."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from datetime import datetime
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from . import keys
+from .db import session_for
+from .models import RequestLog
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = frozenset(RequestLog.model_fields) - {"id"}
+
+
+def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert many log rows in one statement, and note when their keys were last used."""
+    if not rows:
+        return
+    session.execute(sa.insert(RequestLog), rows)
+    used: dict[int, datetime] = {}
+    for row in rows:
+        if row.get("api_key_id") is not None and row.get("status", 500) < 400:
+            used[row["api_key_id"]] = max(row["created_at"], used.get(row["api_key_id"], row["created_at"]))
+    session.commit()
+    if used:
+        keys.touch_last_used(session, used=used)
+
+
+class RequestLogWriter:
+    """Queues rows in memory and writes them from one background thread.
+
+    `submit` is a deque append (no I/O, no lock held by the caller's loop). The thread
+    writes whatever is queued every `interval` seconds or as soon as `batch_size` rows
+    wait; `close` writes everything left, so nothing is lost at shutdown. A batch that
+    fails to write is retried before newer rows, never dropped silently.
+    """
+
+    def __init__(self, engine: Engine, *, interval: float = 0.2, batch_size: int = 500,
+                 on_write: Callable[[int], None] | None = None) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._batch_size = batch_size
+        self._queue: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._on_write = on_write
+        self._thread: threading.Thread | None = None
+        self.written = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, row: dict[str, Any]) -> None:
+        self._queue.append(row)
+        if len(self._queue) >= self._batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> None:
+        """Write everything queued now, from the calling thread."""
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+            try:
+                with session_for(self._engine) as session:
+                    write_request_logs(session, batch)
+            except Exception:
+                self._queue.extendleft(reversed(batch))
+                raise
+            self.written += len(batch)
+            if self._on_write:
+                self._on_write(len(batch))
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing request logs failed; will retry")
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+
+def logs_for_request(session: Session, *, request_id: str) -> RequestLog | None:
+    return session.exec(select(RequestLog).where(RequestLog.request_id == request_id)).first()

@@ -1,0 +1,110 @@
+"""The SQLModel tables. Every table lives here so Alembic sees one metadata."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (sa.CheckConstraint("balance >= 0", name="ck_users_balance_nonnegative"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    password_hash: str = Field(max_length=100)
+    is_admin: bool = False
+    api_enabled: bool = True
+    balance: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str = Field(max_length=100)
+    # HMAC-SHA256(SECRET_KEY, full key), hex. The key itself is never stored.
+    key_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=12, index=True)
+    last4: str = Field(max_length=4)
+    rate_limit_per_minute: int = 60
+    enabled: bool = True
+    revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+
+
+class ModelEntry(SQLModel, table=True):
+    """One entry of the model registry: a public model id and how to serve it."""
+
+    __tablename__ = "models"
+
+    id: str = Field(primary_key=True, max_length=200)
+    display_name: str = Field(max_length=200)
+    category: str = Field(max_length=20)  # "chat" | "image"
+    capabilities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    credit_cost: int = 0
+    enabled: bool = True
+    provider: str = Field(max_length=50)
+    upstream_id: str = Field(max_length=200)
+    owned_by: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One change of a user's balance. The balance always equals the sum of these."""
+
+    __tablename__ = "credit_ledger"
+    # A request or task is charged at most once and refunded at most once.
+    __table_args__ = (sa.UniqueConstraint("kind", "ref", name="uq_credit_ledger_kind_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    amount: int
+    balance_after: int
+    kind: str = Field(max_length=20)  # "grant" | "charge" | "refund"
+    ref: str | None = Field(default=None, max_length=64)  # request id or task id
+    model: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=500)
+    actor_user_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class RequestLog(SQLModel, table=True):
+    """One row per `/api/v1` request, rejected ones included."""
+
+    __tablename__ = "request_logs"
+    __table_args__ = (
+        sa.Index("ix_request_logs_user_id_id", "user_id", "id"),
+        sa.Index("ix_request_logs_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=64, unique=True)
+    user_id: int | None = None
+    api_key_id: int | None = None
+    key_prefix: str | None = Field(default=None, max_length=12)
+    method: str = Field(max_length=10)
+    endpoint: str = Field(max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    status: int
+    error_code: str | None = Field(default=None, max_length=50)
+    latency_ms: int
+    credit_cost: int = 0
+    stream: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    upstream_id: str | None = Field(default=None, max_length=200)
+    task_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)

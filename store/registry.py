@@ -1,0 +1,125 @@
+"""The model registry: which models are public, what each costs, and how to reach it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from .errors import InvalidInput, NotFound
+from .models import ModelEntry, utcnow
+
+CATEGORIES = ("chat", "image")
+PROVIDERS = ("openrouter", "replicate")
+DEFAULT_REGISTRY = Path(__file__).with_name("default_models.json")
+_TEXT_FIELDS = {"display_name": 200, "provider": 50, "upstream_id": 200, "owned_by": 100}
+MAX_COST = 1_000_000
+
+
+def _validated(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in _TEXT_FIELDS:
+            value = str(value).strip()
+            if not value or len(value) > _TEXT_FIELDS[name]:
+                raise InvalidInput(f"{name} must be 1 to {_TEXT_FIELDS[name]} characters")
+        elif name == "credit_cost":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COST:
+                raise InvalidInput(f"credit cost must be a whole number from 0 to {MAX_COST}")
+        elif name == "category":
+            if value not in CATEGORIES:
+                raise InvalidInput(f"category must be one of {', '.join(CATEGORIES)}")
+        elif name == "enabled":
+            if not isinstance(value, bool):
+                raise InvalidInput("enabled must be true or false")
+        elif name == "capabilities":
+            if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+                raise InvalidInput("capabilities must be a list of names")
+            value = [c.strip() for c in value]
+        else:
+            raise InvalidInput(f"unknown model field {name!r}")
+        if name == "provider" and value not in PROVIDERS:
+            raise InvalidInput(f"provider must be one of {', '.join(PROVIDERS)}")
+        out[name] = value
+    return out
+
+
+def validate_model_id(model_id: str) -> str:
+    model_id = (model_id or "").strip()
+    if not model_id or len(model_id) > 200 or any(c.isspace() for c in model_id):
+        raise InvalidInput("model id must be 1 to 200 characters without spaces")
+    return model_id
+
+
+def set_model(session: Session, *, model_id: str, **fields: Any) -> tuple[ModelEntry, dict | None]:
+    """Create or edit a registry entry. Returns the entry and its state before (None if new).
+
+    A new entry needs a category and a provider; the rest defaults from the id.
+    """
+    model_id = validate_model_id(model_id)
+    changes = _validated(fields)
+    entry = session.get(ModelEntry, model_id)
+    before = entry.model_dump(mode="json") if entry is not None else None
+    if entry is None:
+        if "category" not in changes or "provider" not in changes:
+            raise InvalidInput("a new model needs a category and a provider")
+        category, provider = changes.pop("category"), changes.pop("provider")
+        entry = ModelEntry(
+            id=model_id,
+            category=category,
+            provider=provider,
+            display_name=changes.pop("display_name", model_id),
+            upstream_id=changes.pop("upstream_id", model_id),
+            owned_by=changes.pop("owned_by", provider),
+            capabilities=changes.pop("capabilities", [category]),
+        )
+    for name, value in changes.items():
+        setattr(entry, name, value)
+    entry.updated_at = utcnow()
+    session.add(entry)
+    session.commit()
+    session.refresh(entry)
+    return entry, before
+
+
+def get_model(session: Session, *, model_id: str) -> ModelEntry:
+    entry = session.get(ModelEntry, model_id)
+    if entry is None:
+        raise NotFound(f"no model {model_id!r}")
+    return entry
+
+
+def list_models(session: Session, *, enabled_only: bool = False) -> list[ModelEntry]:
+    query = select(ModelEntry).order_by(ModelEntry.category, ModelEntry.id)
+    if enabled_only:
+        query = query.where(ModelEntry.enabled == True)  # noqa: E712
+    return list(session.exec(query))
+
+
+def seed_default_registry(session: Session, path: Path = DEFAULT_REGISTRY) -> list[str]:
+    """Add the default entries that are missing; never overwrite an admin's edits."""
+    added = []
+    for item in json.loads(path.read_text()):
+        item = dict(item)
+        model_id = item.pop("id")
+        if session.get(ModelEntry, model_id) is None:
+            set_model(session, model_id=model_id, **item)
+            added.append(model_id)
+    return added
+
+
+def public_view(entry: ModelEntry) -> dict[str, Any]:
+    """The entry as `GET /api/v1/models` shows it."""
+    return {
+        "id": entry.id,
+        "object": "model",
+        "owned_by": entry.owned_by,
+        "display_name": entry.display_name,
+        "category": entry.category,
+        "capabilities": list(entry.capabilities),
+        "credit_cost": entry.credit_cost,
+    }

@@ -1,0 +1,81 @@
+"""One settings class for the whole platform, read from the environment or `.env`."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{DATA_DIR}/platform.db"
+    redis_url: str | None = None
+    secret_key: str = ""
+    port: int = Field(3000, ge=1, le=65535)
+    openrouter_api_key: str | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    replicate_api_token: str | None = None
+    replicate_base_url: str = "https://api.replicate.com/v1"
+    upstream_timeout_s: float = Field(120.0, gt=0)
+    default_rate_limit_per_minute: int = Field(60, ge=0)
+    signup_credits: int = Field(0, ge=0)
+    media_dir: Path = DATA_DIR / "media"
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    admin_email: str | None = None
+    admin_password: str | None = None
+    # How long a verified key stays cached in one process. Revocation in the same
+    # process is immediate; other processes see it within this many seconds.
+    key_cache_ttl_s: float = Field(5.0, ge=0)
+    # Request-log batching: rows are written at most this often, or when this many wait.
+    log_flush_interval_s: float = Field(0.2, gt=0)
+    log_batch_size: int = Field(500, gt=0)
+
+    @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("openrouter_base_url", "replicate_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secret(self) -> "Settings":
+        if not self.secret_key:
+            self.secret_key = _stored_secret_key(DATA_DIR / "secret_key")
+        if len(self.secret_key) < 16:
+            raise ValueError("SECRET_KEY must be at least 16 characters")
+        return self
+
+
+def _stored_secret_key(path: Path) -> str:
+    """Return the secret kept in `path`, creating it (once, atomically) if missing."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    tmp.write_text(candidate)
+    tmp.chmod(0o600)
+    try:
+        # link() fails if another process created the file first; theirs wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,113 @@
+"""Users and their passwords (bcrypt). Callers on an event loop hash in a thread."""
+
+from __future__ import annotations
+
+import re
+
+import bcrypt
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from . import credits
+from .errors import Conflict, InvalidInput, NotFound
+from .models import User
+
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MIN_PASSWORD_LEN = 8
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores everything past 72 bytes; refuse rather than truncate
+
+
+def normalize_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if len(email) > 254 or not _EMAIL_RE.fullmatch(email):
+        raise InvalidInput("enter a valid email address")
+    return email
+
+
+def validate_password(password: str) -> str:
+    if len(password or "") < MIN_PASSWORD_LEN:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD_LEN} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise InvalidInput(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    return password
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(validate_password(password).encode(), bcrypt.gensalt()).decode()
+
+
+# Compared against when the email is unknown, so a miss costs as much as a hit.
+_DUMMY_HASH = bcrypt.hashpw(b"dummy-password-for-timing", bcrypt.gensalt()).decode()
+
+
+def check_password(password: str, password_hash: str | None) -> bool:
+    encoded = (password or "").encode()
+    if len(encoded) > MAX_PASSWORD_BYTES:
+        encoded = b""
+    ok = bcrypt.checkpw(encoded, (password_hash or _DUMMY_HASH).encode())
+    return ok and password_hash is not None
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    is_admin: bool = False,
+    credits_: int = 0,
+    password_hash: str | None = None,
+) -> User:
+    """Create a user; `password_hash` lets an async caller hash off its event loop first."""
+    email = normalize_email(email)
+    if credits_ < 0:
+        raise InvalidInput("starting credits must not be negative")
+    user = User(email=email, password_hash=password_hash or hash_password(password), is_admin=is_admin)
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("an account with this email already exists") from None
+    session.refresh(user)
+    if credits_:
+        credits.grant(session, user_id=user.id, amount=credits_, note="starting credits")
+        session.refresh(user)
+    return user
+
+
+def get_user_by_email(session: Session, *, email: str) -> User:
+    user = session.exec(select(User).where(User.email == normalize_email(email))).first()
+    if user is None:
+        raise NotFound(f"no user {email!r}")
+    return user
+
+
+def set_user_flags(
+    session: Session, *, user_id: int, api_enabled: bool | None = None, is_admin: bool | None = None
+) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if api_enabled is not None:
+        user.api_enabled = api_enabled
+    if is_admin is not None:
+        user.is_admin = is_admin
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+    return user
+
+
+def ensure_admin(session: Session, *, email: str, password: str) -> User:
+    """Make sure this admin exists (ADMIN_EMAIL/ADMIN_PASSWORD at start-up)."""
+    try:
+        user = get_user_by_email(session, email=email)
+    except NotFound:
+        return create_user(session, email=email, password=password, is_admin=True)
+    if not user.is_admin:
+        user = set_user_flags(session, user_id=user.id, is_admin=True)
+    return user
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(User.id)))
