@@ -1,0 +1,71 @@
+# make run   -- set everything up, migrate, serve dashboard + /api/v1 on $(PORT)
+# make test  -- set everything up, run the whole suite (PYTEST_ARGS=... to add args)
+SHELL := /bin/bash
+
+PORT ?= 3000
+PYTHON ?= python3
+PYTEST_ARGS ?=
+BUN_VERSION := 1.4.4
+
+VENV := .venv
+PY := $(VENV)/bin/python
+DEPS := $(VENV)/.installed
+TOOLS := .tools
+BUN := $(TOOLS)/node_modules/.bin/bun
+BUN_STAMP := $(TOOLS)/.bun-$(BUN_VERSION)
+
+export PORT
+export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
+export REFLEX_USE_SYSTEM_BUN := 1
+export REFLEX_TELEMETRY_ENABLED := false
+export REFLEX_CHECK_LATEST_VERSION := false
+
+.PHONY: run serve test migrate bench deps bun chromium clean-web
+
+# Python virtualenv with the pinned requirements; redone only when they change.
+$(DEPS): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+deps: $(DEPS)
+
+# Bun (the JS runtime/package manager Reflex builds the frontend with), from the
+# npm registry's `bun` package, installed into .tools/ (nothing system-wide).
+# Its postinstall puts the native binary in place; do that by hand if npm skipped it.
+$(BUN_STAMP):
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
+	$(BUN) --version >/dev/null 2>&1 || (cd $(TOOLS)/node_modules/bun && node install.js)
+	test "$$($(BUN) --version)" = "$(BUN_VERSION)"
+	touch $@
+
+bun: $(BUN_STAMP)
+
+migrate: $(DEPS)
+	mkdir -p data
+	$(PY) -m store migrate
+
+# Dashboard + mounted /api/v1 on one port, Reflex production mode (the frontend
+# build is reused when nothing changed). Ready when /ping answers "pong".
+run: $(DEPS) $(BUN_STAMP) migrate
+	exec scripts/serve.sh
+
+# Like run, without the migration step.
+serve: $(DEPS) $(BUN_STAMP)
+	exec scripts/serve.sh
+
+# Headless Chromium for the browser tests (Debian's package; skipped when present).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	fi
+
+test: $(DEPS) $(BUN_STAMP) chromium
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+bench: $(DEPS)
+	@if [ -d bench ]; then $(PY) -m bench; else echo "no bench/ package yet"; fi
+
+# Force a full frontend rebuild next time.
+clean-web:
+	rm -rf .web

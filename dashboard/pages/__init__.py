@@ -1,0 +1,1 @@
+"""Dashboard pages; each module has `add_pages(app)`."""

@@ -1,0 +1,27 @@
+"""Reflex configuration.
+
+Everything environment-specific comes from the environment (or `.env`, which
+the store's settings class reads too):
+
+- ``DATABASE_URL`` (default ``sqlite:///data/platform.db``) becomes ``db_url``;
+- ``REDIS_URL``, when set, becomes ``redis_url`` so Reflex keeps its state in Redis;
+- ``PORT`` (default 3000): in production mode frontend and backend share it.
+"""
+
+import os
+
+import reflex as rx
+
+_port = int(os.environ.get("PORT") or 3000)
+
+config = rx.Config(
+    app_name="dashboard",
+    db_url=os.environ.get("DATABASE_URL") or "sqlite:///data/platform.db",
+    redis_url=os.environ.get("REDIS_URL") or None,
+    frontend_port=_port,
+    backend_port=_port,
+    telemetry_enabled=False,
+    show_built_with_reflex=False,
+    # No sitemap.xml: this is a private dashboard, not a site to index.
+    disable_plugins=[rx.plugins.SitemapPlugin],
+)
