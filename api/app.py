@@ -1,26 +1,97 @@
-"""Placeholder: replaced by the real app (owned by the core author)."""
+"""The `/api/v1` application.
+
+`create_app()` builds a FastAPI app with the versioned API mounted at `/api/v1`; the
+dashboard passes it to Reflex as `api_transformer`, and `api.app:app` serves it alone
+(`uvicorn api.app:app`) for scale-out. The mounted sub-app answers every path under
+`/api/v1`, unknown ones and wrong methods included, in the error shape.
+"""
+
+from __future__ import annotations
+
 import contextlib
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+
+from store.settings import Settings, get_settings
+
+from .errors import ApiError, error_response
+from .middleware import ApiMiddleware
+from .routes import chat, models
+from .runtime import Runtime
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
-class _Runtime:
+def create_v1(runtime: Runtime) -> FastAPI:
+    v1 = FastAPI(
+        title="LLM API platform",
+        version="1.0",
+        summary="OpenAI-compatible chat and image generation, billed in platform credits.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    v1.state.runtime = runtime
+    v1.include_router(models.router)
+    v1.include_router(chat.router)
+
+    @v1.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError):
+        request.scope["state"]["ctx"].error_code = exc.code
+        return error_response(exc)
+
+    @v1.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+        return await on_api_error(request, ApiError(code, status=exc.status_code, headers=exc.headers))
+
+    @v1.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError):
+        return await on_api_error(request, ApiError("invalid_request"))
+
+    _document_bearer_auth(v1)
+    return v1
+
+
+def _document_bearer_auth(v1: FastAPI) -> None:
+    original = v1.openapi
+
+    def openapi():
+        if v1.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "sk_live_… API key"}
+            }
+            schema["security"] = [{"bearerAuth": []}]
+            v1.openapi_schema = schema
+        return v1.openapi_schema
+
+    v1.openapi = openapi
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A fresh app with its own Runtime (`app.state.runtime`; `runtime.running()` is its lifespan)."""
+    runtime = Runtime(settings or get_settings())
+
     @contextlib.asynccontextmanager
-    async def running(self):
-        yield
+    async def lifespan(_app: FastAPI):
+        async with runtime.running():
+            yield
 
-
-def create_app(settings=None) -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.state.runtime = _Runtime()
-    v1 = FastAPI()
-
-    @v1.get("/models")
-    async def models():
-        return {"object": "list", "data": []}
-
-    app.mount("/api/v1", v1)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.mount("/api/v1", ApiMiddleware(create_v1(runtime), runtime))
     return app
 
 
-app = create_app()
+def __getattr__(name: str):
+    # `uvicorn api.app:app` builds the standalone app on first access, so importing this
+    # module (as the dashboard does) does not read settings or open an engine.
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)

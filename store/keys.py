@@ -11,6 +11,7 @@ import secrets
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from . import events
 from .errors import InvalidInput, NotFound
 from .models import ApiKey, User, utcnow
 
@@ -145,6 +146,7 @@ def set_key_enabled(session: Session, *, key_id: int, enabled: bool, user_id: in
     key.enabled = enabled
     session.add(key)
     session.commit()
+    events.publish(events.KEYS_CHANGED, key.user_id)
     return key
 
 
@@ -155,6 +157,7 @@ def revoke_key(session: Session, *, key_id: int, user_id: int | None = None) -> 
         key.enabled = False
         session.add(key)
         session.commit()
+        events.publish(events.KEYS_CHANGED, key.user_id)
     return key
 
 

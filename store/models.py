@@ -108,3 +108,69 @@ class RequestLog(SQLModel, table=True):
     upstream_id: str | None = Field(default=None, max_length=200)
     task_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserSession(SQLModel, table=True):
+    """A dashboard sign-in. Only the token's HMAC is stored; the cookie holds the token."""
+
+    __tablename__ = "user_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class ModelAudit(SQLModel, table=True):
+    """Who changed a registry entry, when, and what it was before and after."""
+
+    __tablename__ = "model_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: str = Field(max_length=200, index=True)
+    actor_user_id: int | None = None
+    actor: str = Field(max_length=254)  # email, or "cli"
+    before: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ImageTask(SQLModel, table=True):
+    """One image generation, from submission through the pipeline to stored files."""
+
+    __tablename__ = "image_tasks"
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "idempotency_key", name="uq_image_tasks_user_idempotency"),
+        sa.Index("ix_image_tasks_due", "status", "next_poll_at"),
+        sa.Index("ix_image_tasks_user_id_created", "user_id", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id")
+    api_key_id: int | None = None
+    request_id: str | None = Field(default=None, max_length=64)
+    model: str = Field(max_length=200)
+    provider: str = Field(max_length=50)
+    upstream_id: str = Field(max_length=200)
+    prompt: str = Field(sa_column=Column(sa.Text, nullable=False))
+    size: str | None = Field(default=None, max_length=20)
+    n: int = 1
+    credit_cost: int = 0
+    status: str = Field(default="pending", max_length=20)  # pending|running|succeeded|failed
+    provider_task_id: str | None = Field(default=None, max_length=200)
+    error: str | None = Field(default=None, max_length=500)
+    outputs: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    webhook_url: str | None = Field(default=None, max_length=2000)
+    webhook_status: str | None = Field(default=None, max_length=20)  # pending|delivered|failed
+    webhook_attempts: int = 0
+    webhook_next_at: datetime | None = None
+    attempts: int = 0
+    next_poll_at: datetime = Field(default_factory=utcnow)
+    claimed_until: datetime | None = None
+    deadline_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

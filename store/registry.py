@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from . import events
 from .errors import InvalidInput, NotFound
 from .models import ModelEntry, utcnow
 
@@ -83,6 +84,7 @@ def set_model(session: Session, *, model_id: str, **fields: Any) -> tuple[ModelE
     session.add(entry)
     session.commit()
     session.refresh(entry)
+    events.publish(events.REGISTRY_CHANGED, entry.id)
     return entry, before
 
 

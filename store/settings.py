@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # Request-log batching: rows are written at most this often, or when this many wait.
     log_flush_interval_s: float = Field(0.2, gt=0)
     log_batch_size: int = Field(500, gt=0)
+    # Upstream 429/5xx and connection failures are retried this many times, with
+    # backoff, but only while nothing has been sent to the client.
+    upstream_retries: int = Field(1, ge=0, le=5)
+    db_pool_size: int = Field(10, gt=0)
+    db_max_overflow: int = Field(20, ge=0)
 
     @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password")
     @classmethod

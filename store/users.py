@@ -8,7 +8,7 @@ import bcrypt
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from . import credits
+from . import credits, events
 from .errors import Conflict, InvalidInput, NotFound
 from .models import User
 
@@ -95,6 +95,7 @@ def set_user_flags(
     session.add(user)
     session.commit()
     session.refresh(user)
+    events.publish(events.KEYS_CHANGED, user.id)
     return user
 
 

@@ -1,0 +1,31 @@
+"""What one request has learned about itself, read by the middleware to log it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from store.keys import KeyRecord
+
+
+@dataclass(slots=True)
+class RequestContext:
+    method: str
+    endpoint: str
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    key: KeyRecord | None = None
+    model: str | None = None
+    credit_cost: int = 0  # net: what stays charged after any refund
+    stream: bool = False
+    usage: dict[str, Any] | None = None
+    upstream_id: str | None = None
+    task_id: str | None = None
+    error_code: str | None = None
+    status: int = 0
+    # rate-limit headers: limit, remaining, seconds until reset (0/0/0 when no limit applies)
+    rate_limit: int = 0
+    rate_remaining: int = 0
+    rate_reset_s: int = 0

@@ -1,0 +1,51 @@
+"""The wire format of every `/api/v1` error: `{"error": {"message", "type", "code"}}`.
+
+One ApiError per failure a caller can see; `error_response` is the only place that
+turns one into bytes, so the shape cannot drift between routes and middleware.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import Response
+
+# code -> (HTTP status, default message)
+CODES: dict[str, tuple[int, str]] = {
+    "invalid_api_key": (401, "Invalid API key"),
+    "api_disabled": (403, "API access is disabled for this key"),
+    "rate_limit_exceeded": (429, "Rate limit exceeded"),
+    "invalid_request": (400, "Invalid request"),
+    "model_required": (400, "Model is required"),
+    "model_not_available": (404, "Model is not available"),
+    "messages_required": (400, "Messages are required"),
+    "prompt_required": (400, "Prompt is required"),
+    "insufficient_credits": (402, "Insufficient credits"),
+    "provider_not_configured": (503, "Provider is not configured"),
+    "provider_error": (502, "Upstream provider error"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "task_not_found": (404, "Task not found"),
+    "invalid_signature": (403, "Invalid or expired signature"),
+    "request_too_large": (413, "Request body too large"),
+    "internal_error": (500, "Internal error"),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str | None = None, *, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        default_status, default_message = CODES[code]
+        self.code = code
+        self.message = message or default_message
+        self.status = status or default_status
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": code, "code": code}})
+
+
+def error_response(exc: ApiError) -> Response:
+    return Response(error_body(exc.code, exc.message), status_code=exc.status,
+                    media_type="application/json", headers=exc.headers)

@@ -1,0 +1,53 @@
+"""Wraps the `/api/v1` app: gives each request its context and id, adds the id and the
+rate-limit headers to every response, turns any escaped exception into the error shape,
+and queues exactly one log row per request when it ends (streams included)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .context import RequestContext
+from .errors import ApiError, error_response
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class ApiMiddleware:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx = RequestContext(method=scope["method"], endpoint=scope["path"])
+        scope.setdefault("state", {})["ctx"] = ctx
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ctx.status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", ctx.request_id.encode()),
+                    (b"x-ratelimit-limit-requests", str(ctx.rate_limit).encode()),
+                    (b"x-ratelimit-remaining-requests", str(ctx.rate_remaining).encode()),
+                    (b"x-ratelimit-reset-requests", f"{ctx.rate_reset_s}s".encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if ctx.status:  # the response had begun (a stream): nothing more can be said
+                if not isinstance(exc, OSError):
+                    log.error("request %s failed after its response began: %s", ctx.request_id, type(exc).__name__)
+            else:
+                log.exception("request %s failed", ctx.request_id)
+                ctx.error_code = "internal_error"
+                await error_response(ApiError("internal_error"))(scope, receive, send_with_headers)
+        finally:
+            self.runtime.record(ctx)

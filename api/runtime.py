@@ -1,0 +1,157 @@
+"""Everything the API shares across requests in one process, started and stopped once.
+
+One Runtime per app: the settings, the engine, the shared upstream HTTP client, the
+rate limiter, the key and registry caches and the request-log writer. `running()` is
+the lifespan: FastAPI's when the API runs alone, a Reflex lifespan task when mounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Callable, TypeVar
+
+import anyio
+import httpx
+
+from store import credits, keys, logs, registry, users
+from store.db import get_engine, session_for
+from store.errors import InsufficientCredits, NotFound
+from store.models import ModelEntry, utcnow
+from store.settings import Settings
+
+from .caches import KeyCache, RegistryCache, subscribe_caches
+from .context import RequestContext
+from .errors import ApiError
+from .providers.openrouter import OpenRouterChat
+from .ratelimit import KeyRateLimiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
+        self.limiter = KeyRateLimiter(settings.redis_url)
+        self.keys = KeyCache(settings.key_cache_ttl_s)
+        self.registry = RegistryCache(settings.key_cache_ttl_s)
+        self.logs = logs.RequestLogWriter(
+            self.engine, interval=settings.log_flush_interval_s, batch_size=settings.log_batch_size
+        )
+        self.http: httpx.AsyncClient | None = None
+        self.chat: OpenRouterChat | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.started = False
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        """Open the shared client and the log writer; flush every log row on the way out."""
+        if self.started:  # mounted twice (or a test entered it already): one start only
+            yield self
+            return
+        self.started = True
+        timeout = httpx.Timeout(self.settings.upstream_timeout_s, connect=min(10.0, self.settings.upstream_timeout_s))
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+        self.http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self.chat = OpenRouterChat(
+            self.http,
+            base_url=self.settings.openrouter_base_url,
+            api_key=self.settings.openrouter_api_key,
+            timeout_s=self.settings.upstream_timeout_s,
+            retries=self.settings.upstream_retries,
+        )
+        self._unsubscribe = subscribe_caches(self.keys, self.registry)
+        self.logs.start()
+        if self.settings.admin_email and self.settings.admin_password:
+            await self.db(users.ensure_admin, email=self.settings.admin_email, password=self.settings.admin_password)
+        try:
+            yield self
+        finally:
+            await self.http.aclose()
+            await anyio.to_thread.run_sync(self.logs.close)
+            self._unsubscribe()
+            self.started = False
+
+    async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a store operation in a worker thread with its own session."""
+
+        def call() -> T:
+            with session_for(self.engine) as session:
+                return fn(session, **kwargs)
+
+        return await anyio.to_thread.run_sync(call)
+
+    async def verify_key(self, raw: str) -> keys.KeyRecord | None:
+        if not keys.is_well_formed(raw):
+            return None
+        digest = keys.hash_key(self.settings.secret_key, raw)
+        record = self.keys.get(digest)
+        if record is None:
+            record = await self.db(keys.verify_key, secret_key=self.settings.secret_key, raw=raw)
+            if record is not None:
+                self.keys.put(digest, record)
+        return record
+
+    async def models(self) -> dict[str, ModelEntry]:
+        cached = self.registry.fresh()
+        if cached is None:
+            cached = self.registry.store(await self.db(registry.list_models))
+        return cached
+
+    async def model_for(self, model_id: str, category: str) -> ModelEntry:
+        entry = (await self.models()).get(model_id)
+        if entry is None or not entry.enabled or entry.category != category:
+            raise ApiError("model_not_available")
+        return entry
+
+    async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
+        """Admit the request by charging it; 402 and no change when the balance is short."""
+        try:
+            await self.db(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id, model=model)
+        except InsufficientCredits:
+            raise ApiError("insufficient_credits") from None
+        ctx.credit_cost = cost
+
+    async def refund(self, ctx: RequestContext, note: str) -> None:
+        if ctx.credit_cost and await self.db(credits.refund, ref=ctx.request_id, note=note):
+            ctx.credit_cost = 0
+
+    async def balance(self, user_id: int) -> int:
+        try:
+            return await self.db(credits.balance, user_id=user_id)
+        except NotFound:
+            raise ApiError("invalid_api_key") from None
+
+    def record(self, ctx: RequestContext) -> None:
+        """Queue the request's log row (written in a batch by the writer thread)."""
+        key = ctx.key
+        usage = ctx.usage if isinstance(ctx.usage, dict) else {}
+        self.logs.submit(
+            {
+                "request_id": ctx.request_id,
+                "user_id": key.user_id if key else None,
+                "api_key_id": key.key_id if key else None,
+                "key_prefix": key.prefix if key else None,
+                "method": ctx.method[:10],
+                "endpoint": ctx.endpoint[:200],
+                "model": ctx.model[:200] if ctx.model else None,
+                "status": ctx.status,
+                "error_code": ctx.error_code,
+                "latency_ms": int((time.perf_counter() - ctx.started) * 1000),
+                "credit_cost": ctx.credit_cost,
+                "stream": ctx.stream,
+                "prompt_tokens": _int_or_none(usage.get("prompt_tokens")),
+                "completion_tokens": _int_or_none(usage.get("completion_tokens")),
+                "total_tokens": _int_or_none(usage.get("total_tokens")),
+                "upstream_id": str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
+                "task_id": ctx.task_id,
+                "created_at": utcnow(),
+            }
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31 else None
