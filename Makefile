@@ -23,10 +23,16 @@ export REFLEX_CHECK_LATEST_VERSION := false
 .PHONY: run serve test migrate bench deps bun chromium clean-web
 
 # Python virtualenv with the pinned requirements; redone only when they change.
+# The stamp is a copy of the requirements.txt it installed and is compared by
+# content: `reflex init` (run by reflex on a fresh .web) touches requirements.txt.
 $(DEPS): requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
-	touch $@
+	@if cmp -s requirements.txt $@; then touch $@; else \
+		set -e; \
+		test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }; \
+		echo "installing requirements.txt into $(VENV)"; \
+		$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt; \
+		cp requirements.txt $@; \
+	fi
 
 deps: $(DEPS)
 
