@@ -24,9 +24,11 @@ UNLIMITED = Verdict(True, 0, 0, 0)
 
 
 class KeyRateLimiter:
-    def __init__(self, redis_url: str | None = None) -> None:
-        uri = f"async+{redis_url}" if redis_url else "async+memory://"
-        self._storage = storage_from_string(uri, key_prefix="platform-rl") if redis_url else storage_from_string(uri)
+    def __init__(self, redis_url: str | None = None, namespace: str = "platform-rl") -> None:
+        if redis_url:
+            self._storage = storage_from_string(f"async+{redis_url}", key_prefix=namespace)
+        else:
+            self._storage = storage_from_string("async+memory://")
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._items: dict[int, RateLimitItemPerMinute] = {}
 
@@ -37,7 +39,11 @@ class KeyRateLimiter:
         return item
 
     async def hit(self, key_id: int, per_minute: int) -> Verdict:
-        """Count one request for `key_id`; a limit of 0 means unlimited."""
+        """Count one request for `key_id`; a limit of 0 means unlimited.
+
+        `remaining` is read just after the hit: exact for one client, and under
+        concurrency never more than what is really left.
+        """
         if per_minute <= 0:
             return UNLIMITED
         item = self._item(per_minute)
@@ -46,6 +52,3 @@ class KeyRateLimiter:
         stats = await self._limiter.get_window_stats(item, ident)
         reset_s = max(0, math.ceil(stats.reset_time - time.time())) if stats.remaining < per_minute else 0
         return Verdict(allowed, per_minute, stats.remaining, reset_s)
-
-    async def reset(self) -> None:
-        await self._storage.reset()

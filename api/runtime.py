@@ -35,7 +35,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
-        self.limiter = KeyRateLimiter(settings.redis_url)
+        self.limiter = KeyRateLimiter(settings.redis_url, settings.rate_limit_namespace)
         self.keys = KeyCache(settings.key_cache_ttl_s)
         self.registry = RegistryCache(settings.key_cache_ttl_s)
         self.logs = logs.RequestLogWriter(

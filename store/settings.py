@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Upstream 429/5xx and connection failures are retried this many times, with
     # backoff, but only while nothing has been sent to the client.
     upstream_retries: int = Field(1, ge=0, le=5)
+    # Prefix of the rate-limit counters in Redis (two deployments may share one Redis).
+    rate_limit_namespace: str = "platform-rl"
     db_pool_size: int = Field(10, gt=0)
     db_max_overflow: int = Field(20, ge=0)
 

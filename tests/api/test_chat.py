@@ -1,0 +1,240 @@
+"""Chat completions against an upstream faked at the transport (pytest-httpx)."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+from pytest_httpx import IteratorStream
+from sqlmodel import select
+
+from store import credits
+from store.db import session_for
+from store.models import LedgerEntry, RequestLog
+
+from ..conftest import TEST_SECRET, flush_logs
+from ..factories import auth, make_key, make_user
+from .test_errors import CHAT, UPSTREAM_CHAT, assert_error, chat_body
+
+
+def upstream_completion(model: str = "openai/gpt-5-upstream") -> dict:
+    return {
+        "id": "gen-123",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+
+
+@pytest.fixture
+def user_key(engine):
+    user = make_user(engine, credits=10)
+    return user, make_key(engine, user)
+
+
+def balance(engine, user) -> int:
+    with session_for(engine) as s:
+        assert credits.balance(s, user_id=user.id) == credits.ledger_sum(s, user_id=user.id)
+        return credits.balance(s, user_id=user.id)
+
+
+def log_row(engine, app, request_id: str) -> RequestLog:
+    flush_logs(app)
+    with session_for(engine) as s:
+        return s.exec(select(RequestLog).where(RequestLog.request_id == request_id)).one()
+
+
+async def test_completion_rewrites_model_both_ways_and_charges_once(client, app, engine, user_key, httpx_mock, session):
+    from store import registry
+
+    registry.set_model(session, model_id="openai/gpt-5", upstream_id="openai/gpt-5-upstream")
+    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion())
+    user, secret = user_key
+    r = await client.post(CHAT, json=chat_body(temperature=0.5), headers=auth(secret))
+    assert r.status_code == 200
+    assert r.json()["model"] == "openai/gpt-5"
+    assert r.json()["choices"][0]["message"]["content"] == "Hello!"
+    sent = httpx_mock.get_requests()[0]
+    assert orjson.loads(sent.content) == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream"}
+    assert sent.headers["authorization"] == "Bearer test-openrouter-key"
+    assert balance(engine, user) == 7
+    row = log_row(engine, app, r.headers["x-request-id"])
+    assert (row.status, row.error_code, row.model, row.credit_cost, row.stream) == (200, None, "openai/gpt-5", 3, False)
+    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens, row.upstream_id) == (5, 2, 7, "gen-123")
+    assert (row.user_id, row.key_prefix, row.endpoint, row.method) == (user.id, secret[:12], CHAT, "POST")
+
+
+async def test_upstream_500_is_502_and_refunded(client, app, engine, user_key, httpx_mock):
+    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=500, json={"error": "boom"})
+    user, secret = user_key
+    r = await client.post(CHAT, json=chat_body(), headers=auth(secret))
+    assert_error(r, 502, "provider_error")
+    assert balance(engine, user) == 10
+    with session_for(engine) as s:
+        kinds = [e.kind for e in s.exec(select(LedgerEntry).where(LedgerEntry.ref == r.headers["x-request-id"]))]
+    assert sorted(kinds) == ["charge", "refund"]
+    row = log_row(engine, app, r.headers["x-request-id"])
+    assert (row.status, row.error_code, row.credit_cost) == (502, "provider_error", 0)
+
+
+async def test_upstream_timeout_is_504_and_refunded(client, engine, user_key, httpx_mock):
+    httpx_mock.add_exception(httpx.ReadTimeout("slow"), url=UPSTREAM_CHAT)
+    user, secret = user_key
+    assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 504, "provider_error")
+    assert balance(engine, user) == 10
+
+
+async def test_upstream_unreachable_is_502_and_refunded(client, engine, user_key, httpx_mock):
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url=UPSTREAM_CHAT)
+    user, secret = user_key
+    assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 502, "provider_error")
+    assert balance(engine, user) == 10
+
+
+async def test_upstream_malformed_json_is_502_and_refunded(client, engine, user_key, httpx_mock):
+    httpx_mock.add_response(url=UPSTREAM_CHAT, content=b"{not json")
+    user, secret = user_key
+    assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 502, "provider_error")
+    assert balance(engine, user) == 10
+
+
+async def test_upstream_500_is_retried_once_when_configured(settings, engine, user_key, httpx_mock):
+    from api.app import create_app
+
+    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=503)
+    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion())
+    app = create_app(settings.model_copy(update={"upstream_retries": 1}))
+    async with app.state.runtime.running():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.post(CHAT, json=chat_body(), headers=auth(user_key[1]))
+    assert r.status_code == 200
+    assert len(httpx_mock.get_requests()) == 2
+    assert balance(engine, user_key[0]) == 7
+
+
+def sse(*events: dict | str) -> list[bytes]:
+    out = []
+    for event in events:
+        payload = event if isinstance(event, str) else orjson.dumps(event).decode()
+        out.append(f"data: {payload}\n\n".encode())
+    return out
+
+
+def chunk(content: str, model: str = "openai/gpt-5", **extra) -> dict:
+    return {"id": "gen-s1", "object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": {"content": content}}], **extra}
+
+
+async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, engine, user_key, httpx_mock):
+    usage = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    events = sse(chunk("Hel"), chunk("lo"), chunk("!"), chunk("", usage=usage), "[DONE]")
+    # split one event across two network chunks to prove events are reassembled
+    pieces = [events[0][:10], events[0][10:], *events[1:]]
+    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(pieces),
+                            headers={"content-type": "text/event-stream"})
+    user, secret = user_key
+    r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(secret))
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    data_lines = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
+    assert data_lines[-1] == "[DONE]"
+    parsed = [orjson.loads(d) for d in data_lines[:-1]]
+    assert [p["choices"][0]["delta"]["content"] for p in parsed] == ["Hel", "lo", "!", ""]
+    assert {p["model"] for p in parsed} == {"openai/gpt-5"}
+    assert orjson.loads(httpx_mock.get_requests()[0].content)["stream"] is True
+    assert balance(engine, user) == 7
+    row = log_row(engine, app, r.headers["x-request-id"])
+    assert (row.stream, row.status, row.credit_cost, row.total_tokens) == (True, 200, 3, 6)
+
+
+async def test_stream_without_done_from_upstream_still_ends_with_done(client, user_key, httpx_mock):
+    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(sse(chunk("a"))))
+    r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(user_key[1]))
+    assert r.text.rstrip().endswith("data: [DONE]")
+
+
+async def test_stream_upstream_error_status_is_502_and_refunded(client, engine, user_key, httpx_mock):
+    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=500, content=b"oops")
+    user, secret = user_key
+    assert_error(await client.post(CHAT, json=chat_body(stream=True), headers=auth(secret)), 502, "provider_error")
+    assert balance(engine, user) == 10
+
+
+async def test_stream_cut_by_upstream_ends_with_error_event_and_refund(client, app, engine, user_key, httpx_mock):
+    def cut():
+        yield sse(chunk("partial"))[0]
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(cut()))
+    user, secret = user_key
+    r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(secret))
+    assert r.status_code == 200
+    last = [line for line in r.text.split("\n") if line.startswith("data: ")][-1]
+    assert orjson.loads(last[6:])["error"]["code"] == "provider_error"
+    assert balance(engine, user) == 10
+    row = log_row(engine, app, r.headers["x-request-id"])
+    assert (row.status, row.error_code, row.credit_cost) == (200, "provider_error", 0)
+
+
+async def test_models_lists_enabled_models_with_seed_fields(client, user_key, session):
+    from store import registry
+
+    registry.set_model(session, model_id="openai/gpt-5-mini", enabled=False)
+    r = await client.get("/api/v1/models", headers=auth(user_key[1]))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "list"
+    ids = [m["id"] for m in body["data"]]
+    assert "openai/gpt-5-mini" not in ids
+    assert sorted(ids) == ["anthropic/claude-sonnet-4.5", "google/nano-banana-pro", "openai/gpt-5"]
+    gpt5 = next(m for m in body["data"] if m["id"] == "openai/gpt-5")
+    assert gpt5 == {"id": "openai/gpt-5", "object": "model", "owned_by": "openrouter", "display_name": "GPT-5",
+                    "category": "chat", "capabilities": ["chat", "reasoning"], "credit_cost": 3}
+
+
+async def test_registry_edit_shows_at_once(client, user_key, session):
+    from store import registry
+
+    assert (await client.get("/api/v1/models", headers=auth(user_key[1]))).status_code == 200  # cache filled
+    registry.set_model(session, model_id="openai/gpt-5", credit_cost=9)
+    body = (await client.get("/api/v1/models", headers=auth(user_key[1]))).json()
+    assert next(m for m in body["data"] if m["id"] == "openai/gpt-5")["credit_cost"] == 9
+
+
+async def test_key_endpoint_describes_key_and_balance(client, engine):
+    user = make_user(engine, credits=42)
+    secret = make_key(engine, user, rpm=7, name="laptop")
+    r = await client.get("/api/v1/key", headers=auth(secret))
+    assert r.status_code == 200
+    assert r.json() == {"object": "api_key", "name": "laptop", "prefix": secret[:12],
+                        "rate_limit_per_minute": 7, "credit_balance": 42}
+
+
+async def test_every_request_gets_one_log_row_rejected_ones_too(client, app, engine, user_key):
+    ids = []
+    for path, headers in (("/api/v1/models", auth(user_key[1])), ("/api/v1/models", {}), ("/api/v1/nope", {})):
+        ids.append((await client.get(path, headers=headers)).headers["x-request-id"])
+    flush_logs(app)
+    with session_for(engine) as s:
+        rows = {r.request_id: r for r in s.exec(select(RequestLog))}
+    assert [rows[i].status for i in ids] == [200, 401, 404]
+    assert [rows[i].error_code for i in ids] == [None, "invalid_api_key", "not_found"]
+    assert len(set(ids)) == 3
+
+
+async def test_keys_are_stored_only_as_hmac_hashes(engine, user_key):
+    import hashlib
+    import hmac
+
+    from store.models import ApiKey
+
+    _, secret = user_key
+    with session_for(engine) as s:
+        key = s.exec(select(ApiKey)).one()
+    assert key.key_hash == hmac.new(TEST_SECRET.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    assert (key.prefix, key.last4) == (secret[:12], secret[-4:])
+    with engine.connect() as conn:
+        dump = repr([tuple(r) for r in conn.exec_driver_sql("SELECT * FROM api_keys")])
+    assert secret not in dump and secret[12:-4] not in dump

@@ -1,0 +1,35 @@
+"""40 parallel requests against a balance that covers 10: exactly 10 get through."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from sqlmodel import select
+
+from store import credits
+from store.db import session_for
+from store.models import LedgerEntry
+
+from ..factories import auth, make_key, make_user
+from .test_chat import upstream_completion
+from .test_errors import CHAT, UPSTREAM_CHAT, chat_body
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_parallel_requests_never_overspend(client, engine, httpx_mock):
+    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion(), is_reusable=True)
+    user = make_user(engine, credits=30)  # gpt-5 costs 3: enough for 10
+    secret = make_key(engine, user)
+    responses = await asyncio.gather(
+        *(client.post(CHAT, json=chat_body(), headers=auth(secret)) for _ in range(40))
+    )
+    assert Counter(r.status_code for r in responses) == {200: 10, 402: 30}
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 402} == {"insufficient_credits"}
+    assert len(httpx_mock.get_requests()) == 10
+    with session_for(engine) as s:
+        assert credits.balance(s, user_id=user.id) == 0
+        assert credits.ledger_sum(s, user_id=user.id) == 0
+        charges = s.exec(select(LedgerEntry).where(LedgerEntry.user_id == user.id, LedgerEntry.kind == "charge"))
+        assert len(list(charges)) == 10
