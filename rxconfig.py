@@ -22,6 +22,8 @@ config = rx.Config(
     backend_port=_port,
     telemetry_enabled=False,
     show_built_with_reflex=False,
+    # The dashboard is built from Radix Themes components (explicit since 0.9).
+    plugins=[rx.plugins.RadixThemesPlugin()],
     # No sitemap.xml: this is a private dashboard, not a site to index.
     disable_plugins=[rx.plugins.SitemapPlugin],
 )
