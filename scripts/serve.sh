@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # Serve the dashboard and the mounted /api/v1 on ONE port, in Reflex production
-# mode, exactly as `make run` does (make run = install + migrate + this script).
+# mode, exactly as `make run` does (make run = deps + bun + migrate + this script).
 #
 #   PORT=3123 DATABASE_URL=sqlite:////tmp/x.db scripts/serve.sh
 #
-# Assumes `make .venv/.installed bun` (and `make migrate`) have run. Everything
-# else comes from the environment (DATABASE_URL, REDIS_URL, SECRET_KEY,
-# OPENROUTER_*, ...). Extra arguments are passed to `reflex run`.
+# Assumes `make deps bun` (and `make migrate` for that DATABASE_URL) have run;
+# `make run` does all of it. Everything else comes from the environment
+# (DATABASE_URL, REDIS_URL, SECRET_KEY, OPENROUTER_*, ...). Extra arguments go
+# to `reflex run`.
 #
-# Ready when GET http://127.0.0.1:$PORT/ping answers "pong" (Reflex backend up,
-# API mounted); the built frontend is served from the same process.
-# Stops cleanly on SIGTERM/SIGINT to this process (it execs into reflex, which
-# runs the granian server in-process and forks its workers); to be safe, start it
-# in its own process group / session and signal the group.
+# What it does on each start: `reflex init` if .web is missing (automatic, no
+# separate step), compile the pages, `vite build` the frontend into .web/build
+# (~4 s, not cached: the build embeds the port), then granian serves everything
+# on 0.0.0.0:$PORT. A busy port makes it exit at once with an error.
+#
+# Ready when GET http://127.0.0.1:$PORT/ping answers 200 "pong" (backend up, the
+# built frontend and /api/v1 answer from the same process from then on).
+#
+# Stopping: SIGTERM (or SIGINT) to the process group stops everything in well
+# under a second; start it in its own session (subprocess start_new_session=True)
+# and os.killpg(pid, SIGTERM), then SIGKILL the group if it is not gone in ~10 s.
+# SIGTERM to `make run` alone also works (make forwards it to reflex).
+#
+# Two servers from ONE checkout clobber each other's frontend (they share .web:
+# the last build's port wins, so the first server's pages talk to the wrong
+# port). A test server beside a developer's `make run` should set its own
+#   REFLEX_WEB_WORKDIR=/some/tmp/web REFLEX_STATES_WORKDIR=/some/tmp/states
+# (a fresh web dir costs ~10 s more on the first start: init + bun install).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
