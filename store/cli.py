@@ -11,7 +11,6 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from . import credits, keys, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
-from .migrate import migrate
 from .settings import get_settings
 
 
@@ -81,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, out=sys.stdout) -> None:
     settings = get_settings()
     if args.command == "migrate":
+        from .migrate import migrate  # alembic is only needed here
+
         added = migrate(settings.database_url)
         print(f"database at head; default models added: {', '.join(added) or 'none'}", file=out)
         return

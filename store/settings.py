@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     rate_limit_namespace: str = "platform-rl"
     db_pool_size: int = Field(10, gt=0)
     db_max_overflow: int = Field(20, ge=0)
+    # Image task pipeline (see docs/images.md).
+    run_pipeline_in_process: bool = True  # false when `python -m api.worker` runs elsewhere
+    task_timeout_s: float = Field(600.0, gt=0)  # a task older than this fails and is refunded
+    task_poll_interval_s: float = Field(1.0, gt=0)  # first upstream poll; then backoff x1.5
+    task_poll_max_interval_s: float = Field(15.0, gt=0)
+    task_lease_s: float = Field(300.0, gt=0)  # a claim another worker may take over after
+    worker_idle_s: float = Field(0.5, gt=0)  # how often an idle worker looks for due work
+    worker_concurrency: int = Field(8, gt=0)  # tasks one worker runs at once
+    media_url_ttl_s: int = Field(3600, gt=0)  # lifetime of a signed media URL
+    max_image_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    public_base_url: str | None = None  # origin for media URLs in webhooks, e.g. https://host
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_backoff_s: float = Field(2.0, gt=0)  # doubles after each failed delivery
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_allow_private: bool = False  # allow webhooks to loopback/private addresses
 
     @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import bcrypt
@@ -36,15 +37,17 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(validate_password(password).encode(), bcrypt.gensalt()).decode()
 
 
-# Compared against when the email is unknown, so a miss costs as much as a hit.
-_DUMMY_HASH = bcrypt.hashpw(b"dummy-password-for-timing", bcrypt.gensalt()).decode()
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the email is unknown, so a miss costs as much as a hit."""
+    return bcrypt.hashpw(b"dummy-password-for-timing", bcrypt.gensalt()).decode()
 
 
 def check_password(password: str, password_hash: str | None) -> bool:
     encoded = (password or "").encode()
     if len(encoded) > MAX_PASSWORD_BYTES:
         encoded = b""
-    ok = bcrypt.checkpw(encoded, (password_hash or _DUMMY_HASH).encode())
+    ok = bcrypt.checkpw(encoded, (password_hash or _dummy_hash()).encode())
     return ok and password_hash is not None
 
 
