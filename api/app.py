@@ -19,7 +19,7 @@ from store.settings import Settings, get_settings
 
 from .errors import ApiError, error_response
 from .middleware import ApiMiddleware
-from .routes import chat, models
+from .routes import chat, images, models
 from .runtime import Runtime
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -38,6 +38,7 @@ def create_v1(runtime: Runtime) -> FastAPI:
     v1.state.runtime = runtime
     v1.include_router(models.router)
     v1.include_router(chat.router)
+    v1.include_router(images.router)
 
     @v1.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):

@@ -25,7 +25,9 @@ from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
 from .errors import ApiError
 from .providers.openrouter import OpenRouterChat
+from .providers.images import ImageProvider
 from .ratelimit import KeyRateLimiter
+from .worker import PipelineWorker, build_providers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +45,7 @@ class Runtime:
         )
         self.http: httpx.AsyncClient | None = None
         self.chat: OpenRouterChat | None = None
+        self.image_providers: dict[str, ImageProvider] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self.started = False
 
@@ -63,12 +66,18 @@ class Runtime:
             timeout_s=self.settings.upstream_timeout_s,
             retries=self.settings.upstream_retries,
         )
+        self.image_providers = build_providers(self.http, self.settings)
         self._unsubscribe = subscribe_caches(self.keys, self.registry)
         self.logs.start()
         if self.settings.admin_email and self.settings.admin_password:
             await self.db(users.ensure_admin, email=self.settings.admin_email, password=self.settings.admin_password)
         try:
-            yield self
+            async with contextlib.AsyncExitStack() as stack:
+                if self.settings.run_pipeline_in_process:
+                    worker = PipelineWorker(self.settings, http=self.http, providers=self.image_providers,
+                                            engine=self.engine)
+                    await stack.enter_async_context(worker.running())
+                yield self
         finally:
             await self.http.aclose()
             await anyio.to_thread.run_sync(self.logs.close)

@@ -52,3 +52,23 @@ CHAT_REQUEST = {
         }
     },
 }
+
+IMAGE_REQUEST = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["model", "prompt"],
+                "properties": {
+                    "model": {"type": "string", "example": "google/nano-banana-pro"},
+                    "prompt": {"type": "string", "example": "A cinematic photo of a robot reading API docs"},
+                    "size": {"type": "string", "pattern": "^[0-9]+x[0-9]+$", "example": "1024x1024"},
+                    "n": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1},
+                    "webhook_url": {"type": "string", "format": "uri",
+                                    "description": "receives a signed POST when the task ends"},
+                },
+            }
+        }
+    },
+}
