@@ -51,8 +51,8 @@ migrate: $(DEPS)
 	mkdir -p data
 	$(PY) -m store migrate
 
-# Dashboard + mounted /api/v1 on one port, Reflex production mode (the frontend
-# build is reused when nothing changed). Ready when /ping answers "pong".
+# Dashboard + mounted /api/v1 on one port, Reflex production mode (frontend
+# packages are reused; the ~4 s vite build reruns each start). Ready: /ping -> "pong".
 run: $(DEPS) $(BUN_STAMP) migrate
 	exec scripts/serve.sh
 
