@@ -191,8 +191,8 @@ class PipelineWorker:
         if tasks.aware(task.deadline_at) <= utcnow():
             if provider is not None and task.provider_task_id:
                 await provider.cancel(task.provider_task_id)
-            seconds = int((tasks.aware(task.deadline_at) - tasks.aware(task.created_at)).total_seconds())
-            await self._fail(task, token, f"Image generation timed out after {seconds} s", timed_out=True)
+            seconds = (tasks.aware(task.deadline_at) - tasks.aware(task.created_at)).total_seconds()
+            await self._fail(task, token, f"Image generation timed out after {round(seconds, 1):g} s", timed_out=True)
             return
         if provider is None or not provider.configured:
             log.warning("image task %s: provider %r is not configured here", task.id, task.provider)

@@ -1,0 +1,79 @@
+"""Signed media URLs and webhook signatures: pure functions, checked to the byte."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from store import signing
+
+SECRET = "test-secret-key-0123456789abcdef"
+PATH = "img_" + "ab" * 16 + "/0.png"
+NOW = 1_700_000_000.0
+
+
+def parts(url: str) -> tuple[str, str, str]:
+    split = urlsplit(url)
+    query = parse_qs(split.query)
+    return split.path.removeprefix("/api/v1/files/"), query["expires"][0], query["sig"][0]
+
+
+def test_a_signed_url_verifies_until_it_expires():
+    url = signing.signed_media_url(SECRET, PATH, ttl_s=3600, now=NOW, base="https://host")
+    assert url.startswith(f"https://host/api/v1/files/{PATH}?expires=")
+    path, expires, sig = parts(url)
+    assert path == PATH
+    assert int(expires) >= NOW + 3600
+    assert int(expires) % signing.EXPIRY_STEP_S == 0
+    assert signing.verify_media(SECRET, path, expires, sig, now=NOW)
+    assert signing.verify_media(SECRET, path, expires, sig, now=int(expires))
+    assert not signing.verify_media(SECRET, path, expires, sig, now=int(expires) + 1)
+
+
+def test_urls_made_within_one_step_are_identical_so_browsers_can_cache_them():
+    a = signing.signed_media_url(SECRET, PATH, ttl_s=3600, now=NOW)
+    b = signing.signed_media_url(SECRET, PATH, ttl_s=3600, now=NOW + 1)
+    assert a == b
+
+
+@pytest.mark.parametrize("change", ["path", "expires", "sig", "secret"])
+def test_any_change_breaks_the_signature(change):
+    path, expires, sig = parts(signing.signed_media_url(SECRET, PATH, ttl_s=60, now=NOW))
+    secret = SECRET
+    if change == "path":
+        path = path.replace("/0.png", "/1.png")
+    elif change == "expires":
+        expires = str(int(expires) + 300)
+    elif change == "sig":
+        sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    else:
+        secret = SECRET + "x"
+    assert not signing.verify_media(secret, path, expires, sig, now=NOW)
+
+
+@pytest.mark.parametrize("expires, sig", [(None, "00"), ("123", None), ("soon", "00"), ("", "")])
+def test_missing_or_malformed_parameters_do_not_verify(expires, sig):
+    assert not signing.verify_media(SECRET, PATH, expires, sig, now=NOW)
+
+
+@pytest.mark.parametrize("path", ["../secret_key", "img_x/../../secret_key", "img_x/0.exe", "a/b/0.png", "/etc/0.png"])
+def test_paths_outside_the_media_pattern_never_verify_even_when_signed(path):
+    expires = int(NOW) + 600
+    sig = signing.media_signature(SECRET, path, expires)
+    assert not signing.verify_media(SECRET, path, expires, sig, now=NOW)
+
+
+def test_webhook_signature_is_hmac_sha256_of_the_body_under_the_users_secret():
+    import hashlib
+    import hmac
+
+    secret = signing.webhook_secret(SECRET, 7)
+    assert secret.startswith("whsec_") and secret != signing.webhook_secret(SECRET, 8)
+    body = b'{"task_id":"img_1","status":"succeeded"}'
+    header = signing.webhook_signature(secret, body)
+    assert header == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert signing.verify_webhook(secret, body, header)
+    assert not signing.verify_webhook(secret, body + b" ", header)
+    assert not signing.verify_webhook(signing.webhook_secret(SECRET, 8), body, header)
+    assert not signing.verify_webhook(secret, body, None)
