@@ -7,7 +7,8 @@ from typing import Any, AsyncIterator
 import httpx
 import orjson
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+import anyio
+from starlette.responses import Response
 
 from ..body import check_types, read_json_object, require_model
 from ..context import RequestContext
@@ -16,6 +17,7 @@ from ..guard import admit, context_of, runtime_of
 from ..providers import UpstreamError
 from ..providers.openrouter import relay_events
 from ..runtime import Runtime
+from ..streaming import RelayResponse
 from .docs import CHAT_REQUEST, ERRORS
 
 router = APIRouter()
@@ -83,7 +85,7 @@ async def chat_completions(request: Request) -> Response:
     except UpstreamError as exc:
         await runtime.refund(ctx, str(exc))
         raise provider_error(exc) from None
-    return StreamingResponse(
+    return RelayResponse(
         _relay(upstream, model_id, ctx, runtime),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
@@ -117,4 +119,5 @@ async def _relay(upstream: httpx.Response, model_id: str, ctx: RequestContext, r
         await runtime.refund(ctx, str(exc))
         yield b"data: " + error_body("provider_error", str(exc)) + b"\n\n"
     finally:
-        await upstream.aclose()
+        with anyio.CancelScope(shield=True):  # runs while being cancelled by a disconnect
+            await upstream.aclose()

@@ -1,0 +1,34 @@
+"""A streaming response that always notices when the client goes away.
+
+Starlette, under ASGI 2.4 servers, stops watching for `http.disconnect` and waits for
+`send` to fail instead; some servers drop writes to a closed socket silently, so a
+relay would go on pulling from the upstream for nobody. This response always listens
+for the disconnect beside the stream and closes the body iterator either way, so the
+upstream call ends as soon as the client does.
+"""
+
+from __future__ import annotations
+
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+
+class RelayResponse(StreamingResponse):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream() -> None:
+                    try:
+                        await self.stream_response(send)
+                    except OSError:  # the client is gone
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()

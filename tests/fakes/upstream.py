@@ -1,0 +1,185 @@
+"""A fake OpenAI-compatible upstream (chat completions), served for real over HTTP.
+
+Raw ASGI so that it costs next to nothing per request (the benchmark uses it as the
+zero-delay baseline). What it does depends on the last message's content:
+
+    "fail:NNN"     answer HTTP NNN with an error body
+    "hang"         wait 30 s before answering (past any test timeout)
+    "malformed"    answer 200 with a body that is not JSON
+    "gate"         stream: send the first chunk, then wait until `release()` is called
+    "slow"         stream: one chunk every 50 ms, 200 chunks
+    anything else  answer "echo: <content>" (streamed word by word when `stream: true`)
+
+It records every request body and counts streams that began, finished, or were cut
+off by the other side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import orjson
+import uvicorn
+
+
+@dataclass
+class Stats:
+    bodies: list[dict] = field(default_factory=list)
+    streams_started: int = 0
+    streams_finished: int = 0
+    streams_cancelled: int = 0
+
+
+class FakeUpstream:
+    def __init__(self, record: bool = True) -> None:
+        self.stats = Stats()
+        self.record = record
+        self._gate: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def release(self) -> None:
+        """Let a "gate" stream go on (called from the test's thread)."""
+        if self._loop is not None and self._gate is not None:
+            self._loop.call_soon_threadsafe(self._gate.set)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self._loop = asyncio.get_running_loop()
+                    self._gate = asyncio.Event()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if not scope["path"].endswith("/chat/completions"):
+            await _respond(send, 404, b'{"error":{"message":"not found"}}')
+            return
+        request = orjson.loads(body)
+        if self.record:
+            self.stats.bodies.append(request)
+        content = str(request["messages"][-1].get("content", ""))
+        if content.startswith("fail:"):
+            await _respond(send, int(content[5:]), b'{"error":{"message":"upstream says no"}}')
+        elif content == "hang":
+            await asyncio.sleep(30)
+            await _respond(send, 200, orjson.dumps(_completion(request, "late")))
+        elif content == "malformed":
+            await _respond(send, 200, b"{this is not json")
+        elif request.get("stream"):
+            await self._stream_until_disconnect(request, content, receive, send)
+        else:
+            await _respond(send, 200, orjson.dumps(_completion(request, f"echo: {content}")))
+
+    async def _stream_until_disconnect(self, request: dict, content: str, receive, send) -> None:
+        """Stream, and stop the moment the other side hangs up (uvicorn drops writes to a
+        closed socket silently, so the disconnect has to be watched for)."""
+        streaming = asyncio.ensure_future(self._stream(request, content, send))
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            streaming.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await streaming
+        except asyncio.CancelledError:
+            pass
+        finally:
+            watcher.cancel()
+
+    async def _stream(self, request: dict, content: str, send) -> None:
+        self.stats.streams_started += 1
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        if content == "slow":
+            words = [f"w{i} " for i in range(200)]
+        else:
+            words = [w + " " for w in f"echo: {content}".split()]
+        try:
+            for i, word in enumerate(words):
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": b"data: " + orjson.dumps(_chunk(request, word)) + b"\n\n"})
+                if content == "gate" and i == 0:
+                    await self._gate.wait()
+                    self._gate.clear()
+                elif content == "slow":
+                    await asyncio.sleep(0.05)
+            usage = {"prompt_tokens": 1, "completion_tokens": len(words), "total_tokens": 1 + len(words)}
+            final = _chunk(request, "", finish_reason="stop") | {"usage": usage}
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
+            await send({"type": "http.response.body", "body": b""})
+            self.stats.streams_finished += 1
+        except (OSError, asyncio.CancelledError):
+            self.stats.streams_cancelled += 1
+            raise
+
+
+async def _respond(send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _completion(request: dict, text: str) -> dict:
+    return {
+        "id": "gen-fake-1", "object": "chat.completion", "created": int(time.time()), "model": request["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+
+
+def _chunk(request: dict, text: str, finish_reason: str | None = None) -> dict:
+    return {"id": "gen-fake-s", "object": "chat.completion.chunk", "created": 1, "model": request["model"],
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServedUpstream:
+    """Runs a FakeUpstream on 127.0.0.1 in a background thread (like httpx's serve_in_thread)."""
+
+    def __init__(self, port: int | None = None, record: bool = True) -> None:
+        self.app = FakeUpstream(record=record)
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
+                                                     log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "ServedUpstream":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake upstream did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+if __name__ == "__main__":  # python -m tests.fakes.upstream PORT (used by `make bench`)
+    import sys
+
+    uvicorn.run(FakeUpstream(record=False), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                access_log=False)
