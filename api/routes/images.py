@@ -26,10 +26,11 @@ from ..providers import UpstreamError
 from ..providers.images import ImageJob
 from ..runtime import Runtime
 from ..webhooks import valid_webhook_url
-from .chat import provider_error
 from .docs import ERRORS, IMAGE_REQUEST
 
 router = APIRouter()
+TASK_ERRORS = ERRORS | {404: ERRORS[404] | {"description": "task_not_found"}}
+FILE_ERRORS = {403: ERRORS[403] | {"description": "invalid_signature"}, 404: ERRORS[404] | {"description": "not_found"}}
 
 SIZE_RE = re.compile(r"([1-9][0-9]{1,4})x([1-9][0-9]{1,4})")
 MIN_SIDE, MAX_SIDE = 64, 8192
@@ -39,6 +40,10 @@ TASK_ID_RE = re.compile(r"img_[0-9a-f]{32}")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 # How long the submitting request keeps workers off its task while it submits upstream.
 SUBMIT_HOLD_MARGIN_S = 30.0
+
+
+def provider_error(exc: UpstreamError) -> ApiError:
+    return ApiError("provider_error", str(exc), status=504 if exc.timeout else 502)
 
 
 def _validate(body: dict[str, Any]) -> tuple[str, str, str | None, int, str | None]:
@@ -134,7 +139,7 @@ async def create_image(request: Request) -> Response:
     return _answer(task, request, runtime, status=tasks.PENDING)
 
 
-@router.get("/images/generations/{task_id}", summary="Read an image task (the caller's own)", responses=ERRORS)
+@router.get("/images/generations/{task_id}", summary="Read an image task (the caller's own)", responses=TASK_ERRORS)
 async def get_image(task_id: str, request: Request) -> Response:
     runtime, ctx = runtime_of(request), context_of(request)
     key = await admit(request)
@@ -159,7 +164,7 @@ async def webhook_secret(request: Request) -> Response:
 @router.get(
     "/files/{path:path}",
     summary="A generated file, through a signed URL (no bearer key)",
-    responses={403: ERRORS[403] | {"description": "invalid_signature"}, 404: ERRORS[404]},
+    responses=FILE_ERRORS,
 )
 async def get_file(path: str, request: Request) -> Response:
     runtime = runtime_of(request)

@@ -409,3 +409,11 @@ async def test_an_image_model_added_by_the_admin_is_usable(client, engine, calle
     assert response.status_code == 200
     assert balance(engine, user) == 97
     assert upstream.bodies[0]["path"] == "/v1/models/black-forest-labs/flux-schnell/predictions"
+
+
+async def test_openapi_documents_the_image_routes(client):
+    schema = (await client.get("/api/v1/openapi.json")).json()
+    post = schema["paths"]["/images/generations"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "prompt"]
+    assert "404" in schema["paths"]["/images/generations/{task_id}"]["get"]["responses"]
+    assert "403" in schema["paths"]["/files/{path}"]["get"]["responses"]
