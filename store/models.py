@@ -145,6 +145,7 @@ class ImageTask(SQLModel, table=True):
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_image_tasks_user_idempotency"),
         sa.Index("ix_image_tasks_due", "status", "next_poll_at"),
         sa.Index("ix_image_tasks_user_id_created", "user_id", "created_at"),
+        sa.Index("ix_image_tasks_webhook_due", "webhook_status", "webhook_next_at"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
