@@ -41,7 +41,8 @@ class Runtime:
         self.keys = KeyCache(settings.key_cache_ttl_s)
         self.registry = RegistryCache(settings.key_cache_ttl_s)
         self.logs = logs.RequestLogWriter(
-            self.engine, interval=settings.log_flush_interval_s, batch_size=settings.log_batch_size
+            self.engine, interval=settings.log_flush_interval_s, batch_size=settings.log_batch_size,
+            retention_days=settings.log_retention_days,
         )
         self.http: httpx.AsyncClient | None = None
         self.chat: OpenRouterChat | None = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ from sqlmodel import Session, select
 
 from . import keys
 from .db import session_for
-from .models import RequestLog
+from .models import RequestLog, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,33 @@ def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> None:
         keys.touch_last_used(session, used=used)
 
 
+def purge_request_logs(session: Session, *, older_than_days: int, chunk: int = 5000) -> int:
+    """Delete rows older than the retention, a chunk per transaction so that no lock is
+    held for long. Returns how many were deleted."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    deleted = 0
+    while True:
+        ids = sa.select(RequestLog.id).where(RequestLog.created_at < cutoff).limit(chunk)
+        result = session.execute(sa.delete(RequestLog).where(RequestLog.id.in_(ids.scalar_subquery())))
+        session.commit()
+        deleted += result.rowcount
+        if result.rowcount < chunk:
+            return deleted
+
+
 class RequestLogWriter:
     """Queues rows in memory and writes them from one background thread.
 
     `submit` is a deque append (no I/O, no lock held by the caller's loop). The thread
     writes whatever is queued every `interval` seconds or as soon as `batch_size` rows
     wait; `close` writes everything left, so nothing is lost at shutdown. A batch that
-    fails to write is retried before newer rows, never dropped silently.
+    fails to write is retried before newer rows, never dropped silently. The same thread
+    purges rows older than `retention_days` every `purge_every` seconds (0 days: keep all).
     """
 
     def __init__(self, engine: Engine, *, interval: float = 0.2, batch_size: int = 500,
-                 on_write: Callable[[int], None] | None = None) -> None:
+                 on_write: Callable[[int], None] | None = None, retention_days: int = 0,
+                 purge_every: float = 3600.0) -> None:
         self._engine = engine
         self._interval = interval
         self._batch_size = batch_size
@@ -54,7 +71,11 @@ class RequestLogWriter:
         self._stopping = False
         self._on_write = on_write
         self._thread: threading.Thread | None = None
+        self._retention_days = retention_days
+        self._purge_every = purge_every
+        self._next_purge = 0.0
         self.written = 0
+        self.purged = 0
 
     def start(self) -> None:
         if self._thread is None:
@@ -92,6 +113,13 @@ class RequestLogWriter:
                 self.flush()
             except Exception:
                 log.exception("writing request logs failed; will retry")
+            if self._retention_days and time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + self._purge_every
+                try:
+                    with session_for(self._engine) as session:
+                        self.purged += purge_request_logs(session, older_than_days=self._retention_days)
+                except Exception:
+                    log.exception("purging old request logs failed; will retry")
 
     def close(self) -> None:
         self._stopping = True

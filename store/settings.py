@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Request-log batching: rows are written at most this often, or when this many wait.
     log_flush_interval_s: float = Field(0.2, gt=0)
     log_batch_size: int = Field(500, gt=0)
+    # Request logs older than this are purged in the background (0 keeps them forever).
+    log_retention_days: int = Field(90, ge=0)
     # Upstream 429/5xx and connection failures are retried this many times, with
     # backoff, but only while nothing has been sent to the client.
     upstream_retries: int = Field(1, ge=0, le=5)
