@@ -56,3 +56,29 @@ def test_invalid_key_fields_change_nothing(session, engine, name, rpm):
     with pytest.raises(InvalidInput):
         keys.issue_key(session, secret_key=TEST_SECRET, user_id=user.id, name=name, rate_limit_per_minute=rpm)
     assert keys.list_keys(session, user_id=user.id) == []
+
+
+def test_verification_does_the_same_work_whether_the_prefix_exists_or_not(session, engine):
+    """No early exit on a known prefix: both lookups run one identical query by HMAC."""
+    import sqlalchemy as sa
+
+    user = make_user(engine)
+    issued = keys.issue_key(session, secret_key=TEST_SECRET, user_id=user.id, name="k", rate_limit_per_minute=0)
+    known_prefix = issued.secret[:12] + "Z" * (len(issued.secret) - 12)
+    unknown_prefix = "sk_live_" + "Q" * (len(issued.secret) - 8)
+    seen: list[tuple[str, tuple]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert keys.verify_key(session, secret_key=TEST_SECRET, raw=known_prefix) is None
+        first = list(seen)
+        seen.clear()
+        assert keys.verify_key(session, secret_key=TEST_SECRET, raw=unknown_prefix) is None
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    assert [s for s, _ in first] == [s for s, _ in seen] and len(seen) == 1
+    for _, params in first + seen:
+        assert not any(isinstance(p, str) and p.startswith("sk_live_") for p in params)
