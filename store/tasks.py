@@ -139,6 +139,13 @@ def _due(now: datetime):
     )
 
 
+def _any(session: Session, condition) -> bool:
+    """A read before the claiming write: an idle worker takes no write lock (SQLite has one)."""
+    found = session.execute(sa.select(ImageTask.id).where(condition).limit(1)).first() is not None
+    session.rollback()
+    return found
+
+
 def claim_due_tasks(session: Session, *, limit: int, lease_s: float,
                     now: datetime | None = None) -> list[ImageTask]:
     """Take up to `limit` due tasks for `lease_s` seconds; each comes back running.
@@ -146,6 +153,8 @@ def claim_due_tasks(session: Session, *, limit: int, lease_s: float,
     The returned task's `attempts` is the claim token the worker passes back.
     """
     now = now or utcnow()
+    if not _any(session, _due(now)):
+        return []
     candidates = select(ImageTask.id).where(_due(now)).order_by(ImageTask.next_poll_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
@@ -272,6 +281,8 @@ def claim_due_webhooks(session: Session, *, limit: int, lease_s: float,
     """Take finished tasks whose webhook is due; the lease pushes `webhook_next_at` ahead."""
     now = now or utcnow()
     due = sa.and_(ImageTask.webhook_status == WEBHOOK_PENDING, ImageTask.webhook_next_at <= now)
+    if not _any(session, due):
+        return []
     candidates = select(ImageTask.id).where(due).order_by(ImageTask.webhook_next_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
