@@ -9,6 +9,7 @@ dashboard passes it to Reflex as `api_transformer`, and `api.app:app` serves it 
 from __future__ import annotations
 
 import contextlib
+import re
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -86,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = runtime
     app.mount("/api/v1", ApiMiddleware(create_v1(runtime), runtime))
+    # Starlette's mount pattern stops at a newline ("." without DOTALL), so a path such as
+    # /api/v1/x%0Ay would fall through to the outer app and answer outside the error shape.
+    app.router.routes[-1].path_regex = re.compile(r"^/api/v1/(?P<path>.*)$", re.DOTALL)
     return app
 
 

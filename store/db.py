@@ -22,11 +22,11 @@ def get_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engine:
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
-    if database and database != ":memory:":
+    in_memory = not database or database == ":memory:"
+    if not in_memory:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10, max_overflow=20
-    )
+    pool = {} if in_memory else {"pool_size": 10, "max_overflow": 20}
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):

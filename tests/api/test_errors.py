@@ -199,6 +199,12 @@ async def test_unknown_path_is_404_in_error_shape(client):
     assert_error(await client.post("/api/v1/chat/completions/extra"), 404, "not_found")
 
 
+async def test_paths_with_encoded_newlines_stay_in_the_api(client):
+    # Found by the fuzzer: Starlette's mount pattern stopped at "\n".
+    assert_error(await client.get("/api/v1/images/generations/%0A0"), 401, "invalid_api_key")
+    assert_error(await client.get("/api/v1/%0A"), 404, "not_found")
+
+
 async def test_wrong_method_is_405_in_error_shape(client):
     assert_error(await client.delete("/api/v1/models"), 405, "method_not_allowed")
     assert_error(await client.get(CHAT), 405, "method_not_allowed")
