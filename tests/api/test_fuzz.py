@@ -7,13 +7,11 @@ shape with one of the spec's codes, and leave the ledger alone whenever it is re
 
 from __future__ import annotations
 
-import threading
-import time
+import contextlib
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from sqlmodel import func, select
 
@@ -27,7 +25,8 @@ from store.settings import Settings
 
 from ..conftest import TEST_SECRET, make_settings
 from ..factories import make_key, make_user
-from ..fakes.upstream import ServedUpstream, free_port
+from ..fakes.upstream import ServedUpstream
+from ..serving import serve
 from .fake_replicate import FakeUpstream
 
 _spec = create_v1(Runtime(Settings(_env_file=None, database_url="sqlite://", secret_key=TEST_SECRET))).openapi()
@@ -35,42 +34,31 @@ schema = schemathesis.openapi.from_dict(_spec)
 
 
 class Fuzzed:
-    def __init__(self, tmp_path) -> None:
-        self.chat = ServedUpstream(record=False).__enter__()
-        self.images = FakeUpstream().start()
+    def __init__(self, tmp_path, stack: contextlib.ExitStack) -> None:
+        chat = stack.enter_context(ServedUpstream(record=False))
+        images = FakeUpstream().start()
+        stack.callback(images.stop)
         url = f"sqlite:///{tmp_path}/fuzz.db"
         migrate(url)
         self.engine = get_engine(url)
         self.user = make_user(self.engine, credits=1_000_000)
         self.key = make_key(self.engine, self.user, rpm=0)
         app = create_app(make_settings(
-            url, tmp_path, openrouter_base_url=self.chat.base_url, replicate_base_url=f"{self.images.url}/v1",
+            url, tmp_path, openrouter_base_url=chat.base_url, replicate_base_url=f"{images.url}/v1",
             webhook_allow_private=True, max_body_bytes=64 * 1024,
         ))
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        self.base_url = f"http://127.0.0.1:{self.port}/api/v1"
+        base, _ = stack.enter_context(serve(app))
+        self.base_url = f"{base}/api/v1"
 
     def ledger(self) -> tuple[int, int]:
         with session_for(self.engine) as s:
             return s.exec(select(func.count(LedgerEntry.id), func.coalesce(func.sum(LedgerEntry.amount), 0))).one()
 
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.images.stop()
-        self.chat.__exit__(None, None, None)
-
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory):
-    target = Fuzzed(tmp_path_factory.mktemp("fuzz"))
-    yield target
-    target.close()
+    with contextlib.ExitStack() as stack:
+        yield Fuzzed(tmp_path_factory.mktemp("fuzz"), stack)
 
 
 @schema.parametrize()

@@ -8,6 +8,8 @@ zero-delay baseline). What it does depends on the last message's content:
     "malformed"    answer 200 with a body that is not JSON
     "gate"         stream: send the first chunk, then wait until `release()` is called
     "slow"         stream: one chunk every 50 ms, 200 chunks
+    "cut"          stream: one chunk, then the connection is dropped
+    "once:NNN"     answer HTTP NNN the first time this exact content is seen, then as usual
     anything else  answer "echo: <content>" (streamed word by word when `stream: true`)
 
 It records every request body and counts streams that began, finished, or were cut
@@ -39,6 +41,7 @@ class FakeUpstream:
         self.stats = Stats()
         self.record = record
         self._gate: asyncio.Event | None = None
+        self._seen: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def release(self) -> None:
@@ -70,7 +73,11 @@ class FakeUpstream:
         if self.record:
             self.stats.bodies.append(request)
         content = str(request["messages"][-1].get("content", ""))
-        if content.startswith("fail:"):
+        first_time = content not in self._seen
+        self._seen.add(content)
+        if content.startswith("once:") and first_time:
+            await _respond(send, int(content[5:]), b'{"error":{"message":"upstream hiccup"}}')
+        elif content.startswith("fail:"):
             await _respond(send, int(content[5:]), b'{"error":{"message":"upstream says no"}}')
         elif content == "hang":
             await asyncio.sleep(30)
@@ -112,6 +119,8 @@ class FakeUpstream:
             for i, word in enumerate(words):
                 await send({"type": "http.response.body", "more_body": True,
                             "body": b"data: " + orjson.dumps(_chunk(request, word)) + b"\n\n"})
+                if content == "cut":
+                    raise ConnectionAbortedError("the fake upstream drops the connection")
                 if content == "gate" and i == 0:
                     await self._gate.wait()
                     self._gate.clear()
@@ -123,6 +132,8 @@ class FakeUpstream:
                         "body": b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
             await send({"type": "http.response.body", "body": b""})
             self.stats.streams_finished += 1
+        except ConnectionAbortedError:
+            raise
         except (OSError, asyncio.CancelledError):
             self.stats.streams_cancelled += 1
             raise

@@ -1,0 +1,179 @@
+"""Upstream faults against a real fake upstream, through the app served for real.
+
+For each fault: the exact status and code, the refund (or, for an abandoned stream, the
+charge) recorded once, one log row, and no upstream connection or task left open.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+import pytest
+from sqlmodel import select
+
+from api.app import create_app
+from store import credits
+from store.db import session_for
+from store.models import LedgerEntry, RequestLog
+
+from ..conftest import make_settings
+from ..factories import make_key, make_user
+from ..fakes.upstream import ServedUpstream, free_port
+from ..serving import serve
+
+
+@pytest.fixture
+def upstream():
+    with ServedUpstream() as served:
+        yield served
+
+
+def platform(database_url, tmp_path, base_url, **overrides):
+    settings = make_settings(database_url, tmp_path, openrouter_base_url=base_url, upstream_timeout_s=1.0,
+                             **overrides)
+    return create_app(settings)
+
+
+def call(base, key, content, stream=False, **kw):
+    body = {"model": "openai/gpt-5", "messages": [{"role": "user", "content": content}], "stream": stream}
+    return httpx.post(f"{base}/api/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {key}"}, timeout=10, **kw)
+
+
+def ledger_kinds(engine, request_id):
+    with session_for(engine) as s:
+        return sorted(e.kind for e in s.exec(select(LedgerEntry).where(LedgerEntry.ref == request_id)))
+
+
+def log_row(engine, app, request_id):
+    """The request's one log row (queued just after the response's last byte, so wait a moment)."""
+    deadline = time.monotonic() + 5
+    while True:
+        app.state.runtime.logs.flush()
+        with session_for(engine) as s:
+            rows = list(s.exec(select(RequestLog).where(RequestLog.request_id == request_id)))
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(rows) == 1
+    return rows[0]
+
+
+def busy_upstream_connections(app) -> int:
+    pool = app.state.runtime.http._transport._pool
+    return sum(1 for c in pool.connections if not c.is_idle())
+
+
+def settle(spy, baseline: int) -> int:
+    deadline = time.monotonic() + 5
+    while spy.task_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return spy.task_count()
+
+
+@pytest.mark.parametrize(
+    "content,status,retried",
+    [
+        ("fail:500", 502, True),
+        ("fail:429", 502, True),
+        ("fail:400", 502, False),
+        ("hang", 504, False),
+        ("malformed", 502, False),
+    ],
+)
+def test_failed_call_is_refunded_once_and_logged(database_url, tmp_path, engine, upstream, content, status, retried):
+    app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=1)
+    user = make_user(engine, credits=9)
+    key = make_key(engine, user)
+    with serve(app) as (base, spy):
+        baseline = spy.task_count()
+        seen = len(upstream.app.stats.bodies)
+        r = call(base, key, content)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, "provider_error")
+        assert len(upstream.app.stats.bodies) - seen == (2 if retried else 1)
+        rid = r.headers["x-request-id"]
+        assert ledger_kinds(engine, rid) == ["charge", "refund"]
+        with session_for(engine) as s:
+            assert credits.balance(s, user_id=user.id) == 9
+        row = log_row(engine, app, rid)
+        assert (row.status, row.error_code, row.credit_cost) == (status, "provider_error", 0)
+        assert busy_upstream_connections(app) == 0
+        assert settle(spy, baseline) == baseline
+
+
+def test_refused_connection_is_502_and_refunded(database_url, tmp_path, engine):
+    app = platform(database_url, tmp_path, f"http://127.0.0.1:{free_port()}/v1", upstream_retries=1)
+    user = make_user(engine, credits=3)
+    key = make_key(engine, user)
+    with serve(app) as (base, _):
+        r = call(base, key, "hi")
+        assert (r.status_code, r.json()["error"]["code"]) == (502, "provider_error")
+        assert ledger_kinds(engine, r.headers["x-request-id"]) == ["charge", "refund"]
+        assert log_row(engine, app, r.headers["x-request-id"]).error_code == "provider_error"
+
+
+def test_a_hiccup_is_retried_and_charged_once(database_url, tmp_path, engine, upstream):
+    app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=1)
+    user = make_user(engine, credits=3)
+    key = make_key(engine, user)
+    with serve(app) as (base, _):
+        r = call(base, key, "once:503")
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "echo: once:503"
+        assert ledger_kinds(engine, r.headers["x-request-id"]) == ["charge"]
+
+
+def test_no_retry_when_retries_are_off(database_url, tmp_path, engine, upstream):
+    app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=0)
+    key = make_key(engine, make_user(engine, credits=3))
+    with serve(app) as (base, _):
+        seen = len(upstream.app.stats.bodies)
+        assert call(base, key, "once:500").status_code == 502
+        assert len(upstream.app.stats.bodies) - seen == 1
+
+
+def test_stream_cut_midway_ends_with_error_event_and_refund(database_url, tmp_path, engine, upstream):
+    app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=1)
+    user = make_user(engine, credits=3)
+    key = make_key(engine, user)
+    with serve(app) as (base, spy):
+        baseline = spy.task_count()
+        seen = len(upstream.app.stats.bodies)
+        r = call(base, key, "cut", stream=True)
+        assert r.status_code == 200
+        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+        assert orjson.loads(events[0])["choices"][0]["delta"]["content"] == "echo: "
+        assert orjson.loads(events[-1])["error"]["code"] == "provider_error"
+        assert len(upstream.app.stats.bodies) - seen == 1  # bytes were sent: never retried
+        rid = r.headers["x-request-id"]
+        assert ledger_kinds(engine, rid) == ["charge", "refund"]
+        row = log_row(engine, app, rid)
+        assert (row.status, row.error_code, row.credit_cost, row.stream) == (200, "provider_error", 0, True)
+        assert busy_upstream_connections(app) == 0
+        assert settle(spy, baseline) == baseline
+
+
+def test_client_leaving_a_slow_stream_is_charged_once_and_closes_upstream(database_url, tmp_path, engine, upstream):
+    app = platform(database_url, tmp_path, upstream.base_url)
+    user = make_user(engine, credits=3)
+    key = make_key(engine, user)
+    stats = upstream.app.stats
+    with serve(app) as (base, spy):
+        baseline = spy.task_count()
+        body = {"model": "openai/gpt-5", "stream": True, "messages": [{"role": "user", "content": "slow"}]}
+        with httpx.stream("POST", f"{base}/api/v1/chat/completions", json=body, timeout=10,
+                          headers={"Authorization": f"Bearer {key}"}) as r:
+            rid = r.headers["x-request-id"]
+            next(r.iter_lines())
+        deadline = time.monotonic() + 5
+        while stats.streams_cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stats.streams_cancelled == 1
+        assert ledger_kinds(engine, rid) == ["charge"]
+        with session_for(engine) as s:
+            assert credits.balance(s, user_id=user.id) == 0
+        row = log_row(engine, app, rid)
+        assert (row.status, row.credit_cost, row.stream) == (200, 3, True)
+        assert busy_upstream_connections(app) == 0
+        assert settle(spy, baseline) == baseline
