@@ -238,3 +238,16 @@ async def test_keys_are_stored_only_as_hmac_hashes(engine, user_key):
     with engine.connect() as conn:
         dump = repr([tuple(r) for r in conn.exec_driver_sql("SELECT * FROM api_keys")])
     assert secret not in dump and secret[12:-4] not in dump
+
+
+async def test_no_log_row_is_lost_at_shutdown(settings, engine, user_key):
+    from api.app import create_app
+
+    app = create_app(settings.model_copy(update={"log_flush_interval_s": 3600, "log_batch_size": 10_000}))
+    async with app.state.runtime.running():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            ids = [(await c.get("/api/v1/models", headers=auth(user_key[1]))).headers["x-request-id"] for _ in range(25)]
+        with session_for(engine) as s:
+            assert s.exec(select(RequestLog)).all() == []  # nothing written yet: all queued
+    with session_for(engine) as s:
+        assert sorted(r.request_id for r in s.exec(select(RequestLog))) == sorted(ids)
