@@ -24,6 +24,7 @@ from ..factories import auth, make_key, make_user
 from .fake_replicate import FakeUpstream, pipeline_settings
 
 MODEL = "google/nano-banana-pro"
+BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,7 @@ def assert_refunded_once(engine, user, task_id):
 # ---------------------------------------------------------------- failures refund exactly once
 
 
+@BOTH
 async def test_provider_failure_fails_the_task_and_refunds_once(client, engine, caller, upstream, worker):
     user, key = caller
     upstream.scenario.final = "failed"
@@ -110,6 +112,7 @@ async def test_provider_failure_fails_the_task_and_refunds_once(client, engine, 
     assert response.json()["error"]["code"] == "provider_error"
 
 
+@BOTH
 async def test_upstream_cancel_fails_the_task_and_refunds_once(client, engine, caller, upstream, worker):
     user, key = caller
     upstream.scenario.final = "canceled"
@@ -119,6 +122,7 @@ async def test_upstream_cancel_fails_the_task_and_refunds_once(client, engine, c
     assert_refunded_once(engine, user, task_id)
 
 
+@BOTH
 async def test_timeout_fails_cancels_upstream_and_refunds_once(app, database_url, tmp_path, engine, caller, upstream):
     user, key = caller
     settings = pipeline_settings(database_url, tmp_path, upstream, task_timeout_s=0.3, run_pipeline_in_process=False)
@@ -182,6 +186,7 @@ async def test_an_interrupted_refund_is_repaired_by_the_sweep(engine, caller):
 # ---------------------------------------------------------------- restarts
 
 
+@BOTH
 async def test_a_restart_in_the_middle_resumes_the_task(database_url, tmp_path, engine, caller, upstream):
     user, key = caller
     settings = pipeline_settings(database_url, tmp_path, upstream)  # worker in process, as served
@@ -213,6 +218,7 @@ async def test_a_restart_in_the_middle_resumes_the_task(database_url, tmp_path, 
     assert money(engine, user) == (90, [("grant", 100), ("charge", -10)])
 
 
+@BOTH
 async def test_a_crashed_workers_claim_lapses_and_another_worker_finishes(client, engine, caller, upstream,
                                                                           worker, settings):
     user, key = caller
@@ -308,6 +314,7 @@ async def drive_webhook(worker, engine, task_id, timeout=10.0):
     return hook_state(engine, task_id)
 
 
+@BOTH
 async def test_webhook_is_signed_and_a_failing_receiver_is_retried(client, engine, caller, upstream, worker):
     user, key = caller
     upstream.scenario.hook_failures = 2
