@@ -1,4 +1,6 @@
-"""Upstream provider clients. They raise UpstreamError; routes decide refunds and statuses."""
+"""Upstream provider clients. They raise UpstreamError; routes decide refunds."""
+
+from ..errors import ApiError
 
 
 class UpstreamError(Exception):
@@ -8,3 +10,7 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.timeout = timeout
         self.retryable = retryable
+
+    def as_api_error(self) -> ApiError:
+        """What the caller sees: `provider_error`, 504 when the upstream timed out, else 502."""
+        return ApiError("provider_error", str(self), status=504 if self.timeout else 502)

@@ -49,10 +49,6 @@ def _validate(body: dict[str, Any]) -> tuple[str, bool]:
     return model, bool(body.get("stream"))
 
 
-def provider_error(exc: UpstreamError) -> ApiError:
-    return ApiError("provider_error", str(exc), status=504 if exc.timeout else 502)
-
-
 @router.post(
     "/chat/completions",
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for server-sent events)",
@@ -76,7 +72,7 @@ async def chat_completions(request: Request) -> Response:
             data = await chat.complete(body)
         except UpstreamError as exc:
             await runtime.refund(ctx, str(exc))
-            raise provider_error(exc) from None
+            raise exc.as_api_error() from None
         data["model"] = model_id
         ctx.usage, ctx.upstream_id = data.get("usage"), data.get("id")
         return Response(orjson.dumps(data), media_type="application/json")
@@ -84,7 +80,7 @@ async def chat_completions(request: Request) -> Response:
         upstream = await chat.open_stream(body)
     except UpstreamError as exc:
         await runtime.refund(ctx, str(exc))
-        raise provider_error(exc) from None
+        raise exc.as_api_error() from None
     return RelayResponse(
         _relay(upstream, model_id, ctx, runtime),
         media_type="text/event-stream",

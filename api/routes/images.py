@@ -42,10 +42,6 @@ _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "
 SUBMIT_HOLD_MARGIN_S = 30.0
 
 
-def provider_error(exc: UpstreamError) -> ApiError:
-    return ApiError("provider_error", str(exc), status=504 if exc.timeout else 502)
-
-
 def _validate(body: dict[str, Any]) -> tuple[str, str, str | None, int, str | None]:
     model = require_model(body)
     prompt = body.get("prompt")
@@ -132,7 +128,7 @@ async def create_image(request: Request) -> Response:
             await runtime.db(tasks.fail_task, task_id=task.id, token=0, reason=str(exc),
                              timed_out=exc.timeout, notify=False, forget_idempotency_key=True)
             ctx.credit_cost = 0
-            raise provider_error(exc) from None
+            raise exc.as_api_error() from None
         task.provider_task_id = ctx.upstream_id = submission.provider_task_id
         await runtime.db(tasks.mark_submitted, task_id=task.id, provider_task_id=submission.provider_task_id,
                          poll_in_s=s.task_poll_interval_s)
