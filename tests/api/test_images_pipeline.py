@@ -19,7 +19,7 @@ from store import credits, registry, signing, tasks
 from store.db import session_for
 from store.models import ImageTask, LedgerEntry, RequestLog
 
-from ..conftest import TEST_SECRET, flush_logs
+from ..conftest import flush_logs
 from ..factories import auth, make_key, make_user
 from .fake_replicate import FakeUpstream, pipeline_settings
 

@@ -7,7 +7,6 @@ import uuid
 from collections import Counter
 
 import httpx
-import pytest
 
 from api.app import create_app
 
