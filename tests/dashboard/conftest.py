@@ -1,0 +1,77 @@
+"""Dashboard fixtures: the settings the dashboard reads, sessions, and states to call handlers on.
+
+The dashboard reads its configuration the way it does in production, from the
+environment through `get_settings()`; each test points it at its own database.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import pytest
+import reflex as rx
+
+from store import sessions
+from store.db import session_for
+from store.settings import get_settings
+
+from ..conftest import TEST_SECRET
+from ..factories import make_user
+
+S = TypeVar("S", bound=rx.State)
+SIGNUP_CREDITS = 25
+
+
+@pytest.fixture
+def dash_settings(database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("SIGNUP_CREDITS", str(SIGNUP_CREDITS))
+    monkeypatch.setenv("DEFAULT_RATE_LIMIT_PER_MINUTE", "60")
+    monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
+    for name in ("REDIS_URL", "ADMIN_EMAIL", "ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def cookie_for(engine, user) -> str:
+    """A `Cookie:` header that signs `user` in (a real session row)."""
+    with session_for(engine) as s:
+        token = sessions.create_session(s, secret_key=TEST_SECRET, user_id=user.id)
+    return f"theme=dark; platform_session={token}"
+
+
+def state_for(state_cls: type[S], cookie: str = "", path: str = "/") -> S:
+    """A fresh state tree for one browser tab, as if its websocket sent `cookie`."""
+    root = rx.State(_reflex_internal_init=True)
+    root.router_data = root._update_router_vars(
+        {"headers": {"cookie": cookie, "host": "platform.test"}, "pathname": path, "asPath": path}, {}
+    )
+    return root.get_substate(state_cls.get_full_name().split("."))
+
+
+@pytest.fixture
+def user(engine, dash_settings):
+    return make_user(engine, credits=100)
+
+
+@pytest.fixture
+def admin(engine, dash_settings):
+    return make_user(engine, admin=True)
+
+
+def redirect_target(event) -> str | None:
+    """Where an `rx.redirect(...)` event sends the browser (None for any other event)."""
+    if event is None or getattr(event.handler.fn, "__name__", "") != "_redirect":
+        return None
+    return dict((name._js_expr, value) for name, value in event.args)["path"]._var_value
+
+
+def toast_says(event, text: str) -> bool:
+    return event is not None and getattr(event.handler.fn, "__name__", "") == "_call_function" and text in repr(event)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_bcrypt: keep bcrypt at its real cost in this test")
