@@ -1,0 +1,49 @@
+"""Who is asking: the session cookie, resolved on the server for every request and event.
+
+The cookie is set by the backend routes in `auth_routes` (HttpOnly, so page script
+never sees the token). Reflex hands each event the headers of the page's websocket,
+cookie included, so every event handler can resolve the person afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from store import sessions
+
+from . import backend
+
+COOKIE_NAME = "platform_session"
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The signed-in person, as the dashboard needs them."""
+
+    id: int
+    email: str
+    is_admin: bool
+    api_enabled: bool
+
+
+def token_from_cookie_header(header: str | None) -> str | None:
+    """The session token in a raw `Cookie:` header, or None."""
+    for part in (header or "").split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == COOKIE_NAME and value:
+            return value.strip('"')
+    return None
+
+
+def _lookup(session, *, token: str | None) -> Viewer | None:
+    user = sessions.resolve_session(session, secret_key=backend.settings().secret_key, token=token)
+    if user is None:
+        return None
+    return Viewer(id=user.id, email=user.email, is_admin=user.is_admin, api_enabled=user.api_enabled)
+
+
+async def viewer_from_cookie(header: str | None) -> Viewer | None:
+    token = token_from_cookie_header(header)
+    if token is None:
+        return None
+    return await backend.run(_lookup, token=token)

@@ -1,0 +1,18 @@
+"""Every path the dashboard serves or links to, in one place."""
+
+HOME = "/"  # the landing page when signed out, the Overview when signed in
+LOGIN = "/login"
+REGISTER = "/register"
+API_KEYS = "/settings/api-keys"
+CREDITS = "/credits"
+LOGS = "/logs"
+IMAGES = "/images"
+ADMIN_MODELS = "/admin/models"
+ADMIN_USERS = "/admin/users"
+
+# Backend routes (FastAPI, in `auth_routes`), and the API's own docs.
+AUTH_REGISTER = "/auth/register"
+AUTH_LOGIN = "/auth/login"
+AUTH_LOGOUT = "/auth/logout"
+EXPORT_LOGS = "/export/logs.csv"
+API_DOCS = "/api/v1/docs"
