@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from sqlmodel import select
 
@@ -217,3 +218,33 @@ async def test_openapi_and_docs_are_served(client):
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     docs = await client.get("/api/v1/docs")
     assert docs.status_code == 200 and "/api/v1/openapi.json" in docs.text
+
+
+@pytest.mark.parametrize(
+    "path,field",
+    [("/api/v1/chat/completions", "messages"), ("/api/v1/images/generations", "prompt")],
+)
+async def test_oversized_bodies_on_every_endpoint_are_413_and_change_nothing(settings, engine, path, field):
+    import httpx
+
+    from api.app import create_app
+
+    user = make_user(engine, credits=100)
+    secret = make_key(engine, user)
+    app = create_app(settings.model_copy(update={"max_body_bytes": 4096}))
+    big = "x" * 5000
+    body = {"model": "openai/gpt-5", "messages": [{"role": "user", "content": big}]} if field == "messages" \
+        else {"model": "google/nano-banana-pro", "prompt": big}
+
+    async def chunks():  # no Content-Length: the limit must hold while streaming in
+        raw = orjson.dumps(body)
+        for i in range(0, len(raw), 1000):
+            yield raw[i:i + 1000]
+
+    async with app.state.runtime.running():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.post(path, content=chunks(), headers={**auth(secret), "content-type": "application/json"})
+    assert_error(r, 413, "request_too_large")
+    with session_for(engine) as s:
+        assert credits.balance(s, user_id=user.id) == 100
+        assert [e.kind for e in s.exec(select(LedgerEntry))] == ["grant"]  # only the starting credits

@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from store import signing
 
@@ -77,3 +79,34 @@ def test_webhook_signature_is_hmac_sha256_of_the_body_under_the_users_secret():
     assert not signing.verify_webhook(secret, body + b" ", header)
     assert not signing.verify_webhook(signing.webhook_secret(SECRET, 8), body, header)
     assert not signing.verify_webhook(secret, body, None)
+
+
+# Properties: any signed media URL verifies until it expires; any other (path, expires,
+# sig) triple -- a change to any part, or arbitrary text -- never does.
+
+media_paths = st.builds(
+    lambda task, i, ext: f"img_{task}/{i}.{ext}",
+    st.text("0123456789abcdef", min_size=32, max_size=32), st.integers(0, 3), st.sampled_from(["png", "jpg", "webp"]),
+)
+
+
+@given(path=media_paths, ttl=st.integers(1, 86_400), now=st.floats(1e9, 2e9), later=st.floats(0, 200_000))
+def test_property_signed_urls_verify_exactly_until_expiry(path, ttl, now, later):
+    url_path, expires, sig = parts(signing.signed_media_url(SECRET, path, ttl_s=ttl, now=now))
+    assert url_path == path
+    assert signing.verify_media(SECRET, path, expires, sig, now=now + later) == (now + later <= int(expires))
+
+
+@given(path=media_paths, other=media_paths, bump=st.integers(1, 10**6), secret=st.text(min_size=16, max_size=40))
+def test_property_no_other_triple_verifies(path, other, bump, secret):
+    _, expires, sig = parts(signing.signed_media_url(SECRET, path, ttl_s=600, now=NOW))
+    if other != path:
+        assert not signing.verify_media(SECRET, other, expires, sig, now=NOW)
+    assert not signing.verify_media(SECRET, path, str(int(expires) + bump), sig, now=NOW)
+    if secret != SECRET:
+        assert not signing.verify_media(secret, path, expires, sig, now=NOW)
+
+
+@given(expires=st.one_of(st.none(), st.text(max_size=12)), sig=st.one_of(st.none(), st.text(max_size=70)))
+def test_property_arbitrary_parameters_never_verify(expires, sig):
+    assert not signing.verify_media(SECRET, PATH, expires, sig, now=NOW)
