@@ -6,14 +6,18 @@ This module only assembles `rx.App`; pages live in `dashboard.pages`.
 import reflex as rx
 
 from api.app import create_app
-from dashboard.pages import home
+from dashboard import auth_routes
+from dashboard.pages import add_all_pages
 
 # The OpenAI-compatible API, mounted into Reflex's backend (same port as the
 # dashboard). FastAPI's own lifespan does not run when mounted, so the API's
 # runtime (shared HTTP clients, background workers) runs as a Reflex lifespan task.
 api_app = create_app()
+# Sign-in, sign-out and the CSV export are plain backend routes; they must be on
+# the app before Reflex mounts itself behind it as the catch-all.
+api_app.include_router(auth_routes.build_router())
 
 app = rx.App(api_transformer=api_app)
 app.register_lifespan_task(api_app.state.runtime.running)
 
-home.add_pages(app)
+add_all_pages(app)

@@ -1,1 +1,10 @@
-"""Dashboard pages; each module has `add_pages(app)`."""
+"""Dashboard pages; each module has `add_pages(app)` and keeps its state beside its page."""
+
+import reflex as rx
+
+from . import admin_models, admin_users, api_keys, auth, credits, home, images, logs
+
+
+def add_all_pages(app: rx.App) -> None:
+    for module in (home, auth, api_keys, credits, logs, images, admin_models, admin_users):
+        module.add_pages(app)

@@ -44,12 +44,20 @@ def cookie_for(engine, user) -> str:
 
 
 def state_for(state_cls: type[S], cookie: str = "", path: str = "/") -> S:
-    """A fresh state tree for one browser tab, as if its websocket sent `cookie`."""
+    """A fresh state tree for one browser tab on `path` (may have a ?query), as if its
+    websocket had sent `cookie`."""
     root = rx.State(_reflex_internal_init=True)
-    root.router_data = root._update_router_vars(
-        {"headers": {"cookie": cookie, "host": "platform.test"}, "pathname": path, "asPath": path}, {}
-    )
+    set_connection(root, cookie=cookie, path=path)
     return root.get_substate(state_cls.get_full_name().split("."))
+
+
+def set_connection(state: rx.State, *, cookie: str, path: str = "/") -> None:
+    """What Reflex does for each event: the connection's headers and the page's URL."""
+    root = state._get_root_state()
+    root.router_data = root._update_router_vars(
+        {"headers": {"cookie": cookie, "host": "platform.test"}, "pathname": path.split("?")[0], "asPath": path},
+        root.router_data,
+    )
 
 
 @pytest.fixture
@@ -64,13 +72,13 @@ def admin(engine, dash_settings):
 
 def redirect_target(event) -> str | None:
     """Where an `rx.redirect(...)` event sends the browser (None for any other event)."""
-    if event is None or getattr(event.handler.fn, "__name__", "") != "_redirect":
+    if event is None or event.handler.fn.__qualname__ != "_redirect":
         return None
     return dict((name._js_expr, value) for name, value in event.args)["path"]._var_value
 
 
 def toast_says(event, text: str) -> bool:
-    return event is not None and getattr(event.handler.fn, "__name__", "") == "_call_function" and text in repr(event)
+    return event is not None and event.handler.fn.__qualname__ == "_call_function" and text in repr(event)
 
 
 def pytest_configure(config):

@@ -1,0 +1,40 @@
+"""Form parts with visible labels (screen readers and the browser tests find fields by them)."""
+
+from __future__ import annotations
+
+import reflex as rx
+from reflex_components_core.el.elements.forms import Form
+
+
+class PostForm(Form):
+    """A plain HTML form that the browser submits itself, to a backend route.
+
+    `rx.el.form` adds a submit handler that prevents the browser's own submission;
+    the sign-in forms need exactly that submission, so the cookie comes back from the
+    server in the response and page script never holds the token.
+    """
+
+    @classmethod
+    def create(cls, *children, **props) -> rx.Component:
+        return super(Form, cls).create(*children, **props)
+
+
+post_form = PostForm.create
+
+LABEL_STYLE = {"font_size": "var(--font-size-2)", "font_weight": "500"}
+
+
+def field(label: str, control_id: str, control: rx.Component, *, hint: str | None = None) -> rx.Component:
+    """A visible label above its control (`control_id` is the control's `id`)."""
+    children = [rx.el.label(label, html_for=control_id, style=LABEL_STYLE), control]
+    if hint:
+        children.append(rx.text(hint, size="1", color_scheme="gray"))
+    return rx.vstack(*children, spacing="1", width="100%", align="stretch")
+
+
+def error_callout(message: rx.Var) -> rx.Component:
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", width="100%"),
+        rx.fragment(),
+    )

@@ -1,0 +1,250 @@
+"""Settings → API Keys: create (the full key shown once), list, disable / enable, revoke."""
+
+from __future__ import annotations
+
+import reflex as rx
+from sqlmodel import Session
+
+from store import keys
+from store.errors import StoreError
+
+from .. import backend, routes
+from ..components.forms import error_callout, field
+from ..components.layout import page_shell
+from ..state import SessionState
+from ..views import KeyRow, key_row
+
+RATE_LIMIT_ERROR = f"Rate limit must be a whole number from 0 to {keys.MAX_RATE_LIMIT} (0 = unlimited)."
+
+
+def _rows(session: Session, *, user_id: int) -> list[KeyRow]:
+    return [key_row(k) for k in keys.list_keys(session, user_id=user_id)]
+
+
+def _issue(session: Session, *, user_id: int, name: str, rpm: int) -> tuple[str, list[KeyRow]]:
+    issued = keys.issue_key(session, secret_key=backend.settings().secret_key, user_id=user_id, name=name,
+                            rate_limit_per_minute=rpm)
+    return issued.secret, _rows(session, user_id=user_id)
+
+
+def _set_enabled(session: Session, *, user_id: int, key_id: int, enabled: bool) -> list[KeyRow]:
+    keys.set_key_enabled(session, key_id=key_id, enabled=enabled, user_id=user_id)
+    return _rows(session, user_id=user_id)
+
+
+def _revoke(session: Session, *, user_id: int, key_id: int) -> list[KeyRow]:
+    keys.revoke_key(session, key_id=key_id, user_id=user_id)
+    return _rows(session, user_id=user_id)
+
+
+def parse_rate_limit(text: str) -> int | None:
+    text = (text or "").strip()
+    if not text.isdigit() or int(text) > keys.MAX_RATE_LIMIT:
+        return None
+    return int(text)
+
+
+class KeysState(SessionState):
+    keys: list[KeyRow] = []
+    error: str = ""
+    default_rate_limit: str = "60"
+    # The full key just created: shown once, dropped on dismiss and on the next page load.
+    new_key: str = ""
+    new_key_name: str = ""
+    revoke_id: int = 0
+    revoke_name: str = ""
+
+    @rx.event
+    async def load(self):
+        self.reset()
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        self.default_rate_limit = str(backend.settings().default_rate_limit_per_minute)
+        self.keys = await backend.run(_rows, user_id=viewer.id)
+
+    @rx.event
+    async def create_key(self, form_data: dict):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        name = str(form_data.get("name", "") or "").strip()
+        rpm = parse_rate_limit(str(form_data.get("rate_limit", "")))
+        if rpm is None:
+            self.error = RATE_LIMIT_ERROR
+            return
+        try:
+            self.new_key, self.keys = await backend.run(_issue, user_id=viewer.id, name=name, rpm=rpm)
+        except StoreError as exc:
+            self.error = str(exc).capitalize() + "."
+            return
+        self.new_key_name, self.error = name, ""
+        return rx.set_value("key-name", "")
+
+    @rx.event
+    def dismiss_new_key(self):
+        self.new_key, self.new_key_name = "", ""
+
+    @rx.event
+    async def set_enabled(self, key_id: int, enabled: bool):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        try:
+            self.keys = await backend.run(_set_enabled, user_id=viewer.id, key_id=int(key_id), enabled=bool(enabled))
+        except StoreError as exc:
+            self.error = str(exc).capitalize() + "."
+
+    @rx.event
+    def ask_revoke(self, key_id: int, name: str):
+        self.revoke_id, self.revoke_name = int(key_id), name
+
+    @rx.event
+    def cancel_revoke(self):
+        self.revoke_id, self.revoke_name = 0, ""
+
+    @rx.event
+    async def revoke_key(self, key_id: int):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        self.revoke_id, self.revoke_name = 0, ""
+        try:
+            self.keys = await backend.run(_revoke, user_id=viewer.id, key_id=int(key_id))
+        except StoreError as exc:
+            self.error = str(exc).capitalize() + "."
+
+
+def _create_form() -> rx.Component:
+    return rx.card(
+        rx.form(
+            rx.vstack(
+                rx.heading("Create a key", size="3", as_="h2"),
+                rx.flex(
+                    rx.box(field("Name", "key-name", rx.input(id="key-name", name="name", required=True, max_length=100,
+                                                          placeholder="e.g. production server")), flex="2",
+                           min_width="14rem"),
+                    rx.box(field("Rate limit", "rate-limit",
+                                 rx.input(id="rate-limit", name="rate_limit", type="number", min=0,
+                                          max=keys.MAX_RATE_LIMIT, default_value=KeysState.default_rate_limit,
+                                          key=KeysState.default_rate_limit),
+                                 hint="Requests per minute; 0 means unlimited."), flex="1", min_width="10rem"),
+                    rx.box(rx.button("Create key", type="submit"), padding_top="1.5em"),
+                    spacing="3",
+                    wrap="wrap",
+                    width="100%",
+                ),
+                error_callout(KeysState.error),
+                spacing="3",
+                width="100%",
+            ),
+            on_submit=KeysState.create_key,
+            reset_on_submit=False,
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _new_key_panel() -> rx.Component:
+    return rx.cond(
+        KeysState.new_key != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("triangle_alert")),
+            rx.vstack(
+                rx.text(rx.text.strong("Copy your new key “", KeysState.new_key_name, "” now."),
+                        " It is shown only this once: the platform keeps only a hash of it, so it cannot show "
+                        "it again. If you lose it, revoke it and create another."),
+                rx.hstack(
+                    rx.code(KeysState.new_key, size="3", id="new-key", style={"word_break": "break-all"}),
+                    rx.button(rx.icon("copy", size=16), "Copy", size="2",
+                              on_click=[rx.set_clipboard(KeysState.new_key), rx.toast.success("Key copied")]),
+                    align="center",
+                    wrap="wrap",
+                ),
+                rx.button("I have saved it", size="1", variant="soft", on_click=KeysState.dismiss_new_key),
+                spacing="2",
+            ),
+            color_scheme="amber",
+            role="alert",
+            width="100%",
+        ),
+    )
+
+
+def _status(status: rx.Var) -> rx.Component:
+    return rx.badge(status, color_scheme=rx.match(status, ("active", "green"), ("disabled", "gray"), "red"),
+                    variant="soft")
+
+
+def _key_row(k: rx.Var) -> rx.Component:
+    live = k.status != "revoked"
+    return rx.table.row(
+        rx.table.cell(k.name),
+        rx.table.cell(rx.code(k.display, variant="ghost")),
+        rx.table.cell(k.created),
+        rx.table.cell(k.last_used),
+        rx.table.cell(k.rate_limit),
+        rx.table.cell(_status(k.status)),
+        rx.table.cell(rx.cond(
+            live,
+            rx.hstack(
+                rx.cond(
+                    k.status == "active",
+                    rx.button("Disable", size="1", variant="soft", color_scheme="gray",
+                              on_click=KeysState.set_enabled(k.id, False)),
+                    rx.button("Enable", size="1", variant="soft", on_click=KeysState.set_enabled(k.id, True)),
+                ),
+                rx.button("Revoke", size="1", variant="soft", color_scheme="red",
+                          on_click=KeysState.ask_revoke(k.id, k.name)),
+            ),
+        )),
+    )
+
+
+def _revoke_dialog() -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.content(
+            rx.alert_dialog.title("Revoke this key?"),
+            rx.alert_dialog.description(
+                "“", KeysState.revoke_name, "” stops working at once, for good. Programs using it get "
+                "invalid_api_key."),
+            rx.flex(
+                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray",
+                                                 on_click=KeysState.cancel_revoke)),
+                rx.alert_dialog.action(rx.button("Revoke key", color_scheme="red",
+                                                 on_click=KeysState.revoke_key(KeysState.revoke_id))),
+                spacing="3",
+                justify="end",
+                margin_top="1em",
+            ),
+        ),
+        open=KeysState.revoke_id != 0,
+    )
+
+
+def api_keys_page() -> rx.Component:
+    return page_shell(
+        "API Keys",
+        rx.text("Send a key as a bearer token: ", rx.code("Authorization: Bearer sk_live_…"),
+                ", with any OpenAI SDK pointed at this site's /api/v1.", size="2", color_scheme="gray"),
+        _new_key_panel(),
+        _create_form(),
+        rx.cond(
+            KeysState.keys.length() > 0,
+            rx.table.root(
+                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
+                                               ("Name", "Key", "Created (UTC)", "Last used", "Rate limit",
+                                                "Status", "")])),
+                rx.table.body(rx.foreach(KeysState.keys, _key_row)),
+                variant="surface",
+                width="100%",
+            ),
+            rx.callout("No keys yet. Create one above.", icon="info"),
+        ),
+        _revoke_dialog(),
+    )
+
+
+def add_pages(app: rx.App) -> None:
+    app.add_page(api_keys_page, route=routes.API_KEYS, title="API Keys", on_load=KeysState.load)

@@ -1,0 +1,113 @@
+"""Credits: the balance and the ledger (grants, charges, refunds), newest first, keyset-paged."""
+
+from __future__ import annotations
+
+import reflex as rx
+from sqlmodel import Session
+
+from store import credits
+
+from .. import backend, routes
+from ..components.layout import page_shell
+from ..state import SessionState
+from ..views import LedgerRow, ledger_row
+
+PAGE_SIZE = 25
+
+
+def _page(session: Session, *, user_id: int, before_id: int | None) -> tuple[int, list[LedgerRow], bool]:
+    entries = credits.ledger_page(session, user_id=user_id, limit=PAGE_SIZE + 1, before_id=before_id)
+    return (credits.balance(session, user_id=user_id), [ledger_row(e) for e in entries[:PAGE_SIZE]],
+            len(entries) > PAGE_SIZE)
+
+
+class CreditsState(SessionState):
+    balance: int = 0
+    entries: list[LedgerRow] = []
+    has_next: bool = False
+    page: int = 1
+    _cursors: list[int] = []
+
+    @rx.event
+    async def load(self):
+        self.reset()
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        await self._fetch(viewer.id)
+
+    async def _fetch(self, user_id: int) -> None:
+        before_id = self._cursors[-1] if self._cursors else None
+        self.balance, self.entries, self.has_next = await backend.run(_page, user_id=user_id, before_id=before_id)
+        self.page = len(self._cursors) + 1
+
+    @rx.event
+    async def next_page(self):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        if self.has_next and self.entries:
+            self._cursors = [*self._cursors, self.entries[-1].id]
+            await self._fetch(viewer.id)
+
+    @rx.event
+    async def previous_page(self):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        if self._cursors:
+            self._cursors = self._cursors[:-1]
+            await self._fetch(viewer.id)
+
+
+def _row(e: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(e.time, white_space="nowrap"),
+        rx.table.cell(rx.badge(e.kind, variant="soft",
+                               color_scheme=rx.match(e.kind, ("grant", "blue"), ("refund", "green"), "gray"))),
+        rx.table.cell(rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium"),
+                      text_align="right"),
+        rx.table.cell(e.balance_after, text_align="right"),
+        rx.table.cell(e.detail),
+    )
+
+
+def credits_page() -> rx.Component:
+    return page_shell(
+        "Credits",
+        rx.card(
+            rx.vstack(
+                rx.text("Balance", size="2", color_scheme="gray"),
+                rx.heading(CreditsState.balance.to_string() + " credits", size="7", id="balance"),
+                rx.text("Each request costs its model's credit price; a failed upstream call is refunded. "
+                        "Ask an admin for more credits.", size="1", color_scheme="gray"),
+                spacing="1",
+            ),
+        ),
+        rx.heading("Ledger", size="4", as_="h2"),
+        rx.cond(
+            CreditsState.entries.length() > 0,
+            rx.table.root(
+                rx.table.header(rx.table.row(
+                    rx.table.column_header_cell("Time (UTC)"), rx.table.column_header_cell("Kind"),
+                    rx.table.column_header_cell("Amount", text_align="right"),
+                    rx.table.column_header_cell("Balance after", text_align="right"),
+                    rx.table.column_header_cell("Details"),
+                )),
+                rx.table.body(rx.foreach(CreditsState.entries, _row)),
+                variant="surface",
+                width="100%",
+            ),
+            rx.callout("No credit movements yet.", icon="info"),
+        ),
+        rx.hstack(
+            rx.button("Newer", on_click=CreditsState.previous_page, disabled=CreditsState.page <= 1, variant="soft"),
+            rx.text("Page ", CreditsState.page, size="2"),
+            rx.button("Older", on_click=CreditsState.next_page, disabled=~CreditsState.has_next, variant="soft"),
+            align="center",
+        ),
+    )
+
+
+def add_pages(app: rx.App) -> None:
+    app.add_page(credits_page, route=routes.CREDITS, title="Credits", on_load=CreditsState.load)

@@ -1,0 +1,289 @@
+"""Logs: the user's request logs, filtered, keyset-paged, exported as CSV; a row opens its details."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import reflex as rx
+from sqlmodel import Session
+
+from store import keys, registry, usage
+from store.errors import StoreError
+
+from .. import backend, routes
+from ..components.layout import page_shell
+from ..components.forms import error_callout, field
+from ..state import SessionState
+from ..views import LogRow, log_row
+
+PAGE_SIZE = 50
+STATUS_OPTIONS = [("all", "Any status"), ("2xx", "Success (2xx)"), ("errors", "Errors (4xx and 5xx)"),
+                  ("4xx", "Client errors (4xx)"), ("5xx", "Server errors (5xx)"), ("400", "400"), ("401", "401"),
+                  ("402", "402 insufficient credits"), ("403", "403"), ("404", "404"),
+                  ("429", "429 rate limited"), ("502", "502 provider error"), ("503", "503"), ("504", "504")]
+
+
+def _page(session: Session, *, user_id: int, filters: usage.LogFilter, before_id: int | None) -> tuple[list[LogRow], bool]:
+    rows = usage.logs_page(session, user_id=user_id, filters=filters, limit=PAGE_SIZE + 1, before_id=before_id)
+    names = usage.key_names(session, user_id=user_id)
+    return [log_row(r, names) for r in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+
+
+def _options(session: Session, *, user_id: int) -> tuple[list[list[str]], list[str]]:
+    key_options = [[str(k.id), f"{k.name} ({k.prefix}…{k.last4})"] for k in keys.list_keys(session, user_id=user_id)]
+    return key_options, [m.id for m in registry.list_models(session)]
+
+
+def _detail(session: Session, *, user_id: int, log_id: int) -> LogRow | None:
+    row = usage.log_entry(session, user_id=user_id, log_id=log_id)
+    return None if row is None else log_row(row, usage.key_names(session, user_id=user_id))
+
+
+class LogsState(SessionState):
+    rows: list[LogRow] = []
+    has_next: bool = False
+    page: int = 1
+    error: str = ""
+    # The filter form, as typed, and the filter the rows show (query-string form).
+    key: str = "all"
+    model: str = "all"
+    status: str = "all"
+    since: str = ""
+    until: str = ""
+    applied: dict[str, str] = {}
+    key_options: list[list[str]] = []
+    model_options: list[str] = []
+    detail: LogRow = LogRow()
+    detail_open: bool = False
+    _cursors: list[int] = []  # before_id of each page after the first
+
+    @rx.var
+    def export_href(self) -> str:
+        query = urlencode(self.applied)
+        return f"{routes.EXPORT_LOGS}?{query}" if query else routes.EXPORT_LOGS
+
+    @rx.event
+    async def load(self):
+        self.reset()
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        self.key_options, self.model_options = await backend.run(_options, user_id=viewer.id)
+        await self._fetch(viewer.id)
+
+    async def _fetch(self, user_id: int) -> None:
+        filters = usage.LogFilter.parse(**self.applied)
+        before_id = self._cursors[-1] if self._cursors else None
+        self.rows, self.has_next = await backend.run(_page, user_id=user_id, filters=filters, before_id=before_id)
+        self.page = len(self._cursors) + 1
+
+    @rx.event
+    async def apply_filters(self, form_data: dict):
+        """Show the first page under the form's filters; a bad filter changes nothing."""
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        values = {name: str(form_data.get(name, "") or "") for name in ("key", "model", "status", "since", "until")}
+        try:
+            filters = usage.LogFilter.parse(**values)
+        except StoreError as exc:
+            self.error = str(exc)
+            return
+        self.error = ""
+        self.applied = filters.as_query()
+        self._cursors = []
+        await self._fetch(viewer.id)
+
+    @rx.event
+    async def clear_filters(self):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        self.key, self.model, self.status, self.since, self.until = "all", "all", "all", "", ""
+        self.error, self.applied, self._cursors = "", {}, []
+        await self._fetch(viewer.id)
+
+    @rx.event
+    async def next_page(self):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        if self.has_next and self.rows:
+            self._cursors = [*self._cursors, self.rows[-1].id]
+            await self._fetch(viewer.id)
+
+    @rx.event
+    async def previous_page(self):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        if self._cursors:
+            self._cursors = self._cursors[:-1]
+            await self._fetch(viewer.id)
+
+    @rx.event
+    async def show_detail(self, log_id: int):
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        detail = await backend.run(_detail, user_id=viewer.id, log_id=int(log_id))
+        if detail is not None:
+            self.detail, self.detail_open = detail, True
+
+    @rx.event
+    def set_detail_open(self, value: bool):
+        self.detail_open = value
+
+    @rx.event
+    def set_key(self, value: str):
+        self.key = value
+
+    @rx.event
+    def set_model(self, value: str):
+        self.model = value
+
+    @rx.event
+    def set_status(self, value: str):
+        self.status = value
+
+    @rx.event
+    def set_since(self, value: str):
+        self.since = value
+
+    @rx.event
+    def set_until(self, value: str):
+        self.until = value
+
+
+def status_badge(status: rx.Var, ok: rx.Var) -> rx.Component:
+    return rx.badge(status, color_scheme=rx.cond(ok, "green", "red"), variant="soft")
+
+
+def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
+    """The log rows as a table; with `details`, each row has a button that opens its details."""
+    headers = ["Time (UTC)", "Key", "Endpoint", "Model", "Status", "Error code", "Latency", "Credits"]
+
+    def row(r: rx.Var) -> rx.Component:
+        cells = [
+            rx.table.cell(r.time, white_space="nowrap"),
+            rx.table.cell(r.key),
+            rx.table.cell(rx.code(r.endpoint, variant="ghost", size="1")),
+            rx.table.cell(r.model),
+            rx.table.cell(status_badge(r.status, r.ok)),
+            rx.table.cell(r.error_code),
+            rx.table.cell(r.latency_ms.to_string() + " ms", white_space="nowrap"),
+            rx.table.cell(r.credits),
+        ]
+        if details:
+            cells.append(rx.table.cell(rx.button("Details", size="1", variant="ghost",
+                                                 on_click=LogsState.show_detail(r.id))))
+        return rx.table.row(*cells, on_double_click=LogsState.show_detail(r.id) if details else None)
+
+    return rx.table.root(
+        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers],
+                                     *([rx.table.column_header_cell("")] if details else []))),
+        rx.table.body(rx.foreach(rows, row)),
+        variant="surface",
+        size="1",
+        width="100%",
+    )
+
+
+def _select(label: str, name: str, value: rx.Var, on_change, *items: rx.Component) -> rx.Component:
+    return rx.box(
+        field(label, name, rx.select.root(rx.select.trigger(id=name, width="100%"), rx.select.content(*items),
+                                          name=name, value=value, on_change=on_change)),
+        min_width="12rem",
+    )
+
+
+def _filters() -> rx.Component:
+    return rx.form(
+        rx.flex(
+            _select("Key", "key", LogsState.key, LogsState.set_key,
+                    rx.select.item("All keys", value="all"),
+                    rx.foreach(LogsState.key_options, lambda o: rx.select.item(o[1], value=o[0]))),
+            _select("Model", "model", LogsState.model, LogsState.set_model,
+                    rx.select.item("All models", value="all"),
+                    rx.foreach(LogsState.model_options, lambda m: rx.select.item(m, value=m))),
+            _select("Status", "status", LogsState.status, LogsState.set_status,
+                    *[rx.select.item(text, value=v) for v, text in STATUS_OPTIONS]),
+            field("From", "since", rx.input(id="since", name="since", type="date", value=LogsState.since,
+                                            on_change=LogsState.set_since)),
+            field("To", "until", rx.input(id="until", name="until", type="date", value=LogsState.until,
+                                          on_change=LogsState.set_until)),
+            rx.hstack(
+                rx.button("Apply filters", type="submit"),
+                rx.button("Clear", type="button", variant="soft", color_scheme="gray",
+                          on_click=LogsState.clear_filters),
+                align="end",
+            ),
+            spacing="3",
+            wrap="wrap",
+            align="end",
+            width="100%",
+        ),
+        on_submit=LogsState.apply_filters,
+        width="100%",
+    )
+
+
+def _detail_dialog() -> rx.Component:
+    d = LogsState.detail
+
+    def item(label: str, value) -> rx.Component:
+        return rx.data_list.item(rx.data_list.label(label), rx.data_list.value(value))
+
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Request details"),
+            rx.data_list.root(
+                item("Request id", rx.code(d.request_id)),
+                item("Time (UTC)", d.time),
+                item("Key", d.key),
+                item("Endpoint", d.endpoint),
+                item("Model", d.model),
+                item("Status", status_badge(d.status, d.ok)),
+                item("Error code", d.error_code),
+                item("Latency", d.latency_ms.to_string() + " ms"),
+                item("Credits", d.credits),
+                item("Streamed", rx.cond(d.stream, "yes", "no")),
+                item("Tokens (prompt / completion / total)",
+                     d.prompt_tokens + " / " + d.completion_tokens + " / " + d.total_tokens),
+                item("Upstream id", d.upstream_id),
+                item("Image task", d.task_id),
+                size="2",
+            ),
+            rx.flex(rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")), justify="end",
+                    margin_top="1em"),
+            max_width="36rem",
+        ),
+        open=LogsState.detail_open,
+        on_open_change=LogsState.set_detail_open,
+    )
+
+
+def logs_page() -> rx.Component:
+    return page_shell(
+        "Logs",
+        _filters(),
+        error_callout(LogsState.error),
+        rx.cond(
+            LogsState.rows.length() > 0,
+            log_table(LogsState.rows, details=True),
+            rx.callout("No requests match.", icon="info"),
+        ),
+        rx.hstack(
+            rx.button("Newer", on_click=LogsState.previous_page, disabled=LogsState.page <= 1, variant="soft"),
+            rx.text("Page ", LogsState.page, size="2"),
+            rx.button("Older", on_click=LogsState.next_page, disabled=~LogsState.has_next, variant="soft"),
+            align="center",
+        ),
+        _detail_dialog(),
+        actions=rx.button(rx.el.a(rx.icon("download", size=16), "Export CSV", href=LogsState.export_href,
+                                  download="request-logs.csv"), as_child=True, variant="soft"),
+    )
+
+
+def add_pages(app: rx.App) -> None:
+    app.add_page(logs_page, route=routes.LOGS, title="Logs", on_load=LogsState.load)
