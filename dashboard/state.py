@@ -60,6 +60,7 @@ class SessionState(rx.State):
 
 def login_url(back_to: str | None) -> str:
     """The sign-in page, coming back to `back_to` afterwards."""
-    if back_to and back_to.startswith("/") and back_to not in (routes.HOME, routes.LOGIN):
+    back_to = (back_to or "").rstrip("/")  # the exported site serves /logs as /logs/
+    if back_to.startswith("/") and back_to != routes.LOGIN:
         return f"{routes.LOGIN}?{urlencode({'next': back_to})}"
     return routes.LOGIN

@@ -48,14 +48,14 @@ class LogRow:
 def log_row(row: RequestLog, key_names: dict[int, str]) -> LogRow:
     name = key_names.get(row.api_key_id) if row.api_key_id is not None else None
     prefix = f"{row.key_prefix}…" if row.key_prefix else ""
-    key = f"{name} ({prefix})" if name else prefix or "—"
+    key = f"{name} · {prefix}" if name else prefix or "—"
 
     def num(value: int | None) -> str:
         return "" if value is None else str(value)
 
     return LogRow(
         id=row.id, time=fmt_time(row.created_at, seconds=True), request_id=row.request_id, key=key,
-        endpoint=f"{row.method} {row.endpoint}", model=row.model or "—", status=row.status,
+        endpoint=f"{row.method} {row.endpoint.removeprefix('/api/v1')}", model=row.model or "—", status=row.status,
         ok=row.status < 400, error_code=row.error_code or "", latency_ms=row.latency_ms,
         credits=row.credit_cost, stream=row.stream, prompt_tokens=num(row.prompt_tokens),
         completion_tokens=num(row.completion_tokens), total_tokens=num(row.total_tokens),

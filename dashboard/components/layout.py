@@ -12,7 +12,8 @@ TITLE = "LLM API Platform"
 
 
 def _nav_link(label: str, href: str, icon: str) -> rx.Component:
-    active = SessionState.router.url.path == href
+    path = SessionState.router.url.path
+    active = (path == href) | (path == href + "/") if href != routes.HOME else path == href
     return rx.link(
         rx.hstack(rx.icon(icon, size=16, aria_hidden="true"), rx.text(label, size="2"), spacing="2",
                   align="center"),

@@ -167,7 +167,7 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
         cells = [
             rx.table.cell(r.time, white_space="nowrap"),
             rx.table.cell(r.key),
-            rx.table.cell(rx.code(r.endpoint, variant="ghost", size="1")),
+            rx.table.cell(rx.code(r.endpoint, variant="ghost", size="1"), white_space="nowrap"),
             rx.table.cell(r.model),
             rx.table.cell(status_badge(r.status, r.ok)),
             rx.table.cell(r.error_code),
@@ -179,13 +179,17 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
                                                  on_click=LogsState.show_detail(r.id))))
         return rx.table.row(*cells, on_double_click=LogsState.show_detail(r.id) if details else None)
 
-    return rx.table.root(
-        rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in headers],
-                                     *([rx.table.column_header_cell("")] if details else []))),
-        rx.table.body(rx.foreach(rows, row)),
-        variant="surface",
-        size="1",
+    return rx.box(
+        rx.table.root(
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h, white_space="nowrap") for h in headers],
+                                         *([rx.table.column_header_cell("")] if details else []))),
+            rx.table.body(rx.foreach(rows, row)),
+            variant="surface",
+            size="1",
+            width="100%",
+        ),
         width="100%",
+        overflow_x="auto",
     )
 
 
@@ -208,10 +212,10 @@ def _filters() -> rx.Component:
                     rx.foreach(LogsState.model_options, lambda m: rx.select.item(m, value=m))),
             _select("Status", "status", LogsState.status, LogsState.set_status,
                     *[rx.select.item(text, value=v) for v, text in STATUS_OPTIONS]),
-            field("From", "since", rx.input(id="since", name="since", type="date", value=LogsState.since,
-                                            on_change=LogsState.set_since)),
-            field("To", "until", rx.input(id="until", name="until", type="date", value=LogsState.until,
-                                          on_change=LogsState.set_until)),
+            rx.box(field("From", "since", rx.input(id="since", name="since", type="date", value=LogsState.since,
+                                                   on_change=LogsState.set_since)), width="10rem"),
+            rx.box(field("To", "until", rx.input(id="until", name="until", type="date", value=LogsState.until,
+                                                 on_change=LogsState.set_until)), width="10rem"),
             rx.hstack(
                 rx.button("Apply filters", type="submit"),
                 rx.button("Clear", type="button", variant="soft", color_scheme="gray",

@@ -271,7 +271,7 @@ async def test_overview(user, engine):
     assert len(state.chart) == 14 and state.chart[-1]["requests"] == 12 and state.chart[-1]["credits"] == 7
     assert (state.requests_total, state.credits_total) == (12, 7)
     assert len(state.recent) == 10 and state.recent[0].request_id == f"req-{user.id}-11"
-    assert state.recent[0].key == "test key (sk_live_abcd…)" and state.recent[0].model == "openai/gpt-5"
+    assert state.recent[0].key == "test key · sk_live_abcd…" and state.recent[0].model == "openai/gpt-5"
 
 
 async def test_logs_filters_paging_and_details(user, engine):

@@ -1,0 +1,180 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright) against the
+server as `make run` starts it. Fields, buttons and links are found by their accessible names.
+
+Playwright's sync API is used (it must not share pytest-asyncio's loop, hence this
+module of its own and no async fixtures).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import openai
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+ADMIN = ("admin@example.com", "admin password 1")
+PASSWORD = "browser password 1"
+WAIT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server) -> Page:
+    context = browser.new_context(base_url=live_server.base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(WAIT_MS)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def sign_up(page: Page, email: str) -> None:
+    page.goto("/register")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def sign_in(page: Page, email: str, password: str, then: str = "/") -> None:
+    page.goto(f"/login?next={then}" if then != "/" else "/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    if then == "/":
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    else:
+        page.wait_for_url(f"**{then}**")
+
+
+def open_page(page: Page, link: str, heading: str) -> None:
+    page.get_by_role("navigation").get_by_role("link", name=link, exact=True).click()
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+
+
+def reload_until(page: Page, locator, timeout_s: float = 15) -> None:
+    """Data written in the background (request logs) shows after a reload."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            expect(locator).to_be_visible(timeout=1500)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.reload()
+
+
+def test_sign_up_create_a_key_use_it_and_see_it_in_logs_and_credits(page, live_server):
+    email = f"new-{uuid.uuid4().hex[:8]}@example.com"
+    sign_up(page, email)
+    expect(page.get_by_text("0 credits")).to_be_visible()
+    assert live_server.cli("grant", email, "50", "--note", "browser test").returncode == 0
+
+    open_page(page, "API Keys", "API Keys")
+    expect(page.get_by_text("No keys yet")).to_be_visible()  # loaded: the form is live now
+    page.get_by_label("Name").fill("browser key")
+    page.get_by_label("Rate limit").fill("30")
+    page.get_by_role("button", name="Create key").click()
+    shown = page.locator("#new-key")
+    expect(shown).to_be_visible()
+    key = shown.inner_text().strip()
+    assert key.startswith("sk_live_") and len(key) >= 40
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    expect(page.get_by_text("It is shown only this once")).to_be_visible()
+    row = page.get_by_role("row").filter(has_text="browser key")
+    expect(row).to_contain_text(f"{key[:12]}…{key[-4:]}")
+    expect(row).to_contain_text("30/min")
+    expect(row).to_contain_text("active")
+
+    page.reload()
+    expect(page.get_by_role("row").filter(has_text="browser key")).to_be_visible()
+    expect(page.locator("#new-key")).to_have_count(0)
+    assert key not in page.content()
+
+    sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
+    answer = sdk.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "hello"}])
+    assert answer.choices[0].message.content == "echo: hello"
+
+    open_page(page, "Logs", "Logs")
+    logged = page.get_by_role("row").filter(has_text="openai/gpt-5").filter(has_text="browser key")
+    reload_until(page, logged)
+    expect(logged).to_contain_text("200")
+    expect(logged).to_contain_text("/chat/completions")
+    logged.get_by_role("button", name="Details").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Request details")
+
+    page.goto("/credits")
+    expect(page.locator("#balance")).to_have_text("47 credits")  # 50 granted, gpt-5 costs 3
+    expect(page.get_by_role("row").filter(has_text="browser test")).to_contain_text("+50")
+    expect(page.get_by_role("row").filter(has_text="charge")).to_contain_text("-3")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    page.goto("/settings/api-keys")
+    page.wait_for_url("**/login?next=%2Fsettings%2Fapi-keys")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_admin_edits_a_model_cost_and_the_api_shows_it(page, live_server):
+    model_id = f"acme/browser-{uuid.uuid4().hex[:6]}"
+    created = live_server.cli("set-model", model_id, "--category", "chat", "--provider", "openrouter", "--cost", "2")
+    assert created.returncode == 0, created.stderr
+    key = live_server.user_with_key(f"lister-{uuid.uuid4().hex[:6]}@example.com", credits=0)
+
+    sign_in(page, *ADMIN)
+    open_page(page, "Models", "Models")
+    row = page.get_by_role("row").filter(has_text=model_id).filter(has=page.get_by_role("button", name="Edit"))
+    expect(row).to_contain_text("2")
+    row.get_by_role("button", name="Edit").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Credit cost").fill("7")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_have_count(0)
+    expect(row.get_by_role("cell").nth(3)).to_have_text("7")
+    expect(page.get_by_role("row").filter(has_text=model_id).filter(has_text=ADMIN[0])).to_contain_text(
+        "credit_cost: 2 → 7")
+
+    deadline = time.monotonic() + 10
+    while True:  # the API caches the registry for a second
+        listed = httpx.get(f"{live_server.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        costs = {m["id"]: m["credit_cost"] for m in listed.json()["data"]}
+        if costs.get(model_id) == 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert costs[model_id] == 7
+
+
+def test_a_plain_user_sees_no_admin_controls(page, live_server):
+    email = f"plain-{uuid.uuid4().hex[:8]}@example.com"
+    assert live_server.cli("create-user", email, "--password", PASSWORD).returncode == 0
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Wrong email or password.")
+
+    sign_in(page, email, PASSWORD, then="/admin/models")
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    expect(page.get_by_text("This page is for admins.")).to_be_visible()
+    nav = page.get_by_role("navigation")
+    expect(nav.get_by_role("link", name="Overview")).to_be_visible()
+    expect(nav.get_by_role("link", name="Models")).to_have_count(0)
+    expect(nav.get_by_role("link", name="Users")).to_have_count(0)
+    expect(page.get_by_role("button", name="Edit")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add model")).to_have_count(0)
+    expect(page.get_by_role("table")).to_have_count(0)
