@@ -87,6 +87,10 @@ class RequestLog(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_request_logs_user_id_id", "user_id", "id"),
         sa.Index("ix_request_logs_created_at", "created_at"),
+        # The dashboard's Logs page (migration 0003): newest first, per user, by model or key.
+        sa.Index("ix_request_logs_user_created", "user_id", "created_at", "id"),
+        sa.Index("ix_request_logs_user_model_created", "user_id", "model", "created_at", "id"),
+        sa.Index("ix_request_logs_user_key_created", "user_id", "api_key_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,9 +1,11 @@
 """What the dashboard reads: usage per day, the request-log page, and its CSV export.
 
-The log page is keyset-paginated on the log id (newest first): a page is
-`… WHERE user_id = ? [AND filters] AND id < :last_id_seen ORDER BY id DESC LIMIT n`,
-which the `(user_id, id)` index answers without counting or skipping rows, however
-deep the page. Filters narrow it; see `bench/logs_query.py` for timings on 1M rows.
+The log page is newest first and keyset-paginated on (created_at, id): a page is
+`… WHERE user_id = ? [AND filters] AND (created_at, id) < (:last seen) ORDER BY
+created_at DESC, id DESC LIMIT n`, which an index on (user_id[, model | api_key_id],
+created_at, id) answers by reading only that page's rows, however deep the page and
+whatever the date range (migration 0003). No count is ever taken. Timings on 1M rows:
+`bench/logs_query.py`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from sqlmodel import Session, select
 
 from .db import session_for
 from .errors import InvalidInput
-from .models import ApiKey, LedgerEntry, RequestLog, utcnow
+from .models import ApiKey, RequestLog, utcnow
 
+TASK_METHOD = "TASK"  # the log row of an image task's end (see store.tasks), not a request
 STATUS_CLASSES = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600), "errors": (400, 600)}
 MAX_PAGE = 200
 
@@ -99,6 +102,22 @@ def _filtered(query, user_id: int, filters: LogFilter):
     return query
 
 
+NEWEST_FIRST = (RequestLog.created_at.desc(), RequestLog.id.desc())
+
+
+def _after(query, session: Session, user_id: int, before_id: int | None):
+    """Rows that come after row `before_id` (newest first); none if it is not the user's."""
+    if before_id is None:
+        return query
+    cursor = session.execute(
+        sa.select(RequestLog.created_at).where(RequestLog.id == before_id, RequestLog.user_id == user_id)
+    ).scalar_one_or_none()
+    if cursor is None:
+        return query.where(sa.false())
+    return query.where(sa.tuple_(RequestLog.created_at, RequestLog.id) < sa.tuple_(
+        sa.literal(cursor, RequestLog.created_at.type), sa.literal(before_id)))
+
+
 def logs_page(
     session: Session, *, user_id: int, filters: LogFilter = LogFilter(), limit: int = 50,
     before_id: int | None = None,
@@ -107,10 +126,8 @@ def logs_page(
 
     Pass the last id of a page as `before_id` for the next one.
     """
-    query = _filtered(select(RequestLog), user_id, filters)
-    if before_id is not None:
-        query = query.where(RequestLog.id < before_id)
-    rows = list(session.exec(query.order_by(RequestLog.id.desc()).limit(max(1, min(limit, MAX_PAGE)))))
+    query = _after(_filtered(select(RequestLog), user_id, filters), session, user_id, before_id)
+    rows = list(session.exec(query.order_by(*NEWEST_FIRST).limit(max(1, min(limit, MAX_PAGE)))))
     session.rollback()
     return rows
 
@@ -143,31 +160,29 @@ def _utc_day(session: Session, column):
 
 
 def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date | None = None) -> list[DayUsage]:
-    """Requests and credits spent on each of the last `days` UTC days, oldest first, zeros included."""
+    """Requests and credits spent on each of the last `days` UTC days, oldest first, zeros included.
+
+    Both come from the request logs: a log row's credit_cost is what that request was
+    finally charged (0 when refunded), and an image task's end row carries minus its
+    refund, so the sum per day is what the ledger's charges less refunds say.
+    Those end rows (method "TASK") are not requests and are not counted as such.
+    """
     today = today or utcnow().date()
     first = today - timedelta(days=days - 1)
-    start = _start_of(first)
-
     day = _utc_day(session, RequestLog.created_at)
-    requests = dict(session.execute(
-        sa.select(day, sa.func.count())
-        .where(RequestLog.user_id == user_id, RequestLog.created_at >= start)
+    rows = session.execute(
+        sa.select(day, sa.func.count(), sa.func.sum(sa.case((RequestLog.method == TASK_METHOD, 1), else_=0)),
+                  sa.func.coalesce(sa.func.sum(RequestLog.credit_cost), 0))
+        .where(RequestLog.user_id == user_id, RequestLog.created_at >= _start_of(first))
         .group_by(day)
-    ).all())
-    day = _utc_day(session, LedgerEntry.created_at)
-    spent = dict(session.execute(
-        sa.select(day, -sa.func.sum(LedgerEntry.amount))
-        .where(LedgerEntry.user_id == user_id, LedgerEntry.created_at >= start,
-               LedgerEntry.kind.in_(("charge", "refund")))
-        .group_by(day)
-    ).all())
+    ).all()
     session.rollback()
-    requests = {str(k): v for k, v in requests.items()}
-    spent = {str(k): v for k, v in spent.items()}
+    found = {str(d): (int(count) - int(tasks or 0), int(spent)) for d, count, tasks, spent in rows}
     out = []
     for offset in range(days):
         d = first + timedelta(days=offset)
-        out.append(DayUsage(d, int(requests.get(d.isoformat(), 0)), int(spent.get(d.isoformat(), 0) or 0)))
+        requests, spent = found.get(d.isoformat(), (0, 0))
+        out.append(DayUsage(d, requests, spent))
     return out
 
 
@@ -190,15 +205,14 @@ def _cell(value) -> str:
     return text
 
 
-def csv_row(row: RequestLog, key_name: str | None) -> list[str]:
-    values = (row.created_at, row.request_id, key_name, row.key_prefix, row.method, row.endpoint,
-              row.model, row.status, row.error_code, row.latency_ms, row.credit_cost,
-              "true" if row.stream else "false", row.prompt_tokens, row.completion_tokens,
-              row.total_tokens, row.upstream_id, row.task_id)
-    return [_cell(v) for v in values]
+_CSV_SOURCE = (RequestLog.created_at, RequestLog.request_id, RequestLog.api_key_id, RequestLog.key_prefix,
+               RequestLog.method, RequestLog.endpoint, RequestLog.model, RequestLog.status,
+               RequestLog.error_code, RequestLog.latency_ms, RequestLog.credit_cost, RequestLog.stream,
+               RequestLog.prompt_tokens, RequestLog.completion_tokens, RequestLog.total_tokens,
+               RequestLog.upstream_id, RequestLog.task_id, RequestLog.id)
 
 
-def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int = 2000) -> Iterator[str]:
+def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int = 5000) -> Iterator[str]:
     """The filtered logs as CSV text, header first, newest first, in chunks.
 
     Walks the same keyset as the page, one short transaction per batch, so a big
@@ -212,12 +226,12 @@ def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int =
     before_id = None
     while True:
         with session_for(engine) as session:
-            query = _filtered(select(RequestLog), user_id, filters)
-            if before_id is not None:
-                query = query.where(RequestLog.id < before_id)
-            rows = list(session.exec(query.order_by(RequestLog.id.desc()).limit(batch)))
-        for row in rows:
-            writer.writerow(csv_row(row, names.get(row.api_key_id)))
+            query = _after(_filtered(sa.select(*_CSV_SOURCE), user_id, filters), session, user_id, before_id)
+            rows = session.execute(query.order_by(*NEWEST_FIRST).limit(batch)).all()
+        for (at, request_id, key_id, *middle, stream, p_tokens, c_tokens, t_tokens, upstream, task, _id) in rows:
+            values = (at, request_id, names.get(key_id), *middle, "true" if stream else "false",
+                      p_tokens, c_tokens, t_tokens, upstream, task)
+            writer.writerow([_cell(v) for v in values])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

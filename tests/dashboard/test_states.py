@@ -264,12 +264,12 @@ async def test_overview(user, engine):
     with session_for(engine) as s:
         key_id = keys.verify_key(s, secret_key=TEST_SECRET, raw=key).key_id
         logs.write_request_logs(s, [log(user.id, i, key=key_id, at=sessions.utcnow()) for i in range(12)])
-        credits.debit_for_request(s, user_id=user.id, cost=7, ref="r")
+        credits.grant(s, user_id=user.id, amount=5, note="bonus")
     state = state_for(OverviewState, cookie=cookie_for(engine, user))
     await state.load()
-    assert state.signed_in and state.balance == 93
-    assert len(state.chart) == 14 and state.chart[-1]["requests"] == 12 and state.chart[-1]["credits"] == 7
-    assert (state.requests_total, state.credits_total) == (12, 7)
+    assert state.signed_in and state.balance == 105
+    assert len(state.chart) == 14 and state.chart[-1]["requests"] == 12 and state.chart[-1]["credits"] == 36
+    assert (state.requests_total, state.credits_total) == (12, 36)
     assert len(state.recent) == 10 and state.recent[0].request_id == f"req-{user.id}-11"
     assert state.recent[0].key == "test key · sk_live_abcd…" and state.recent[0].model == "openai/gpt-5"
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from store import credits, logs, usage
+from store import logs, usage
 from store.errors import InvalidInput
 
 from ..factories import make_key, make_user
@@ -118,18 +118,16 @@ def test_csv_export_has_the_filtered_rows_of_that_user_only_and_defuses_formulas
 def test_daily_usage_counts_requests_and_net_credits_per_utc_day(session, engine):
     user = make_user(engine, credits=100)
     today = date(2025, 3, 14)
-    write(session, [log(user.id, 1, at=datetime(2025, 3, 14, 0, 5, tzinfo=timezone.utc)),
-                    log(user.id, 2, at=datetime(2025, 3, 13, 23, 55, tzinfo=timezone.utc)),
-                    log(user.id, 3, at=datetime(2025, 3, 13, 1, 0, tzinfo=timezone.utc)),
-                    log(user.id, 4, at=datetime(2025, 2, 27, 1, 0, tzinfo=timezone.utc))])  # 15 days back
-    credits.debit_for_request(session, user_id=user.id, cost=5, ref="r1")
-    credits.debit_for_request(session, user_id=user.id, cost=4, ref="r2")
-    credits.refund(session, ref="r2")
+    write(session, [log(user.id, 1, at=datetime(2025, 3, 14, 0, 5, tzinfo=timezone.utc), cost=3),
+                    log(user.id, 2, at=datetime(2025, 3, 13, 23, 55, tzinfo=timezone.utc), cost=10),
+                    log(user.id, 3, at=datetime(2025, 3, 13, 1, 0, tzinfo=timezone.utc), cost=0),
+                    # an image task's end: refunded 10, not a request of its own
+                    log(user.id, 4, at=datetime(2025, 3, 13, 23, 58, tzinfo=timezone.utc), cost=-10,
+                        method="TASK"),
+                    log(user.id, 5, at=datetime(2025, 2, 28, 23, 0, tzinfo=timezone.utc), cost=7)])  # 14 days back
     days = usage.daily_usage(session, user_id=user.id, days=14, today=today)
     assert len(days) == 14 and days[0].day == date(2025, 3, 1) and days[-1].day == today
-    assert [(d.day.day, d.requests) for d in days if d.requests] == [(13, 2), (14, 1)]
-    real_today = usage.daily_usage(session, user_id=user.id)
-    assert real_today[-1].credits == 5 and sum(d.credits for d in real_today) == 5
+    assert [(d.day.day, d.requests, d.credits) for d in days if d.requests] == [(13, 2, 0), (14, 1, 3)]
 
 
 @both_databases
