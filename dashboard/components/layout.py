@@ -19,15 +19,17 @@ def _nav_link(label: str, href: str, icon: str) -> rx.Component:
                   align="center"),
         href=href,
         underline="none",
-        color_scheme="gray",
-        high_contrast=active,
-        weight=rx.cond(active, "bold", "regular"),
-        padding_x="0.75em",
-        padding_y="0.45em",
-        border_radius="var(--radius-2)",
-        background=rx.cond(active, "var(--accent-a3)", "transparent"),
-        width="100%",
         aria_current=rx.cond(active, "page", "false"),
+        style={
+            "display": "block",
+            "width": "100%",
+            "padding": "0.45em 0.75em",
+            "border_radius": "var(--radius-2)",
+            "color": rx.cond(active, "var(--accent-11)", "var(--gray-12)"),
+            "font_weight": rx.cond(active, "600", "400"),
+            "background": rx.cond(active, "var(--accent-a3)", "transparent"),
+            "_hover": {"background": rx.cond(active, "var(--accent-a4)", "var(--gray-a3)")},
+        },
     )
 
 
@@ -98,7 +100,7 @@ def page_shell(title: str, *content: rx.Component, actions: rx.Component | None 
             sidebar(),
             rx.el.main(
                 rx.vstack(header, *content, spacing="5", width="100%", max_width="72rem"),
-                style={"flex": "1", "padding": "2rem 2.5rem", "min_width": "0"},
+                style={"flex": "1", "padding": "2rem", "min_width": "0"},
             ),
             width="100%",
         ),

@@ -175,8 +175,9 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
             rx.table.cell(r.credits),
         ]
         if details:
-            cells.append(rx.table.cell(rx.button("Details", size="1", variant="ghost",
-                                                 on_click=LogsState.show_detail(r.id))))
+            cells.append(rx.table.cell(rx.icon_button(rx.icon("panel_right_open", size=16), size="1", variant="ghost",
+                                                      aria_label="Details", title="Details",
+                                                      on_click=LogsState.show_detail(r.id))))
         return rx.table.row(*cells, on_double_click=LogsState.show_detail(r.id) if details else None)
 
     return rx.box(
