@@ -69,8 +69,11 @@ chromium:
 test: $(DEPS) $(BUN_STAMP) chromium
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-bench: $(DEPS)
-	@if [ -d bench ]; then $(PY) -m bench; else echo "no bench/ package yet"; fi
+# The proxy-hop benchmark (never part of `make test`): wrk against a zero-delay fake
+# upstream, the platform as `make run` serves it and the API alone; BENCH_LITELLM=1 adds
+# LiteLLM's proxy (installed into bench/out/litellm-venv). See bench/__main__.py.
+bench: $(DEPS) $(BUN_STAMP)
+	$(PY) -m bench
 
 # Force a full frontend rebuild next time.
 clean-web:

@@ -1,0 +1,87 @@
+"""py-spy on a server under wrk load: the functions that hold the most samples.
+
+`py-spy record --format raw` writes collapsed stacks ("f1;f2;leaf COUNT"); from them come
+each function's own share (the leaf) and its inclusive share (anywhere on the stack),
+over the samples of the server's threads that were doing something (idle waits dropped).
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .targets import OUT, Target
+from .wrk import run_wrk
+
+PY_SPY = "py-spy==0.4.3"
+# Leaf frames where a thread waits rather than works (py-spy's --gil keeps most of them out).
+_IDLE = ("Condition.wait (", "Event.wait (", "Queue.get (", "select (", "Popen.poll (", "process ")
+
+
+# Inclusive shares are shown for the request path's layers only (not the server's bootstrap).
+_LAYERS = ("(api/", "(store/", "(starlette/", "(fastapi/", "(httpx/", "(httpcore/", "(sqlalchemy/orm/session",
+           "(sqlalchemy/engine/base", "(anyio/to_thread", "(anyio/_backends", "(sqlmodel/", "(limits/")
+
+
+def ensure_py_spy() -> str:
+    exe = Path(sys.executable).with_name("py-spy")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", PY_SPY], check=True)
+    return str(exe)
+
+
+def profile_under_load(target: Target, seconds: float, connections: int = 16, top: int = 25) -> dict:
+    """Sample `target`'s server (all its processes) while wrk loads it; returns the top entries."""
+    raw = OUT / f"profile-{target.name}.txt"
+    key = target.new_key()
+    command = [ensure_py_spy(), "record", "--format", "raw", "--nolineno", "--gil", "--subprocesses", "--rate", "250",
+               "--duration", str(int(seconds)), "--output", str(raw), "--pid", str(target.server.proc.pid)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    load = threading.Thread(target=run_wrk, kwargs=dict(url=target.url, key=key, connections=connections,
+                                                        seconds=seconds, workdir=OUT), daemon=True)
+    load.start()
+    load.join()
+    _, err = spy.communicate(timeout=seconds + 60)
+    if not raw.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
+    return summarize(raw.read_text(), top=top, title=f"py-spy, {target.label}, {connections} connections, "
+                                                         f"{seconds:.0f}s")
+
+
+def summarize(collapsed: str, *, top: int = 25, title: str = "profile") -> dict:
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    busy = idle = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        n = int(count)
+        if any(marker in frames[-1] for marker in _IDLE):
+            idle += n
+            continue
+        busy += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    lines = [f"{title}: {busy} busy samples ({idle} idle dropped)", "",
+             "| own % | function (file) |", "|--:|---|"]
+    lines += [f"| {n / busy * 100:.1f} | `{frame}` |" for frame, n in own.most_common(top)] if busy else []
+    lines += ["", "| inclusive % | function (file) |", "|--:|---|"]
+    ours = [(frame, n) for frame, n in inclusive.most_common() if any(p in frame for p in _LAYERS)][:top]
+    lines += [f"| {n / busy * 100:.1f} | `{frame}` |" for frame, n in ours] if busy else []
+    return {"busy": busy, "idle": idle, "own": own.most_common(top), "inclusive": inclusive.most_common(top),
+            "text": "\n".join(lines)}
+
+
+if __name__ == "__main__":  # python -m bench.profile RAW_FILE: re-read a saved profile
+    print(summarize(Path(sys.argv[1]).read_text())["text"])

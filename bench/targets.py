@@ -1,0 +1,184 @@
+"""What the bench measures: the fake upstream itself, the platform two ways, and LiteLLM.
+
+Every platform target gets its own SQLite database under bench/out/, a user with credits
+for millions of requests and, per run, a fresh unlimited key, so the log rows of one run
+can be counted exactly (`rows_for`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from store import keys, users
+from store.db import get_engine, session_for
+from store.migrate import migrate
+
+from .procs import Server, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+SECRET = "bench-secret-key-0123456789abcdef"
+LITELLM_VERSION = "1.100.5"  # newest whose [proxy] extra resolves from PyPI here
+# Settings a developer's shell or .env might carry that would change what is measured.
+_SCRUB = ("DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "GRANIAN_WORKERS",
+          "ADMIN_EMAIL", "ADMIN_PASSWORD", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    url: str = ""
+    database_url: str | None = None  # platform targets: where the log rows go
+    user_id: int | None = None
+    server: Server | None = None
+    run_keys: dict[str, int] = field(default_factory=dict)  # raw key -> key id
+
+    def new_key(self) -> str | None:
+        """A fresh unlimited key for one run (None: the target takes no key)."""
+        if self.database_url is None:
+            return None
+        with session_for(get_engine(self.database_url)) as session:
+            issued = keys.issue_key(session, secret_key=SECRET, user_id=self.user_id,
+                                    name=f"bench-{len(self.run_keys)}", rate_limit_per_minute=0)
+        self.run_keys[issued.secret] = issued.key.id
+        return issued.secret
+
+    def rows_for(self, key: str | None, expected: int, wait_s: float = 15) -> int | None:
+        """Log rows written for `key`'s run, once the writer has caught up (None: no log)."""
+        if key is None:
+            return None
+        engine = get_engine(self.database_url)
+        query = sa.text("SELECT count(*) FROM request_logs WHERE api_key_id = :k")
+        deadline, last, stable_since = time.monotonic() + wait_s, -1, time.monotonic()
+        while True:
+            with engine.connect() as conn:
+                count = conn.execute(query, {"k": self.run_keys[key]}).scalar_one()
+            now = time.monotonic()
+            if count != last:
+                last, stable_since = count, now
+            if (count >= expected and now - stable_since >= 0.6) or now > deadline:
+                return count
+            time.sleep(0.2)
+
+
+def prepare_database(name: str) -> tuple[str, int]:
+    """A fresh migrated SQLite database with one user holding plenty of credits."""
+    path = OUT / f"{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    migrate(url)
+    with session_for(get_engine(url)) as session:
+        user = users.create_user(session, email=f"{name}@bench.test", password="bench password 1",
+                                 is_admin=False, credits_=1_000_000_000)
+        return url, user.id
+
+
+def platform_env(database_url: str, upstream_base: str, port: int) -> dict[str, str]:
+    return clean_env(
+        PORT=str(port),
+        DATABASE_URL=database_url,
+        SECRET_KEY=SECRET,
+        OPENROUTER_API_KEY="bench-upstream-key",
+        OPENROUTER_BASE_URL=upstream_base,
+        UPSTREAM_RETRIES="0",
+        MEDIA_DIR=str(OUT / "media"),
+        PYTHONPATH=str(ROOT),
+    )
+
+
+def fake_upstream() -> Server:
+    port = free_port()
+    return Server("fake upstream", [sys.executable, "-m", "tests.fakes.upstream", str(port)],
+                  env=clean_env(PYTHONPATH=str(ROOT)), cwd=ROOT, log_path=OUT / "upstream.log",
+                  ready_url=f"http://127.0.0.1:{port}/")
+
+
+def direct(upstream: Server) -> Target:
+    base = upstream.ready_url.rstrip("/")
+    return Target("direct", "direct to the fake upstream (baseline)", url=f"{base}/v1/chat/completions")
+
+
+def platform(upstream_base: str) -> Target:
+    """The server exactly as `make run` serves it: scripts/serve.sh (Reflex prod, granian, SQLite).
+
+    It builds into its own web/state dirs under bench/out, so it never clobbers the .web
+    of a developer's `make run` (the first bench run pays for `reflex init` + bun install).
+    """
+    url, user_id = prepare_database("platform")
+    port = free_port()
+    env = platform_env(url, upstream_base, port)
+    env.update(REFLEX_WEB_WORKDIR=str(OUT / "web"), REFLEX_STATES_WORKDIR=str(OUT / "states"))
+    server = Server("platform (make run)", [str(ROOT / "scripts" / "serve.sh")], env=env, cwd=ROOT,
+                    log_path=OUT / "platform.log", ready_url=f"http://127.0.0.1:{port}/ping", ready_timeout=900)
+    return Target("platform", "platform as `make run` serves it (Reflex prod, 1 worker, SQLite)",
+                  url=f"http://127.0.0.1:{port}/api/v1/chat/completions", database_url=url, user_id=user_id,
+                  server=server)
+
+
+def standalone(upstream_base: str) -> Target:
+    """The API alone, one worker, as docs/production.md runs it: `uvicorn api.app:app`
+    (uvloop + httptools). BENCH_API_SERVER=granian measures granian instead."""
+    url, user_id = prepare_database("api")
+    port = free_port()
+    env = platform_env(url, upstream_base, port)
+    if os.environ.get("BENCH_API_SERVER", "uvicorn") == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "1", "--log-level", "warning", "api.app:app"]
+        label = "standalone API (granian api.app:app, 1 worker, SQLite)"
+    else:
+        command = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
+                   "--no-access-log", "--log-level", "warning"]
+        label = "standalone API (uvicorn api.app:app, 1 worker, SQLite)"
+    server = Server("standalone API", command, env=env, cwd=ROOT, log_path=OUT / "api.log",
+                    ready_url=f"http://127.0.0.1:{port}/api/v1/models")
+    return Target("api", label, url=f"http://127.0.0.1:{port}/api/v1/chat/completions", database_url=url,
+                  user_id=user_id, server=server)
+
+
+def litellm(upstream_base: str) -> Target:
+    """LiteLLM's proxy in its own virtualenv (bench/out/litellm-venv), one worker, no database."""
+    venv = OUT / "litellm-venv"
+    exe = venv / "bin" / "litellm"
+    stamp = venv / f".litellm-{LITELLM_VERSION}"
+    if not stamp.exists():
+        print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (once)", flush=True)
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "ensurepip", "-q"], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+        stamp.touch()
+    config = OUT / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: openai/gpt-5-mini\n"
+        "    litellm_params:\n"
+        "      model: openai/openai/gpt-5-mini\n"
+        f"      api_base: {upstream_base}\n"
+        "      api_key: bench-upstream-key\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+    )
+    port = free_port()
+    env = clean_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", DISABLE_ADMIN_UI="True")
+    server = Server("litellm", [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+                                "--num_workers", "1"],
+                    env=env, cwd=OUT, log_path=OUT / "litellm.log",
+                    ready_url=f"http://127.0.0.1:{port}/health/liveliness", ready_timeout=300)
+    return Target("litellm", f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no database)",
+                  url=f"http://127.0.0.1:{port}/v1/chat/completions", server=server)
