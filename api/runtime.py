@@ -7,9 +7,11 @@ the lifespan: FastAPI's when the API runs alone, a Reflex lifespan task when mou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 import anyio
@@ -25,6 +27,7 @@ from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
 from .errors import ApiError
 from .providers.openrouter import OpenRouterChat
+from .providers.transport import UpstreamTransport, env_proxy_applies
 from .providers.images import ImageProvider
 from .ratelimit import KeyRateLimiter
 from .worker import PipelineWorker, build_providers
@@ -45,9 +48,11 @@ class Runtime:
             retention_days=settings.log_retention_days,
         )
         self.http: httpx.AsyncClient | None = None
+        self.upstream: UpstreamTransport | None = None
         self.chat: OpenRouterChat | None = None
         self.image_providers: dict[str, ImageProvider] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self.started = False
 
     @contextlib.asynccontextmanager
@@ -60,12 +65,16 @@ class Runtime:
         timeout = httpx.Timeout(self.settings.upstream_timeout_s, connect=min(10.0, self.settings.upstream_timeout_s))
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        # The chat hop gets the lean pool unless a proxy from the environment applies.
+        if not env_proxy_applies(self.settings.openrouter_base_url):
+            self.upstream = UpstreamTransport(limits=limits)
         self.chat = OpenRouterChat(
             self.http,
             base_url=self.settings.openrouter_base_url,
             api_key=self.settings.openrouter_api_key,
             timeout_s=self.settings.upstream_timeout_s,
             retries=self.settings.upstream_retries,
+            transport=self.upstream,
         )
         self.image_providers = build_providers(self.http, self.settings)
         self._unsubscribe = subscribe_caches(self.keys, self.registry)
@@ -81,18 +90,38 @@ class Runtime:
                 yield self
         finally:
             await self.http.aclose()
+            if self.upstream is not None:
+                await self.upstream.aclose()
+                self.upstream = None
             await anyio.to_thread.run_sync(self.logs.close)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
             self._unsubscribe()
             self.started = False
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run a store operation in a worker thread with its own session."""
+        """Run a store operation in a worker thread with its own session.
+
+        A plain executor rather than anyio's `to_thread`: half the cost per hop, and the
+        debit makes one on every request. As there, a started call always completes.
+        """
 
         def call() -> T:
             with session_for(self.engine) as session:
                 return fn(session, **kwargs)
 
-        return await anyio.to_thread.run_sync(call)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._db_threads(), thread_name_prefix="store")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _db_threads(self) -> int:
+        # SQLite writes one transaction at a time: one thread debits in turn without
+        # contending (16 threads measured 1.7x slower, p99 ~50x worse). Elsewhere one
+        # thread per pooled connection, so a call never queues for a connection.
+        if self.engine.dialect.name == "sqlite":
+            return 1
+        return self.settings.db_pool_size + self.settings.db_max_overflow
 
     async def verify_key(self, raw: str) -> keys.KeyRecord | None:
         if not keys.is_well_formed(raw):

@@ -18,11 +18,17 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class OpenRouterChat:
+    """Chat completions upstream. With `transport` (the runtime's UpstreamTransport) each call
+    goes straight to it, skipping AsyncClient's per-request layers; without, through `client`."""
+
     def __init__(self, client: httpx.AsyncClient, *, base_url: str, api_key: str | None,
-                 timeout_s: float, retries: int = 1, backoff_s: float = 0.25) -> None:
+                 timeout_s: float, retries: int = 1, backoff_s: float = 0.25,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = client
-        self._url = f"{base_url}/chat/completions"
+        self._transport = transport
+        self._url = httpx.URL(f"{base_url}/chat/completions")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._extensions = {"timeout": client.timeout.as_dict()}
         self._timeout_s = timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
@@ -56,13 +62,26 @@ class OpenRouterChat:
             attempt += 1
 
     async def _send_once(self, content: bytes, *, stream: bool) -> httpx.Response:
-        request = self._client.build_request("POST", self._url, content=content, headers=self._headers)
         try:
-            if stream:
-                response = await self._client.send(request, stream=True)
+            if self._transport is None:
+                request = self._client.build_request("POST", self._url, content=content, headers=self._headers)
+                if stream:
+                    response = await self._client.send(request, stream=True)
+                else:
+                    async with asyncio.timeout(self._timeout_s):
+                        response = await self._client.send(request)
             else:
-                async with asyncio.timeout(self._timeout_s):
-                    response = await self._client.send(request)
+                request = httpx.Request("POST", self._url, content=content, headers=self._headers,
+                                        extensions=self._extensions)
+                if stream:
+                    response = await self._transport.handle_async_request(request)
+                else:
+                    async with asyncio.timeout(self._timeout_s):
+                        response = await self._transport.handle_async_request(request)
+                        try:
+                            await response.aread()
+                        finally:
+                            await response.aclose()
         except (httpx.TimeoutException, TimeoutError):
             raise UpstreamError("Upstream provider timed out", timeout=True) from None
         except httpx.HTTPError as exc:
