@@ -11,10 +11,23 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from .db import Prepared
 from .errors import InsufficientCredits, InvalidInput, NotFound
 from .models import LedgerEntry, User, utcnow
 
 GRANT, CHARGE, REFUND = "grant", "charge", "refund"
+
+
+_USERS = User.__table__
+# The two statements of every debit, compiled once and run on the DBAPI cursor.
+_CONDITIONAL_ADD = Prepared(
+    sa.update(_USERS)
+    .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0)
+    .values(balance=_USERS.c.balance + sa.bindparam("amount"))
+    .returning(_USERS.c.balance),
+    write=True,
+)
+_LEDGER_ROW = Prepared(sa.insert(LedgerEntry.__table__), write=True)
 
 
 def _apply(
@@ -32,27 +45,25 @@ def _apply(
 
     Returns the new balance, or None when the balance does not cover it. Commits.
     """
-    new_balance = session.execute(
-        sa.update(User)
-        .where(User.id == user_id, User.balance + amount >= 0)
-        .values(balance=User.balance + amount)
-        .returning(User.balance)
-    ).scalar_one_or_none()
-    if new_balance is None:
+    conn = session.connection()
+    row = _CONDITIONAL_ADD.run(conn, {"user_id": user_id, "amount": amount}).fetchone()
+    if row is None:
         session.rollback()
         return None
-    session.execute(
-        sa.insert(LedgerEntry).values(
-            user_id=user_id,
-            amount=amount,
-            balance_after=new_balance,
-            kind=kind,
-            ref=ref,
-            model=model,
-            note=note,
-            actor_user_id=actor_user_id,
-            created_at=utcnow(),
-        )
+    new_balance = row[0]
+    _LEDGER_ROW.run(
+        conn,
+        {
+            "user_id": user_id,
+            "amount": amount,
+            "balance_after": new_balance,
+            "kind": kind,
+            "ref": ref,
+            "model": model,
+            "note": note,
+            "actor_user_id": actor_user_id,
+            "created_at": utcnow(),
+        },
     )
     session.commit()
     return new_balance

@@ -20,13 +20,14 @@ from .models import RequestLog, utcnow
 log = logging.getLogger(__name__)
 
 LOG_FIELDS = frozenset(RequestLog.model_fields) - {"id"}
+_INSERT = sa.insert(RequestLog.__table__)
 
 
 def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert many log rows in one statement, and note when their keys were last used."""
     if not rows:
         return
-    session.execute(sa.insert(RequestLog), rows)
+    session.connection().execute(_INSERT, rows)  # Core executemany: no ORM bulk machinery
     used: dict[int, datetime] = {}
     for row in rows:
         if row.get("api_key_id") is not None and row.get("status", 500) < 400:
@@ -68,6 +69,7 @@ class RequestLogWriter:
         self._batch_size = batch_size
         self._queue: deque[dict[str, Any]] = deque()
         self._wake = threading.Event()
+        self._flushing = threading.Lock()
         self._stopping = False
         self._on_write = on_write
         self._thread: threading.Thread | None = None
@@ -92,7 +94,15 @@ class RequestLogWriter:
         return len(self._queue)
 
     def flush(self) -> None:
-        """Write everything queued now, from the calling thread."""
+        """Write everything queued now, from the calling thread.
+
+        Flushes take turns (`_flushing`), so one that returns has seen every row queued
+        before it committed, including a batch the writer thread had already taken.
+        """
+        with self._flushing:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             try:
