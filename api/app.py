@@ -24,6 +24,13 @@ from .routes import chat, images, models
 from .runtime import Runtime
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# Served by ApiMiddleware without FastAPI's routing layers (they are also routes of the
+# v1 app, for its OpenAPI document and for any other method on these paths).
+DIRECT_ROUTES = {
+    ("POST", "/chat/completions"): chat.chat_completions,
+    ("GET", "/models"): models.list_models,
+    ("GET", "/key"): models.describe_key,
+}
 
 
 def create_v1(runtime: Runtime) -> FastAPI:
@@ -86,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = runtime
-    app.mount("/api/v1", ApiMiddleware(create_v1(runtime), runtime))
+    app.mount("/api/v1", ApiMiddleware(create_v1(runtime), runtime, direct=DIRECT_ROUTES))
     # Starlette's mount pattern stops at a newline ("." without DOTALL), so a path such as
     # /api/v1/x%0Ay would fall through to the outer app and answer outside the error shape.
     app.router.routes[-1].path_regex = re.compile(r"^/api/v1/(?P<path>.*)$", re.DOTALL)
