@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         ("filter: model (35 % of rows)", page(model="openai/gpt-5-mini"), args.repeat),
         ("filter: rare model (0.5 %)", page(model="acme/rare-model"), args.repeat),
         ("filter: status 5xx (2 %)", page(status="5xx"), args.repeat),
+        ("filter: status 429 (2 %)", page(status="429"), args.repeat),
+        ("filter: status 503 (no match)", page(status="503"), args.repeat),
         ("filter: one day, 30 days back", page(since=str(mid_day), until=str(mid_day)), args.repeat),
         ("filter: key + rare model + errors", page(key=str(keys[0]), model="acme/rare-model", status="errors"),
          args.repeat),

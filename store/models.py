@@ -91,6 +91,7 @@ class RequestLog(SQLModel, table=True):
         sa.Index("ix_request_logs_user_created", "user_id", "created_at", "id"),
         sa.Index("ix_request_logs_user_model_created", "user_id", "model", "created_at", "id"),
         sa.Index("ix_request_logs_user_key_created", "user_id", "api_key_id", "created_at", "id"),
+        sa.Index("ix_request_logs_user_status_created", "user_id", "status", "created_at", "id"),  # 0004
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -2,9 +2,9 @@
 
 The log page is newest first and keyset-paginated on (created_at, id): a page is
 `… WHERE user_id = ? [AND filters] AND (created_at, id) < (:last seen) ORDER BY
-created_at DESC, id DESC LIMIT n`, which an index on (user_id[, model | api_key_id],
+created_at DESC, id DESC LIMIT n`, which an index on (user_id[, model | api_key_id | status],
 created_at, id) answers by reading only that page's rows, however deep the page and
-whatever the date range (migration 0003). No count is ever taken. Timings on 1M rows:
+whatever the date range (migrations 0003, 0004). No count is ever taken. Timings on 1M rows:
 `bench/logs_query.py`.
 """
 
@@ -92,7 +92,10 @@ def _filtered(query, user_id: int, filters: LogFilter):
     if filters.status is not None:
         if filters.status in STATUS_CLASSES:
             low, high = STATUS_CLASSES[filters.status]
-            query = query.where(RequestLog.status >= low, RequestLog.status < high)
+            # `+ 0` keeps a class off the status index: a class matches many rows, which the
+            # time-ordered index finds a page of at once, where the status index would make
+            # the database sort them all first (seconds for "2xx" on 1M rows).
+            query = query.where(RequestLog.status + 0 >= low, RequestLog.status + 0 < high)
         else:
             query = query.where(RequestLog.status == int(filters.status))
     if filters.since is not None:
