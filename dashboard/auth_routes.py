@@ -49,7 +49,8 @@ def _cross_site(request: Request) -> bool:
 def safe_next(target: str | None) -> str:
     """Only a path on this site; anything else (//evil.example, https://…) goes to /."""
     target = (target or "").strip()
-    if not target.startswith("/") or target.startswith(("//", "/\\")) or target.startswith("/auth/"):
+    if (not target.startswith("/") or target.startswith(("//", "/auth/")) or "\\" in target
+            or not target.isprintable()):  # browsers drop tabs and newlines: "/\t/evil.example"
         return routes.HOME
     return target
 

@@ -20,7 +20,6 @@ NOT_ADMIN = "Only admins can do that."
 class SessionState(rx.State):
     """The signed-in person as the pages show them."""
 
-    checked: bool = False  # the session was looked up for this page
     signed_in: bool = False
     email: str = ""
     is_admin: bool = False
@@ -38,7 +37,6 @@ class SessionState(rx.State):
         if base._user_id != user_id:
             base.reset()
             base._user_id = user_id
-        base.checked = True
         base.signed_in = viewer is not None
         base.email = viewer.email if viewer else ""
         base.is_admin = bool(viewer and viewer.is_admin)
@@ -51,11 +49,6 @@ class SessionState(rx.State):
         if admin and not viewer.is_admin:
             return rx.toast.error(NOT_ADMIN)
         return None
-
-    @rx.event
-    async def check_session(self):
-        """on_load of pages anyone may see: only refresh who is signed in."""
-        await self._viewer()
 
 
 def login_url(back_to: str | None) -> str:

@@ -24,7 +24,8 @@ def _rows(session: Session) -> tuple[list[ModelRow], list[AuditRow]]:
     return models, changes
 
 
-def _save(session: Session, *, actor: Viewer, adding: bool, model_id: str, fields: dict) -> tuple[list[ModelRow], list[AuditRow]]:
+def _save(session: Session, *, actor: Viewer, adding: bool, model_id: str,
+          fields: dict) -> tuple[list[ModelRow], list[AuditRow]]:
     model_id = registry.validate_model_id(model_id)
     try:
         registry.get_model(session, model_id=model_id)
@@ -137,7 +138,8 @@ def _form() -> rx.Component:
                         rx.el.input(type="hidden", name="id", value=f.id),
                     ),
                     field("Display name", "display-name",
-                          rx.input(id="display-name", name="display_name", default_value=f.display_name, required=True)),
+                          rx.input(id="display-name", name="display_name", default_value=f.display_name,
+                                   required=True)),
                     rx.flex(
                         rx.box(field("Category", "category", rx.select.root(
                             rx.select.trigger(id="category", width="100%"),

@@ -11,8 +11,8 @@ from store import keys, registry, usage
 from store.errors import StoreError
 
 from .. import backend, routes
-from ..components.layout import page_shell
 from ..components.forms import error_callout, field
+from ..components.layout import page_shell
 from ..state import SessionState
 from ..views import LogRow, log_row
 
@@ -23,7 +23,8 @@ STATUS_OPTIONS = [("all", "Any status"), ("2xx", "Success (2xx)"), ("errors", "E
                   ("429", "429 rate limited"), ("502", "502 provider error"), ("503", "503"), ("504", "504")]
 
 
-def _page(session: Session, *, user_id: int, filters: usage.LogFilter, before_id: int | None) -> tuple[list[LogRow], bool]:
+def _page(session: Session, *, user_id: int, filters: usage.LogFilter,
+          before_id: int | None) -> tuple[list[LogRow], bool]:
     rows = usage.logs_page(session, user_id=user_id, filters=filters, limit=PAGE_SIZE + 1, before_id=before_id)
     names = usage.key_names(session, user_id=user_id)
     return [log_row(r, names) for r in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE

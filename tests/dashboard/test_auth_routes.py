@@ -17,6 +17,7 @@ from sqlmodel import select
 from dashboard.auth import COOKIE_NAME
 from dashboard.auth_routes import build_router
 from store import accounts, credits, logs
+from store.db import session_for
 from store.models import User, UserSession
 
 from ..factories import make_user
@@ -56,8 +57,6 @@ def error_of(response: httpx.Response) -> tuple[str, str | None]:
 
 
 def users_in(engine) -> list[User]:
-    from store.db import session_for
-
     with session_for(engine) as s:
         return list(s.exec(select(User)))
 
@@ -72,8 +71,6 @@ async def test_sign_up_creates_a_plain_user_with_signup_credits_and_signs_in(web
     assert "secure" not in cookie.lower()  # plain http here; https sets Secure
     [user] = users_in(engine)
     assert (user.email, user.is_admin, user.balance) == ("new@example.com", False, SIGNUP_CREDITS)
-    from store.db import session_for
-
     with session_for(engine) as s:
         assert credits.ledger_sum(s, user_id=user.id) == SIGNUP_CREDITS
         assert len(s.exec(select(UserSession)).all()) == 1
@@ -113,7 +110,7 @@ async def test_sign_in_and_go_back_where_you_were(web, engine):
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "logs",
-                                    "/auth/logout"])
+                                    "/auth/logout", "/\t/evil.example", "/\n/evil.example"])
 async def test_sign_in_never_redirects_off_site(web, engine, target):
     make_user(engine, email="me@example.com", password=PASSWORD)
     response = await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD, "next": target})
@@ -189,8 +186,6 @@ async def test_sign_out_deletes_the_session_and_the_cookie(web, engine):
     assert response.status_code == 303 and response.headers["location"] == "/"
     assert f'{COOKIE_NAME}=""' in response.headers["set-cookie"] and "max-age=0" in response.headers[
         "set-cookie"].lower()
-    from store.db import session_for
-
     with session_for(engine) as s:
         assert s.exec(select(UserSession)).all() == []
 
@@ -209,8 +204,6 @@ async def test_forms_posted_from_another_site_are_refused(web, engine, path):
 
 async def test_csv_export_needs_a_session_and_has_only_your_filtered_rows(web, engine):
     user, other = make_user(engine), make_user(engine)
-    from store.db import session_for
-
     with session_for(engine) as s:
         logs.write_request_logs(s, [log(user.id, 1, status=200), log(user.id, 2, status=502),
                                     log(other.id, 1, status=502)])
