@@ -19,6 +19,7 @@ from starlette.requests import Request
 from store.settings import Settings, get_settings
 
 from .errors import ApiError, error_response
+from .metrics import metrics_endpoint
 from .middleware import ApiMiddleware
 from .routes import chat, images, models
 from .runtime import Runtime
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = runtime
+    app.add_route("/metrics", metrics_endpoint(runtime.metrics, runtime.settings.metrics_token),
+                  methods=["GET"], include_in_schema=False)
     app.mount("/api/v1", ApiMiddleware(create_v1(runtime), runtime, direct=DIRECT_ROUTES))
     # Starlette's mount pattern stops at a newline ("." without DOTALL), so a path such as
     # /api/v1/x%0Ay would fall through to the outer app and answer outside the error shape.

@@ -59,6 +59,10 @@ class RegistryCache:
     def invalidate(self) -> None:
         self._expires = 0.0
 
+    def known(self, model_id: str) -> bool:
+        """Whether the registry last loaded has this id (stale is fine: it names a metric label)."""
+        return model_id in self._models
+
 
 def subscribe_caches(keys: KeyCache, registry: RegistryCache) -> Callable[[], None]:
     def on_change(topic: str, payload: object) -> None:

@@ -25,6 +25,8 @@ class RequestContext:
     task_id: str | None = None
     error_code: str | None = None
     status: int = 0
+    route: str | None = None  # the route template that answered (metrics label), None if none did
+    client: str | None = None  # the caller's address, for the access log
     # rate-limit headers: limit, remaining, seconds until reset (0/0/0 when no limit applies)
     rate_limit: int = 0
     rate_remaining: int = 0

@@ -38,6 +38,8 @@ class ApiMiddleware:
             await self.app(scope, receive, send)
             return
         ctx = RequestContext(method=scope["method"], endpoint=scope["path"])
+        client = scope.get("client")
+        ctx.client = client[0] if client else None
         scope.setdefault("state", {})["ctx"] = ctx
 
         async def send_with_headers(message: Message) -> None:
@@ -56,8 +58,13 @@ class ApiMiddleware:
         endpoint = self.direct.get((scope["method"], scope["path"][len(root):])) if scope["path"].startswith(root) else None
         try:
             if endpoint is None:
-                await self.app(scope, receive, send_with_headers)
+                try:
+                    await self.app(scope, receive, send_with_headers)
+                finally:
+                    route = scope.get("route")  # set by the v1 app's router when a route matched
+                    ctx.route = root + route.path if route is not None and hasattr(route, "path") else None
             else:
+                ctx.route = scope["path"]
                 await self._call_direct(endpoint, ctx, scope, receive, send_with_headers)
         except Exception as exc:
             if ctx.status:  # the response had begun (a stream): nothing more can be said

@@ -25,7 +25,9 @@ from store.settings import Settings
 
 from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
+from .access_log import AccessLog
 from .errors import ApiError
+from .metrics import Metrics
 from .providers.openrouter import OpenRouterChat
 from .providers.transport import UpstreamTransport, env_proxy_applies
 from .providers.images import ImageProvider
@@ -43,9 +45,12 @@ class Runtime:
         self.limiter = KeyRateLimiter(settings.redis_url, settings.rate_limit_namespace)
         self.keys = KeyCache(settings.key_cache_ttl_s)
         self.registry = RegistryCache(settings.key_cache_ttl_s)
+        self.metrics = Metrics()
+        self.access_log = AccessLog(settings.access_log)
         self.logs = logs.RequestLogWriter(
             self.engine, interval=settings.log_flush_interval_s, batch_size=settings.log_batch_size,
             retention_days=settings.log_retention_days,
+            on_write=self._logs_written,
         )
         self.http: httpx.AsyncClient | None = None
         self.upstream: UpstreamTransport | None = None
@@ -98,6 +103,7 @@ class Runtime:
                 self._executor.shutdown(wait=False)
                 self._executor = None
             self._unsubscribe()
+            self.metrics.process_exited()
             self.started = False
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
@@ -153,9 +159,11 @@ class Runtime:
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
         ctx.credit_cost = cost
+        self.metrics.credits_debited.inc(cost)
 
     async def refund(self, ctx: RequestContext, note: str) -> None:
         if ctx.credit_cost and await self.db(credits.refund, ref=ctx.request_id, note=note):
+            self.metrics.credits_refunded.inc(ctx.credit_cost)
             ctx.credit_cost = 0
 
     async def balance(self, user_id: int) -> int:
@@ -164,8 +172,24 @@ class Runtime:
         except NotFound:
             raise ApiError("invalid_api_key") from None
 
+    def _logs_written(self, rows: int) -> None:  # the writer thread, after each batch
+        self.metrics.log_rows.inc(rows)
+        self.metrics.log_queue.set(self.logs.pending)
+
     def record(self, ctx: RequestContext) -> None:
-        """Queue the request's log row (written in a batch by the writer thread)."""
+        """Queue the request's log row (written in a batch by the writer thread), count it in
+        the metrics and write its access-log line."""
+        elapsed = time.perf_counter() - ctx.started
+        latency_ms = int(elapsed * 1000)
+        model = ctx.model
+        self.metrics.observe(
+            endpoint=ctx.route or "unmatched",
+            model="" if not model else model if self.registry.known(model) else "other",
+            status=ctx.status,
+            seconds=elapsed,
+            error_code=ctx.error_code,
+        )
+        self.access_log.emit(ctx, latency_ms)
         key = ctx.key
         usage = ctx.usage if isinstance(ctx.usage, dict) else {}
         self.logs.submit(
@@ -179,7 +203,7 @@ class Runtime:
                 "model": ctx.model[:200] if ctx.model else None,
                 "status": ctx.status,
                 "error_code": ctx.error_code,
-                "latency_ms": int((time.perf_counter() - ctx.started) * 1000),
+                "latency_ms": latency_ms,
                 "credit_cost": ctx.credit_cost,
                 "stream": ctx.stream,
                 "prompt_tokens": _int_or_none(usage.get("prompt_tokens")),
@@ -190,6 +214,7 @@ class Runtime:
                 "created_at": utcnow(),
             }
         )
+        self.metrics.log_queue.set(self.logs.pending)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     log_batch_size: int = Field(500, gt=0)
     # Request logs older than this are purged in the background (0 keeps them forever).
     log_retention_days: int = Field(90, ge=0)
+    # GET /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`;
+    # unset, the endpoint does not exist (404). See api/metrics.py.
+    metrics_token: str | None = None
+    # One JSON line per /api/v1 request on stderr (logger `platform.access`).
+    access_log: bool = True
     # Upstream 429/5xx and connection failures are retried this many times, with
     # backoff, but only while nothing has been sent to the client.
     upstream_retries: int = Field(1, ge=0, le=5)
@@ -62,7 +67,7 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_allow_private: bool = False  # allow webhooks to loopback/private addresses
 
-    @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password")
+    @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password", "metrics_token")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
