@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
                 "upstream_id": args.upstream_id,
                 "capabilities": [c for c in args.capabilities.split(",")] if args.capabilities is not None else None,
             }
-            entry, before = registry.set_model(session, model_id=args.model_id, **fields)
+            entry, before = registry.set_model(session, model_id=args.model_id, actor="cli", **fields)
             print(f"{'updated' if before else 'created'} {_model_line(entry)}", file=out)
         elif args.command == "models":
             for entry in registry.list_models(session):

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from . import events
 from .errors import InvalidInput, NotFound
-from .models import ModelEntry, utcnow
+from .models import ModelAudit, ModelEntry, utcnow
 
 CATEGORIES = ("chat", "image")
 PROVIDERS = ("openrouter", "replicate")
@@ -56,8 +56,16 @@ def validate_model_id(model_id: str) -> str:
     return model_id
 
 
-def set_model(session: Session, *, model_id: str, **fields: Any) -> tuple[ModelEntry, dict | None]:
-    """Create or edit a registry entry. Returns the entry and its state before (None if new).
+# Not a change anyone made: every save moves it.
+UNAUDITED = frozenset({"updated_at"})
+
+
+def set_model(
+    session: Session, *, model_id: str, actor: str, actor_user_id: int | None = None, **fields: Any
+) -> tuple[ModelEntry, dict | None]:
+    """Create or edit a registry entry, recording who did it (`actor`: an email, "cli",
+    "seed") with the entry before and after, in the same transaction. A save that
+    changes nothing writes nothing. Returns the entry and its state before (None if new).
 
     A new entry needs a category and a provider; the rest defaults from the id.
     """
@@ -80,8 +88,14 @@ def set_model(session: Session, *, model_id: str, **fields: Any) -> tuple[ModelE
         )
     for name, value in changes.items():
         setattr(entry, name, value)
+    after = entry.model_dump(mode="json")
+    if before is not None and all(before[k] == v for k, v in after.items() if k not in UNAUDITED):
+        session.rollback()
+        return session.get(ModelEntry, model_id), before
     entry.updated_at = utcnow()
     session.add(entry)
+    session.add(ModelAudit(model_id=model_id, actor_user_id=actor_user_id, actor=actor[:254],
+                           before=before, after=entry.model_dump(mode="json")))
     session.commit()
     session.refresh(entry)
     events.publish(events.REGISTRY_CHANGED, entry.id)
@@ -109,7 +123,7 @@ def seed_default_registry(session: Session, path: Path = DEFAULT_REGISTRY) -> li
         item = dict(item)
         model_id = item.pop("id")
         if session.get(ModelEntry, model_id) is None:
-            set_model(session, model_id=model_id, **item)
+            set_model(session, model_id=model_id, actor="seed", **item)
             added.append(model_id)
     return added
 

@@ -37,7 +37,7 @@ def _save(session: Session, *, actor: Viewer, adding: bool, model_id: str,
         raise Conflict(f"a model with id {model_id!r} exists already; edit it instead")
     if not adding and not exists:
         raise NotFound(f"no model {model_id!r}")
-    audit.edit_model(session, actor=actor.email, actor_user_id=actor.id, model_id=model_id, **fields)
+    registry.set_model(session, actor=actor.email, actor_user_id=actor.id, model_id=model_id, **fields)
     return _rows(session)
 
 

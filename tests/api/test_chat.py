@@ -49,7 +49,7 @@ def log_row(engine, app, request_id: str) -> RequestLog:
 async def test_completion_rewrites_model_both_ways_and_charges_once(client, app, engine, user_key, httpx_mock, session):
     from store import registry
 
-    registry.set_model(session, model_id="openai/gpt-5", upstream_id="openai/gpt-5-upstream")
+    registry.set_model(session, actor="test", model_id="openai/gpt-5", upstream_id="openai/gpt-5-upstream")
     httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion())
     user, secret = user_key
     r = await client.post(CHAT, json=chat_body(temperature=0.5), headers=auth(secret))
@@ -181,7 +181,7 @@ async def test_stream_cut_by_upstream_ends_with_error_event_and_refund(client, a
 async def test_models_lists_enabled_models_with_seed_fields(client, user_key, session):
     from store import registry
 
-    registry.set_model(session, model_id="openai/gpt-5-mini", enabled=False)
+    registry.set_model(session, actor="test", model_id="openai/gpt-5-mini", enabled=False)
     r = await client.get("/api/v1/models", headers=auth(user_key[1]))
     assert r.status_code == 200
     body = r.json()
@@ -198,7 +198,7 @@ async def test_registry_edit_shows_at_once(client, user_key, session):
     from store import registry
 
     assert (await client.get("/api/v1/models", headers=auth(user_key[1]))).status_code == 200  # cache filled
-    registry.set_model(session, model_id="openai/gpt-5", credit_cost=9)
+    registry.set_model(session, actor="test", model_id="openai/gpt-5", credit_cost=9)
     body = (await client.get("/api/v1/models", headers=auth(user_key[1]))).json()
     assert next(m for m in body["data"] if m["id"] == "openai/gpt-5")["credit_cost"] == 9
 

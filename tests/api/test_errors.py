@@ -128,7 +128,7 @@ async def test_unknown_model_is_404(client, funded):
 async def test_disabled_model_is_404(client, funded, session):
     from store import registry
 
-    registry.set_model(session, model_id="openai/gpt-5", enabled=False)
+    registry.set_model(session, actor="test", model_id="openai/gpt-5", enabled=False)
     _, secret = funded
     assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 404, "model_not_available")
 

@@ -411,7 +411,7 @@ async def test_webhook_secret_is_per_user(client, engine, caller):
 async def test_an_image_model_added_by_the_admin_is_usable(client, engine, caller, upstream):
     user, key = caller
     with session_for(engine) as s:
-        registry.set_model(s, model_id="black-forest-labs/flux-schnell", category="image", provider="replicate",
+        registry.set_model(s, actor="test", model_id="black-forest-labs/flux-schnell", category="image", provider="replicate",
                            credit_cost=3)
     response = await submit(client, key, {"model": "black-forest-labs/flux-schnell", "prompt": "x"})
     assert response.status_code == 200

@@ -375,7 +375,7 @@ async def test_no_webhook_without_a_url(client, engine, caller, worker):
 
 def add_openrouter_model(engine, model_id, upstream_id=None):
     with session_for(engine) as s:
-        registry.set_model(s, model_id=model_id, category="image", provider="openrouter", credit_cost=5,
+        registry.set_model(s, actor="test", model_id=model_id, category="image", provider="openrouter", credit_cost=5,
                            upstream_id=upstream_id or model_id)
 
 

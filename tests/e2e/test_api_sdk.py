@@ -60,7 +60,7 @@ def test_models_list(sdk):
 
 def test_chat_completion_rewrites_model_and_charges(live_server, sdk):
     with session_for(live_server.engine) as s:
-        registry.set_model(s, model_id="openai/gpt-5-mini", upstream_id="vendor/mini-upstream")
+        registry.set_model(s, actor="test", model_id="openai/gpt-5-mini", upstream_id="vendor/mini-upstream")
     time.sleep(1.2)  # an edit from another process shows once the server's 1 s cache expires
     before = user_balance(live_server, "sdk@example.com")
     raw = sdk.chat.completions.with_raw_response.create(

@@ -13,7 +13,7 @@ from sqlmodel import select
 from store import credits, keys
 from store.db import get_engine, session_for
 from store.migrate import migrate
-from store.models import ApiKey, LedgerEntry, ModelEntry, User
+from store.models import ApiKey, LedgerEntry, ModelAudit, ModelEntry, User
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,6 +89,9 @@ def test_set_model_creates_and_edits(cli):
     with session_for(cli.engine) as s:
         entry = s.get(ModelEntry, "meta/llama")
         assert (entry.credit_cost, entry.enabled, entry.upstream_id, entry.display_name) == (4, False, "meta-llama/llama-3", "Llama")
+        changes = list(s.exec(select(ModelAudit).where(ModelAudit.model_id == "meta/llama").order_by(ModelAudit.id)))
+        assert [(c.actor, c.before is None) for c in changes] == [("cli", True), ("cli", False)]
+        assert (changes[1].before["credit_cost"], changes[1].after["credit_cost"]) == (2, 4)
 
 
 def test_set_user_and_revoke_key(cli):
