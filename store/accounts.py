@@ -1,10 +1,12 @@
-"""Signing up and the limits on sign-in attempts.
+"""Signing up, changing a password, and the limits on sign-in attempts.
 
 Registration always makes a plain user; the starting credits (`SIGNUP_CREDITS`) go
-through the ledger like any grant. Sign-in attempts are limited twice: per client
-address (every attempt, sign-ups included, counts) and per email (failed attempts
-count; a success clears them). The counters live in memory, or in Redis when
-`REDIS_URL` is set, so that every worker and host shares them.
+through the ledger like any grant. A password change ends every session of that user.
+Sign-in attempts are limited twice: per client address (every attempt, sign-ups
+included, counts) and per email (failed attempts count; a success clears them). Past
+a few recent failures for the email or the client, each attempt waits first
+(`failure_delay`). The counters live in memory, or in Redis when `REDIS_URL` is set,
+so that every worker and host shares them.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import math
 import time
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from sqlmodel import Session, select
 
-from . import users
-from .errors import InvalidInput
+from . import sessions, users
+from .errors import InvalidInput, NotFound, WrongPassword
 from .models import User
 
 
@@ -48,6 +51,50 @@ def authenticate(session: Session, *, email: str, password: str) -> User | None:
     return user if ok and user is not None else None
 
 
+def change_password(session: Session, *, user_id: int, current_password: str, new_password: str) -> int:
+    """Replace a user's password and end every session of theirs; returns how many ended.
+
+    Raises InvalidInput when the new password breaks the rules or equals the current
+    one, WrongPassword when `current_password` is not theirs, NotFound for no such
+    user; nothing changes then. The caller signs the person in again if it wants to.
+    Runs bcrypt twice: call it from a worker thread.
+    """
+    users.validate_password(new_password)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    old_hash = user.password_hash
+    session.rollback()  # no transaction stays open through bcrypt
+    if not users.check_password(current_password, old_hash):
+        raise WrongPassword("the current password is wrong")
+    if new_password == current_password:
+        raise InvalidInput("the new password must differ from the current one")
+    new_hash = users.hash_password(new_password)
+    # Only over the hash just checked: of two changes at once, the second finds it gone.
+    updated = session.execute(
+        sa.update(User).where(User.id == user_id, User.password_hash == old_hash).values(password_hash=new_hash)
+    ).rowcount
+    if updated != 1:
+        session.rollback()
+        raise WrongPassword("the current password is wrong")
+    return sessions.end_user_sessions(session, user_id=user_id)  # one commit for both
+
+
+FREE_FAILURES = 3
+DELAY_STEP_S = 0.25
+MAX_DELAY_S = 2.0
+
+
+def failure_delay(failures: int) -> float:
+    """Seconds a sign-in waits before its password is checked, after `failures` recent ones.
+
+    Nothing for the first FREE_FAILURES, then DELAY_STEP_S more per failure, up to
+    MAX_DELAY_S. The wait comes before the check, so dropping the connection early
+    tells an attacker nothing.
+    """
+    return min(MAX_DELAY_S, DELAY_STEP_S * max(0, failures - FREE_FAILURES))
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why an attempt was refused, and how long until the next one may go through."""
@@ -57,7 +104,11 @@ class Refusal:
 
 
 class LoginLimiter:
-    """Moving-window limits on attempts, per client address and per email."""
+    """Moving-window limits on attempts, per client address and per email.
+
+    Failures are also counted per client (`per_client_failures`); that count only sets
+    the wait (`failure_delay`), the client's attempts limit does the refusing.
+    """
 
     def __init__(
         self,
@@ -65,12 +116,14 @@ class LoginLimiter:
         *,
         per_client: RateLimitItem = RateLimitItemPerMinute(30, 15),
         per_email_failures: RateLimitItem = RateLimitItemPerMinute(10, 15),
+        per_client_failures: RateLimitItem = RateLimitItemPerMinute(30, 15),
         namespace: str = "platform-login",
     ) -> None:
         uri = f"async+{redis_url}" if redis_url else "async+memory://"
         self._limiter = MovingWindowRateLimiter(storage_from_string(uri, key_prefix=namespace))
         self.per_client = per_client
         self.per_email_failures = per_email_failures
+        self.per_client_failures = per_client_failures
 
     async def attempt(self, *, client: str, email: str | None = None) -> Refusal | None:
         """Count one attempt from `client`; None when it may go ahead.
@@ -83,11 +136,23 @@ class LoginLimiter:
             return Refusal("email", await self._retry_after(self.per_email_failures, "email", email))
         return None
 
-    async def failed(self, *, email: str) -> None:
+    async def failed(self, *, email: str, client: str | None = None) -> None:
         await self._limiter.hit(self.per_email_failures, "email", email)
+        if client is not None:
+            await self._limiter.hit(self.per_client_failures, "client-failures", client)
+
+    async def recent_failures(self, *, client: str, email: str | None = None) -> int:
+        """Failed attempts in the window from this client or for this email, whichever is more."""
+        counts = [await self._used(self.per_client_failures, "client-failures", client)]
+        if email is not None:
+            counts.append(await self._used(self.per_email_failures, "email", email))
+        return max(counts)
 
     async def succeeded(self, *, email: str) -> None:
         await self._limiter.clear(self.per_email_failures, "email", email)
+
+    async def _used(self, item: RateLimitItem, *ident: str) -> int:
+        return item.amount - (await self._limiter.get_window_stats(item, *ident)).remaining
 
     async def _retry_after(self, item: RateLimitItem, *ident: str) -> int:
         stats = await self._limiter.get_window_stats(item, *ident)

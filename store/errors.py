@@ -4,6 +4,7 @@
      ├── InvalidInput        a value breaks a rule (bad email, negative cost, …)
      ├── NotFound            the user, key or model does not exist
      ├── Conflict            it exists already (an email that is taken)
+     ├── WrongPassword       a password given to confirm an action is not the user's
      └── InsufficientCredits the balance does not cover the amount
 """
 
@@ -21,6 +22,10 @@ class NotFound(StoreError):
 
 
 class Conflict(StoreError):
+    pass
+
+
+class WrongPassword(StoreError):
     pass
 
 

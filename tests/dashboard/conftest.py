@@ -6,13 +6,18 @@ environment through `get_settings()`; each test points it at its own database.
 
 from __future__ import annotations
 
+import functools
+from datetime import timedelta
 from typing import TypeVar
 
+import bcrypt
 import pytest
 import reflex as rx
+import sqlalchemy as sa
 
 from store import sessions
 from store.db import session_for
+from store.models import UserSession, utcnow
 from store.settings import get_settings
 
 from ..conftest import TEST_SECRET
@@ -20,6 +25,14 @@ from ..factories import make_user
 
 S = TypeVar("S", bound=rx.State)
 SIGNUP_CREDITS = 25
+
+
+@pytest.fixture(autouse=True)
+def fast_bcrypt(request, monkeypatch):
+    """bcrypt at its lowest cost for passwords hashed here: these tests are about the
+    dashboard, not the hash's strength (the one about the event loop keeps the real cost)."""
+    if request.node.get_closest_marker("real_bcrypt") is None:
+        monkeypatch.setattr(bcrypt, "gensalt", functools.partial(bcrypt.gensalt, rounds=4))
 
 
 @pytest.fixture
@@ -41,6 +54,14 @@ def cookie_for(engine, user) -> str:
     with session_for(engine) as s:
         token = sessions.create_session(s, secret_key=TEST_SECRET, user_id=user.id)
     return f"theme=dark; platform_session={token}"
+
+
+def expire_sessions(engine, user) -> None:
+    """Move every session of `user` past its expiry (as if its 7 days had gone by)."""
+    with session_for(engine) as s:
+        s.execute(sa.update(UserSession).where(UserSession.user_id == user.id)
+                  .values(expires_at=utcnow() - timedelta(seconds=1)))
+        s.commit()
 
 
 def state_for(state_cls: type[S], cookie: str = "", path: str = "/") -> S:
