@@ -2,36 +2,53 @@
 
     POST /auth/register   email, password             -> session cookie, 303 to /
     POST /auth/login      email, password[, next]     -> session cookie, 303 to next or /
-    POST /auth/logout                                  -> cookie and session gone, 303 to /
+    POST /auth/logout     [everywhere=1]               -> cookie and session(s) gone, 303 to /
+    POST /auth/password   current_password, new_password
+                          -> every session of the user ended, a fresh cookie, 303 to the account page
     GET  /export/logs.csv ?key&model&status&since&until -> the signed-in user's filtered logs
 
 The sign-in pages post plain HTML forms here, so the session token travels only in
 an HttpOnly, SameSite=Strict cookie that page script cannot read. A failed attempt
-redirects back with `?error=<code>`; the page shows `AUTH_ERRORS[code]`.
+redirects back with `?error=<code>` (and `&wait=<minutes>` when limited); the page
+shows `error_message(code, wait)`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from store import accounts, sessions, usage, users
-from store.errors import Conflict, InvalidInput, StoreError
+from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
 
 from . import backend, routes
 from .auth import COOKIE_NAME, token_from_cookie_header, viewer_from_cookie
 
 AUTH_ERRORS = {
+    # The same words for an unknown email and a wrong password.
     "credentials": "Wrong email or password.",
     "limited": "Too many attempts. Wait a few minutes, then try again.",
+    "current": "The current password is wrong.",
+    "same": "The new password must differ from the current one.",
     "email": "Enter a valid email address.",
     "taken": "An account with this email already exists. Sign in instead.",
     "password_short": f"The password must be at least {users.MIN_PASSWORD_LEN} characters.",
     "password_long": f"The password must be at most {users.MAX_PASSWORD_BYTES} bytes "
                      "(bcrypt ignores anything longer).",
 }
+
+
+def error_message(code: str, wait_minutes: str | None = None) -> str:
+    """The text for `?error=code` (empty for an unknown code); a refusal says how long to wait."""
+    if code == "limited" and wait_minutes and wait_minutes.isdigit() and 0 < int(wait_minutes) <= 60:
+        n = int(wait_minutes)
+        return f"Too many attempts. Try again in {n} minute{'s' if n != 1 else ''}."
+    return AUTH_ERRORS.get(code, "")
 
 
 def _client(request: Request) -> str:
@@ -55,8 +72,11 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _back(page: str, error: str, next_: str | None = None) -> RedirectResponse:
+def _back(page: str, error: str, next_: str | None = None,
+          refusal: accounts.Refusal | None = None) -> RedirectResponse:
     query = {"error": error}
+    if refusal is not None:
+        query["wait"] = str(math.ceil(refusal.retry_after_s / 60))
     if next_ and safe_next(next_) != routes.HOME:
         query["next"] = safe_next(next_)
     return RedirectResponse(f"{page}?{urlencode(query)}", status_code=303)
@@ -78,11 +98,22 @@ def _password_error(password: str) -> str | None:
     return None
 
 
-def build_router(limiter: accounts.LoginLimiter | None = None) -> APIRouter:
-    """The routes, with their own attempt limiter (in Redis when REDIS_URL is set)."""
+def build_router(limiter: accounts.LoginLimiter | None = None,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> APIRouter:
+    """The routes, with their own attempt limiter (in Redis when REDIS_URL is set).
+
+    `sleep` waits out `accounts.failure_delay` (tests pass one that records the delays).
+    """
     limiter = limiter or accounts.LoginLimiter(backend.settings().redis_url)
     router = APIRouter()
     refused = PlainTextResponse("cross-site form submission refused", status_code=403)
+
+    async def slow_down(client: str, email: str) -> None:
+        """After a few recent failures, wait before the password is checked (not after:
+        an attacker who drops the connection early must not learn the answer sooner)."""
+        delay = accounts.failure_delay(await limiter.recent_failures(client=client, email=email))
+        if delay > 0:
+            await sleep(delay)
 
     @router.post(routes.AUTH_REGISTER, include_in_schema=False)
     async def register(request: Request) -> Response:
@@ -91,8 +122,8 @@ def build_router(limiter: accounts.LoginLimiter | None = None) -> APIRouter:
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")), str(form.get("password", ""))
-        if await limiter.attempt(client=_client(request)) is not None:
-            return _back(routes.REGISTER, "limited")
+        if (refusal := await limiter.attempt(client=_client(request))) is not None:
+            return _back(routes.REGISTER, "limited", refusal=refusal)
         try:
             email = users.normalize_email(email)
         except InvalidInput:
@@ -117,12 +148,14 @@ def build_router(limiter: accounts.LoginLimiter | None = None) -> APIRouter:
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")).strip().lower(), str(form.get("password", ""))
-        next_ = str(form.get("next", ""))
-        if await limiter.attempt(client=_client(request), email=email) is not None:
-            return _back(routes.LOGIN, "limited", next_)
+        next_, client = str(form.get("next", "")), _client(request)
+        # An unknown email goes through exactly the same counting, waiting and answers.
+        if (refusal := await limiter.attempt(client=client, email=email)) is not None:
+            return _back(routes.LOGIN, "limited", next_, refusal)
+        await slow_down(client, email)
         user = await backend.run(accounts.authenticate, email=email, password=password)
         if user is None:
-            await limiter.failed(email=email)
+            await limiter.failed(email=email, client=client)
             return _back(routes.LOGIN, "credentials", next_)
         await limiter.succeeded(email=email)
         settings = backend.settings()
@@ -131,14 +164,49 @@ def build_router(limiter: accounts.LoginLimiter | None = None) -> APIRouter:
 
     @router.post(routes.AUTH_LOGOUT, include_in_schema=False)
     async def logout(request: Request) -> Response:
-        """End this session (the row is deleted, not just the cookie)."""
+        """End this session (the row is deleted, not just the cookie), or with `everywhere`
+        every session of its user."""
         if _cross_site(request):
             return refused
-        token = token_from_cookie_header(request.headers.get("cookie"))
-        await backend.run(sessions.end_session, secret_key=backend.settings().secret_key, token=token)
+        form = await request.form()
+        cookie = request.headers.get("cookie")
+        viewer = await viewer_from_cookie(cookie) if form.get("everywhere") else None
+        if viewer is not None:
+            await backend.run(sessions.end_user_sessions, user_id=viewer.id)
+        else:
+            await backend.run(sessions.end_session, secret_key=backend.settings().secret_key,
+                              token=token_from_cookie_header(cookie))
         response = RedirectResponse(routes.HOME, status_code=303)
         response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
         return response
+
+    @router.post(routes.AUTH_PASSWORD, include_in_schema=False)
+    async def change_password(request: Request) -> Response:
+        """Change the signed-in user's password; every session of theirs ends and this
+        browser gets a fresh one. A wrong current password counts as a failed sign-in."""
+        if _cross_site(request):
+            return refused
+        viewer = await viewer_from_cookie(request.headers.get("cookie"))
+        if viewer is None:
+            return RedirectResponse(f"{routes.LOGIN}?{urlencode({'next': routes.ACCOUNT})}", status_code=303)
+        form = await request.form()
+        current, new = str(form.get("current_password", "")), str(form.get("new_password", ""))
+        client = _client(request)
+        if (refusal := await limiter.attempt(client=client, email=viewer.email)) is not None:
+            return _back(routes.ACCOUNT, "limited", refusal=refusal)
+        await slow_down(client, viewer.email)
+        try:
+            await backend.run(accounts.change_password, user_id=viewer.id, current_password=current,
+                              new_password=new)
+        except WrongPassword:
+            await limiter.failed(email=viewer.email, client=client)
+            return _back(routes.ACCOUNT, "current")
+        except InvalidInput:
+            return _back(routes.ACCOUNT, _password_error(new) or "same")
+        await limiter.succeeded(email=viewer.email)
+        token = await backend.run(sessions.create_session, secret_key=backend.settings().secret_key,
+                                  user_id=viewer.id)
+        return _signed_in(request, token, f"{routes.ACCOUNT}?changed=1")
 
     @router.get(routes.EXPORT_LOGS, include_in_schema=False)
     async def export_logs(request: Request) -> Response:

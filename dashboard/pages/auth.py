@@ -11,7 +11,7 @@ import reflex as rx
 from store.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_LEN
 
 from .. import routes
-from ..auth_routes import AUTH_ERRORS, safe_next
+from ..auth_routes import error_message, safe_next
 from ..components.forms import error_callout, field, post_form
 from ..components.layout import TITLE
 from ..state import SessionState
@@ -27,7 +27,7 @@ class AuthPageState(SessionState):
         if await self._viewer() is not None:
             return rx.redirect(routes.HOME)
         params = self.router.url.query_parameters
-        self.error = AUTH_ERRORS.get(params.get("error", ""), "")
+        self.error = error_message(params.get("error", ""), params.get("wait"))
         target = safe_next(params.get("next"))
         self.next = "" if target == routes.HOME else target
 
