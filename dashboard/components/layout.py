@@ -53,6 +53,7 @@ def sidebar() -> rx.Component:
                 _nav_link("Credits", routes.CREDITS, "coins"),
                 _nav_link("Logs", routes.LOGS, "scroll_text"),
                 _nav_link("Images", routes.IMAGES, "image"),
+                _nav_link("Account", routes.ACCOUNT, "circle_user"),
                 spacing="1",
                 width="100%",
             ),

@@ -178,3 +178,30 @@ def test_a_plain_user_sees_no_admin_controls(page, live_server):
     expect(page.get_by_role("button", name="Edit")).to_have_count(0)
     expect(page.get_by_role("button", name="Add model")).to_have_count(0)
     expect(page.get_by_role("table")).to_have_count(0)
+
+
+def test_a_password_change_signs_out_the_other_browser_and_keeps_this_one(browser, page, live_server):
+    email = f"pw-{uuid.uuid4().hex[:8]}@example.com"
+    sign_up(page, email)
+    other_context = browser.new_context(base_url=live_server.base_url)
+    other_context.set_default_timeout(WAIT_MS)
+    other = other_context.new_page()
+    try:
+        sign_in(other, email, PASSWORD)
+
+        open_page(page, "Account", "Account")
+        page.get_by_label("Current password").fill(PASSWORD)
+        page.get_by_label("New password").fill("browser password 2")
+        page.get_by_role("button", name="Change password").click()
+        expect(page.get_by_text("Password changed.")).to_be_visible()
+        open_page(page, "API Keys", "API Keys")  # this browser got a fresh session
+
+        other.goto("/settings/api-keys")  # the other one is signed out
+        other.wait_for_url("**/login?next=**")
+        other.get_by_label("Email").fill(email)
+        other.get_by_label("Password").fill(PASSWORD)
+        other.get_by_role("button", name="Sign in").click()
+        expect(other.get_by_role("alert")).to_contain_text("Wrong email or password.")
+        sign_in(other, email, "browser password 2")
+    finally:
+        other_context.close()
