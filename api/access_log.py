@@ -15,11 +15,11 @@ configures the `platform.access` logger itself (handlers, level) keeps its own s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 import time
-from datetime import datetime, timezone
 
 import orjson
 
@@ -30,18 +30,31 @@ _KEY = re.compile(rb"sk_live_[A-Za-z0-9_-]*")
 
 
 class AccessLog:
-    def __init__(self, enabled: bool = True) -> None:
+    """Encodes each request's line when it ends; writes what gathered every `flush_s`.
+
+    Lines are written together, at most `flush_s` after their request ended, from the
+    event loop: one write for many requests instead of a logging record and a write
+    each (~20 us a request, more under load). `flush()` (the runtime calls it on the
+    way out) writes what is left. When the deployment attached its own handlers to the
+    `platform.access` logger, each line goes to them as one record instead.
+    """
+
+    def __init__(self, enabled: bool = True, flush_s: float = 0.05) -> None:
         self.enabled = enabled
+        self._flush_s = flush_s
+        self._pending: list[bytes] = []
+        self._scheduled = False
         self._log = logging.getLogger(LOGGER)
+        self._own_handler: logging.StreamHandler | None = None
         if enabled and not self._log.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            self._log.addHandler(handler)
+            self._own_handler = logging.StreamHandler(sys.stderr)
+            self._own_handler.setFormatter(logging.Formatter("%(message)s"))
+            self._log.addHandler(self._own_handler)
             self._log.setLevel(logging.INFO)
             self._log.propagate = False  # the servers' own root handlers would print it twice
 
     def emit(self, ctx: RequestContext, latency_ms: int) -> None:
-        if not self.enabled or not self._log.isEnabledFor(logging.INFO):
+        if not self.enabled:
             return
         key = ctx.key
         line = orjson.dumps({
@@ -62,9 +75,41 @@ class AccessLog:
         })
         if b"sk_live_" in line:
             line = _KEY.sub(b"sk_live_[redacted]", line)
-        self._log.info(line.decode())
+        self._pending.append(line)
+        if not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_later(self._flush_s, self.flush)
+                self._scheduled = True
+            except RuntimeError:  # no event loop here: write at once
+                self.flush()
+
+    def flush(self) -> None:
+        self._scheduled = False
+        lines, self._pending = self._pending, []
+        if not lines or not self._log.isEnabledFor(logging.INFO):
+            return
+        handlers = self._log.handlers
+        if len(handlers) == 1 and handlers[0] is self._own_handler:
+            stream = self._own_handler.stream
+            try:
+                stream.write(b"\n".join(lines).decode() + "\n")
+                stream.flush()
+            except (OSError, ValueError):  # stderr closed or gone: nothing to do about it
+                pass
+        else:
+            for line in lines:
+                self._log.info(line.decode())
+
+
+_second = -1
+_second_text = ""
 
 
 def _iso_now() -> str:
+    global _second, _second_text
     now = time.time()
-    return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(now % 1 * 1000):03d}Z"
+    second = int(now)
+    if second != _second:  # formatting the date once a second, not per request
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second = second
+    return f"{_second_text}.{int((now - second) * 1000):03d}Z"

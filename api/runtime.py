@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from store import credits, keys, logs, registry, users
-from store.db import get_engine, session_for
+from store.db import NOT_NOW, InlineWriter, get_engine, session_for
 from store.errors import InsufficientCredits, NotFound
 from store.models import ModelEntry, utcnow
 from store.settings import Settings
@@ -58,6 +58,7 @@ class Runtime:
         self.image_providers: dict[str, ImageProvider] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._inline = InlineWriter(self.engine) if InlineWriter.supports(self.engine) else None
         self.started = False
 
     @contextlib.asynccontextmanager
@@ -102,7 +103,10 @@ class Runtime:
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
                 self._executor = None
+            if self._inline is not None:
+                self._inline.close()
             self._unsubscribe()
+            self.access_log.flush()
             self.metrics.process_exited()
             self.started = False
 
@@ -153,9 +157,15 @@ class Runtime:
         return entry
 
     async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
-        """Admit the request by charging it; 402 and no change when the balance is short."""
+        """Admit the request by charging it; 402 and no change when the balance is short.
+
+        On SQLite the charge is written right here when that cannot wait (InlineWriter),
+        else (and on PostgreSQL always) in a worker thread.
+        """
+        charge = dict(user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id, model=model)
         try:
-            await self.db(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id, model=model)
+            if self._inline is None or self._inline.try_call(credits.debit_for_request, **charge) is NOT_NOW:
+                await self.db(credits.debit_for_request, **charge)
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
         ctx.credit_cost = cost

@@ -6,6 +6,8 @@
     BENCH_SOAK_S=120                     # platform RSS soak at 16 connections (0: skip)
     BENCH_TARGETS=direct,api             # a subset
     BENCH_PROFILE_S=20                   # py-spy the standalone API under load afterwards
+    BENCH_PROFILE_TARGET=platform        # ... or the platform instead
+    BENCH_PROFILE_CONNECTIONS=1          # ... at this many connections (default 16)
 
 All traffic stays on 127.0.0.1. Results: the table on stdout, and bench/out/results.{json,md}.
 """
@@ -111,7 +113,7 @@ def main() -> int:
                     soak_result = soak(target, soak_s)
                     print(f"   RSS {soak_result['rss_mark_mb']:.1f} MB at {soak_result['mark_s']:.0f}s, "
                           f"{soak_result['rss_end_mb']:.1f} MB at the end", flush=True)
-                if name == "api" and profile_s > 0:
+                if name == os.environ.get("BENCH_PROFILE_TARGET", "api") and profile_s > 0:
                     from .profile import profile_under_load
 
                     profile = profile_under_load(target, profile_s, int(os.environ.get("BENCH_PROFILE_CONNECTIONS") or 16))

@@ -143,5 +143,57 @@ class Prepared:
         return compiled.string, values
 
 
+NOT_NOW = object()  # InlineWriter.try_call's answer when the write would have to wait
+
+
+class InlineWriter:
+    """SQLite only: a short write run on the calling thread, when it need not wait.
+
+    The debit of every API request is one short transaction; handing it to a worker
+    thread and back costs two thread wake-ups (~0.1-0.2 ms here), more than the write.
+    `try_call` runs it right where it is called (the event loop), but only when that
+    cannot block: this process's write turn must be free (else NOT_NOW at once), and
+    its connection has a busy timeout of 0, so a database locked by another process
+    fails at once (NOT_NOW, nothing written) instead of stalling the loop. NOT_NOW
+    means: do it the normal way, in a worker thread.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._turn = _WRITE_TURNS[engine]
+        self.engine = sa.create_engine(engine.url, pool_size=1, max_overflow=0,
+                                       connect_args={"check_same_thread": False, "timeout": 0})
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=0")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    @staticmethod
+    def supports(engine: Engine) -> bool:
+        return engine in _WRITE_TURNS and engine.url.database not in (None, "", ":memory:")
+
+    def try_call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        if not self._turn.acquire(blocking=False):
+            return NOT_NOW
+        try:
+            with session_for(self.engine) as session:
+                try:
+                    return fn(session, **kwargs)
+                except sa.exc.OperationalError as exc:
+                    if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                        session.rollback()
+                        return NOT_NOW
+                    raise
+        finally:
+            self._turn.release()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
 def session_for(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)

@@ -163,14 +163,20 @@ async def test_metrics_sum_both_processes_and_access_logs_are_json_without_keys(
     assert per_process["sum"] >= 10 + 10 + 2 + 6
 
     ids = {r.headers["x-request-id"] for r in responses}
-    seen: dict[str, int] = {}
-    for api in topology.apis:
-        text = api.output()
-        assert key not in text and key[8:] not in text
-        for line in text.splitlines():
-            if line.startswith("{"):
-                entry = orjson.loads(line)
-                if entry.get("event") == "request" and entry["request_id"] in ids:
-                    seen[entry["request_id"]] = seen.get(entry["request_id"], 0) + 1
-                    assert entry["status"] == 200 and entry["key_id"] and entry["path"] == "/api/v1/chat/completions"
+    deadline = time.monotonic() + 10  # lines are written together, a moment after the requests
+    while True:
+        seen: dict[str, int] = {}
+        for api in topology.apis:
+            text = api.output()
+            assert key not in text and key[8:] not in text
+            for line in text.splitlines():
+                if line.startswith("{"):
+                    entry = orjson.loads(line)
+                    if entry.get("event") == "request" and entry["request_id"] in ids:
+                        seen[entry["request_id"]] = seen.get(entry["request_id"], 0) + 1
+                        assert entry["status"] == 200 and entry["key_id"]
+                        assert entry["path"] == "/api/v1/chat/completions"
+        if len(seen) == len(ids) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
     assert seen == {i: 1 for i in ids}  # one line each, from the process that served it
