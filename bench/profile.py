@@ -11,7 +11,6 @@ import collections
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from .targets import OUT, Target
@@ -45,15 +44,13 @@ def profile_under_load(target: Target, seconds: float, connections: int = 16, to
     command = [ensure_py_spy(), "record", "--format", "raw", "--nolineno", "--gil", "--subprocesses", "--rate", "250",
                "--duration", str(int(seconds)), "--output", str(raw), "--pid", str(target.server.proc.pid)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    load = threading.Thread(target=run_wrk, kwargs=dict(url=target.url, key=key, connections=connections,
-                                                        seconds=seconds, workdir=OUT), daemon=True)
-    load.start()
-    load.join()
+    result = run_wrk(target.url, key=key, connections=connections, seconds=seconds, workdir=OUT)
     _, err = spy.communicate(timeout=seconds + 60)
     if not raw.exists():
         raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
-    return summarize(raw.read_text(), top=top, title=f"py-spy, {target.label}, {connections} connections, "
-                                                         f"{seconds:.0f}s")
+    return summarize(raw.read_text(), top=top,
+                     title=f"py-spy, {target.label}, {connections} connections, {seconds:.0f}s, "
+                           f"{result.rps:.0f} req/s under the profiler")
 
 
 def summarize(collapsed: str, *, top: int = 25, title: str = "profile") -> dict:

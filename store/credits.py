@@ -44,8 +44,14 @@ def _apply(
     """Add `amount` (may be negative) unless the balance would drop below zero.
 
     Returns the new balance, or None when the balance does not cover it. Commits.
+    `session` may also be a Core Connection (the API's inline debit: no ORM session).
     """
-    conn = session.connection()
+    if isinstance(session, Session):
+        conn = session.connection()  # begins the session's transaction
+    else:
+        conn = session
+        if not conn.in_transaction():
+            conn.begin()  # the statements below run on the DBAPI cursor: begin here, so commit() commits
     row = _CONDITIONAL_ADD.run(conn, {"user_id": user_id, "amount": amount}).fetchone()
     if row is None:
         session.rollback()
@@ -70,7 +76,7 @@ def _apply(
 
 
 def debit_for_request(
-    session: Session, *, user_id: int, cost: int, ref: str, model: str | None = None
+    session: Session | sa.Connection, *, user_id: int, cost: int, ref: str, model: str | None = None
 ) -> int:
     """Charge `cost` for request or task `ref`; returns the new balance.
 

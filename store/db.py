@@ -160,6 +160,7 @@ class InlineWriter:
 
     def __init__(self, engine: Engine) -> None:
         self._turn = _WRITE_TURNS[engine]
+        self._conn: sa.Connection | None = None
         self.engine = sa.create_engine(engine.url, pool_size=1, max_overflow=0,
                                        connect_args={"check_same_thread": False, "timeout": 0})
 
@@ -177,21 +178,33 @@ class InlineWriter:
         return engine in _WRITE_TURNS and engine.url.database not in (None, "", ":memory:")
 
     def try_call(self, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """`fn(connection, **kwargs)`, or NOT_NOW (nothing done) when it would have to wait."""
         if not self._turn.acquire(blocking=False):
             return NOT_NOW
         try:
-            with session_for(self.engine) as session:
-                try:
-                    return fn(session, **kwargs)
-                except sa.exc.OperationalError as exc:
-                    if "locked" in str(exc.orig) or "busy" in str(exc.orig):
-                        session.rollback()
-                        return NOT_NOW
-                    raise
+            # One Core connection, kept: an ORM session, or a pool checkout per call, costs
+            # more than the write itself. Only the event loop's thread comes here.
+            conn = self._conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._conn = self.engine.connect()
+            try:
+                return fn(conn, **kwargs)
+            except sa.exc.OperationalError as exc:
+                conn.rollback()
+                if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                    return NOT_NOW
+                raise
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                raise
         finally:
             self._turn.release()
 
     def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         self.engine.dispose()
 
 

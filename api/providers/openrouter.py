@@ -28,7 +28,11 @@ class OpenRouterChat:
         self._transport = transport
         self._url = httpx.URL(f"{base_url}/chat/completions")
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        # What httpx.Request(content=...) would add, built once: Host, then ours.
+        self._raw_headers = [(b"Host", self._url.netloc), *((k.encode(), v.encode()) for k, v in self._headers.items())]
         self._extensions = {"timeout": client.timeout.as_dict()}
+        # A plain completion runs under one deadline of its own (below), so its reads need none.
+        self._extensions_whole = {"timeout": {**client.timeout.as_dict(), "read": None}}
         self._timeout_s = timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
@@ -36,9 +40,9 @@ class OpenRouterChat:
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """One non-streaming completion; returns the upstream's parsed JSON body."""
-        response = await self._send(body, stream=False)
+        answer = await self._retrying(self._complete_once, orjson.dumps(body))
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(answer)
         except orjson.JSONDecodeError:
             raise UpstreamError("Upstream provider returned a malformed body") from None
         if not isinstance(data, dict):
@@ -47,53 +51,71 @@ class OpenRouterChat:
 
     async def open_stream(self, body: dict[str, Any]) -> httpx.Response:
         """Start a streaming completion; the caller must close the returned response."""
-        return await self._send(body, stream=True)
+        return await self._retrying(self._open_once, orjson.dumps(body))
 
-    async def _send(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
-        content = orjson.dumps(body)
+    async def _retrying(self, once, content: bytes):
         attempt = 0
         while True:
             try:
-                return await self._send_once(content, stream=stream)
+                return await once(content)
             except UpstreamError as exc:
                 if not exc.retryable or attempt >= self._retries:
                     raise
             await asyncio.sleep(self._backoff_s * (2**attempt))
             attempt += 1
 
-    async def _send_once(self, content: bytes, *, stream: bool) -> httpx.Response:
+    def _request(self, content: bytes, extensions: dict) -> httpx.Request:
+        # stream= rather than content=: the headers httpx would derive are ready-made
+        headers = [*self._raw_headers, (b"Content-Length", str(len(content)).encode())]
+        return httpx.Request("POST", self._url, headers=headers, stream=httpx.ByteStream(content),
+                             extensions=extensions)
+
+    async def _complete_once(self, content: bytes) -> bytes:
+        """The upstream's body, read whole under one deadline of `timeout_s`."""
         try:
-            if self._transport is None:
-                request = self._client.build_request("POST", self._url, content=content, headers=self._headers)
-                if stream:
-                    response = await self._client.send(request, stream=True)
+            async with asyncio.timeout(self._timeout_s):
+                if self._transport is None:
+                    response = await self._client.send(
+                        self._client.build_request("POST", self._url, content=content, headers=self._headers))
+                    answer = response.content
                 else:
-                    async with asyncio.timeout(self._timeout_s):
-                        response = await self._client.send(request)
-            else:
-                request = httpx.Request("POST", self._url, content=content, headers=self._headers,
-                                        extensions=self._extensions)
-                if stream:
-                    response = await self._transport.handle_async_request(request)
-                else:
-                    async with asyncio.timeout(self._timeout_s):
-                        response = await self._transport.handle_async_request(request)
-                        try:
-                            await response.aread()
-                        finally:
-                            await response.aclose()
+                    response = await self._transport.handle_async_request(
+                        self._request(content, self._extensions_whole))
+                    try:
+                        if "content-encoding" in response.headers:
+                            answer = await response.aread()
+                        else:  # the raw stream: the body as sent, without httpx's decoder layers
+                            answer = b"".join([part async for part in response.stream])
+                    finally:
+                        await response.aclose()
         except (httpx.TimeoutException, TimeoutError):
             raise UpstreamError("Upstream provider timed out", timeout=True) from None
         except httpx.HTTPError as exc:
             raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
+        _check_status(response.status_code)
+        return answer
+
+    async def _open_once(self, content: bytes) -> httpx.Response:
+        try:
+            if self._transport is None:
+                response = await self._client.send(
+                    self._client.build_request("POST", self._url, content=content, headers=self._headers),
+                    stream=True)
+            else:
+                response = await self._transport.handle_async_request(self._request(content, self._extensions))
+        except httpx.TimeoutException:
+            raise UpstreamError("Upstream provider timed out", timeout=True) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
         if response.status_code != 200:
-            if stream:
-                await response.aclose()
-            raise UpstreamError(
-                f"Upstream provider returned HTTP {response.status_code}",
-                retryable=response.status_code in RETRY_STATUSES,
-            )
+            await response.aclose()
+        _check_status(response.status_code)
         return response
+
+
+def _check_status(status: int) -> None:
+    if status != 200:
+        raise UpstreamError(f"Upstream provider returned HTTP {status}", retryable=status in RETRY_STATUSES)
 
 
 async def relay_events(response: httpx.Response) -> AsyncIterator[tuple[list[str], dict[str, Any] | None]]:

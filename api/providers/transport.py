@@ -19,6 +19,7 @@ HTTP(S)_PROXY applies), `Expect: 100-continue`, request trailers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 import urllib.request
@@ -174,7 +175,8 @@ class LeanPool:
 
 # framing: ("length", n) | ("chunked", 0) | ("close", 0)
 async def _read_head(reader: asyncio.StreamReader, timeout: float | None):
-    async with asyncio.timeout(timeout):
+    # No read timeout (the caller keeps a deadline of its own): no timer to arm and cancel.
+    async with _deadline(timeout):
         raw = await reader.readuntil(b"\r\n\r\n")
         while raw.startswith((b"HTTP/1.1 1", b"HTTP/1.0 1")) and not raw.startswith(b"HTTP/1.1 101"):
             raw = await reader.readuntil(b"\r\n\r\n")  # skip 1xx interim answers
@@ -238,12 +240,12 @@ class _ResponseBody:
         try:
             if self._kind == "length":
                 if self._remaining:
-                    async with asyncio.timeout(self._timeout):
+                    async with _deadline(self._timeout):
                         data = await reader.readexactly(self._remaining)
                     yield data
             elif self._kind == "chunked":
                 while True:
-                    async with asyncio.timeout(self._timeout):
+                    async with _deadline(self._timeout):
                         size_line = await reader.readuntil(b"\r\n")
                         size = int(size_line.split(b";", 1)[0].strip(), 16)
                         if size == 0:
@@ -254,7 +256,7 @@ class _ResponseBody:
                     yield data[:-2]
             else:
                 while True:
-                    async with asyncio.timeout(self._timeout):
+                    async with _deadline(self._timeout):
                         data = await reader.read(_READ_SIZE)
                     if not data:
                         break
@@ -273,6 +275,13 @@ class _ResponseBody:
             self._pool.release(self._origin, connection)
         else:
             connection.close()
+
+
+_NO_DEADLINE = contextlib.nullcontext()
+
+
+def _deadline(seconds: float | None):
+    return _NO_DEADLINE if seconds is None else asyncio.timeout(seconds)
 
 
 def _map_read_error(exc: BaseException) -> httpcore.NetworkError | httpcore.ProtocolError:
