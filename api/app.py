@@ -14,6 +14,7 @@ import re
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.routing import Match, Mount
 from starlette.types import Receive, Scope, Send
@@ -109,17 +110,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 class PlatformApp(FastAPI):
     """The top-level app: `/metrics`, the `/api/v1` mount, and whatever the dashboard adds.
 
-    While nothing has been added to its middleware (the API served alone), a request
-    the `/api/v1` mount would take goes to the mount at once, as the mount would pass
-    it: this app's error, exception and routing layers did nothing for such a request
-    (ApiMiddleware answers every error itself) but cost ~7% of the hop's CPU (py-spy).
-    With middleware added (Reflex adds CORS) every request takes the normal path.
+    A request the `/api/v1` mount would take goes to the mount at once, as the mount
+    would pass it, when this app's own layers would do nothing for it: its error,
+    exception and routing layers never do (ApiMiddleware answers every error itself),
+    and the only middleware Reflex adds, CORS, acts only on requests with an `Origin`
+    header (browsers; SDKs and servers send none) - short of adding `Vary: Origin`,
+    which Reflex's own outer CORS layer adds anyway. Those layers cost ~7% of the hop's
+    CPU (py-spy). Any other middleware added, or an `Origin`: the normal path.
     """
 
     api_mount: Mount | None = None
 
+    def _layers_idle_for(self, scope: Scope) -> bool:
+        if not self.user_middleware:
+            return True
+        if any(m.cls is not CORSMiddleware for m in self.user_middleware):
+            return False
+        return not any(name == b"origin" for name, _ in scope["headers"])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.api_mount is not None and not self.user_middleware:
+        if scope["type"] == "http" and self.api_mount is not None and self._layers_idle_for(scope):
             match, child = self.api_mount.matches(scope)
             if match is Match.FULL:
                 scope["app"] = self
