@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from api.app import create_app
 from api.worker import PipelineWorker
 from store import credits, registry, signing, tasks
 from store.db import session_for
-from store.models import ImageTask, LedgerEntry, RequestLog
+from store.models import ImageTask, LedgerEntry, RequestLog, utcnow
 
 from ..conftest import flush_logs
 from ..factories import auth, make_key, make_user
@@ -225,9 +227,12 @@ async def test_a_crashed_workers_claim_lapses_and_another_worker_finishes(client
     task_id = await submit(client, key)
     await asyncio.sleep(0.05)
     with session_for(engine) as s:  # a worker claims it, then dies without a word
-        [claimed] = tasks.claim_due_tasks(s, limit=5, lease_s=0.2)
+        [claimed] = tasks.claim_due_tasks(s, limit=5, lease_s=60)
     assert await worker.run_once() == 0  # the claim still holds
-    await asyncio.sleep(0.25)
+    with session_for(engine) as s:  # time passes: the lease runs out (moved, not slept: exact under load)
+        s.execute(sa.update(ImageTask).where(ImageTask.id == task_id)
+                  .values(claimed_until=utcnow() - timedelta(seconds=1)))
+        s.commit()
     task = await drive(worker, engine, task_id)
     assert task.status == "succeeded"
     with session_for(engine) as s:  # the dead worker's token can no longer move the task
