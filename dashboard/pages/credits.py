@@ -9,6 +9,7 @@ from store import credits
 
 from .. import backend, routes
 from ..components.layout import page_shell
+from ..paging import KeysetPaging
 from ..state import SessionState
 from ..views import LedgerRow, ledger_row
 
@@ -21,12 +22,10 @@ def _page(session: Session, *, user_id: int, before_id: int | None) -> tuple[int
             len(entries) > PAGE_SIZE)
 
 
-class CreditsState(SessionState):
+class CreditsState(KeysetPaging, SessionState):
     balance: int = 0
     entries: list[LedgerRow] = []
-    has_next: bool = False
-    page: int = 1
-    _cursors: list[int] = []
+    _rows_var: str = "entries"
 
     @rx.event
     async def load(self):
@@ -36,28 +35,8 @@ class CreditsState(SessionState):
             return refusal
         await self._fetch(viewer.id)
 
-    async def _fetch(self, user_id: int) -> None:
-        before_id = self._cursors[-1] if self._cursors else None
+    async def _load_page(self, user_id: int, before_id: int | None) -> None:
         self.balance, self.entries, self.has_next = await backend.run(_page, user_id=user_id, before_id=before_id)
-        self.page = len(self._cursors) + 1
-
-    @rx.event
-    async def next_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
-        if self.has_next and self.entries:
-            self._cursors = [*self._cursors, self.entries[-1].id]
-            await self._fetch(viewer.id)
-
-    @rx.event
-    async def previous_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
-        if self._cursors:
-            self._cursors = self._cursors[:-1]
-            await self._fetch(viewer.id)
 
 
 def _row(e: rx.Var) -> rx.Component:

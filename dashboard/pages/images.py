@@ -9,6 +9,7 @@ from store import tasks
 
 from .. import backend, routes
 from ..components.layout import page_shell
+from ..paging import KeysetPaging
 from ..state import SessionState
 from ..views import TaskRow, task_row
 
@@ -23,11 +24,9 @@ def _page(session: Session, *, user_id: int, before_id: str | None) -> tuple[lis
     return rows, len(found) > PAGE_SIZE
 
 
-class ImagesState(SessionState):
+class ImagesState(KeysetPaging, SessionState):
     tasks: list[TaskRow] = []
-    has_next: bool = False
-    page: int = 1
-    _cursors: list[str] = []
+    _rows_var: str = "tasks"
 
     @rx.event
     async def load(self):
@@ -37,10 +36,8 @@ class ImagesState(SessionState):
             return refusal
         await self._fetch(viewer.id)
 
-    async def _fetch(self, user_id: int) -> None:
-        before_id = self._cursors[-1] if self._cursors else None
+    async def _load_page(self, user_id: int, before_id: str | None) -> None:
         self.tasks, self.has_next = await backend.run(_page, user_id=user_id, before_id=before_id)
-        self.page = len(self._cursors) + 1
 
     @rx.event
     async def refresh(self):
@@ -48,24 +45,6 @@ class ImagesState(SessionState):
         if (refusal := self._refusal(viewer)) is not None:
             return refusal
         await self._fetch(viewer.id)
-
-    @rx.event
-    async def next_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
-        if self.has_next and self.tasks:
-            self._cursors = [*self._cursors, self.tasks[-1].id]
-            await self._fetch(viewer.id)
-
-    @rx.event
-    async def previous_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
-        if self._cursors:
-            self._cursors = self._cursors[:-1]
-            await self._fetch(viewer.id)
 
 
 def _status(status: rx.Var) -> rx.Component:

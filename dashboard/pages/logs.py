@@ -13,6 +13,7 @@ from store.errors import StoreError
 from .. import backend, routes
 from ..components.forms import error_callout, field
 from ..components.layout import page_shell
+from ..paging import KeysetPaging
 from ..state import SessionState
 from ..views import LogRow, log_row
 
@@ -40,10 +41,8 @@ def _detail(session: Session, *, user_id: int, log_id: int) -> LogRow | None:
     return None if row is None else log_row(row, usage.key_names(session, user_id=user_id))
 
 
-class LogsState(SessionState):
+class LogsState(KeysetPaging, SessionState):
     rows: list[LogRow] = []
-    has_next: bool = False
-    page: int = 1
     error: str = ""
     # The filter form, as typed, and the filter the rows show (query-string form).
     key: str = "all"
@@ -56,7 +55,7 @@ class LogsState(SessionState):
     model_options: list[str] = []
     detail: LogRow = LogRow()
     detail_open: bool = False
-    _cursors: list[int] = []  # before_id of each page after the first
+    _rows_var: str = "rows"
 
     @rx.var
     def export_href(self) -> str:
@@ -72,11 +71,9 @@ class LogsState(SessionState):
         self.key_options, self.model_options = await backend.run(_options, user_id=viewer.id)
         await self._fetch(viewer.id)
 
-    async def _fetch(self, user_id: int) -> None:
+    async def _load_page(self, user_id: int, before_id: int | None) -> None:
         filters = usage.LogFilter.parse(**self.applied)
-        before_id = self._cursors[-1] if self._cursors else None
         self.rows, self.has_next = await backend.run(_page, user_id=user_id, filters=filters, before_id=before_id)
-        self.page = len(self._cursors) + 1
 
     @rx.event
     async def apply_filters(self, form_data: dict):
@@ -103,24 +100,6 @@ class LogsState(SessionState):
         self.key, self.model, self.status, self.since, self.until = "all", "all", "all", "", ""
         self.error, self.applied, self._cursors = "", {}, []
         await self._fetch(viewer.id)
-
-    @rx.event
-    async def next_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
-        if self.has_next and self.rows:
-            self._cursors = [*self._cursors, self.rows[-1].id]
-            await self._fetch(viewer.id)
-
-    @rx.event
-    async def previous_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
-        if self._cursors:
-            self._cursors = self._cursors[:-1]
-            await self._fetch(viewer.id)
 
     @rx.event
     async def show_detail(self, log_id: int):
