@@ -38,3 +38,14 @@ def error_callout(message: rx.Var) -> rx.Component:
         rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", width="100%"),
         rx.fragment(),
     )
+
+
+def dialog_actions(submit_label: str) -> rx.Component:
+    """A form dialog's footer: Cancel (closes it) and the submit button, at the right."""
+    return rx.flex(
+        rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray")),
+        rx.button(submit_label, type="submit"),
+        spacing="3",
+        justify="end",
+        width="100%",
+    )

@@ -10,7 +10,7 @@ from store.errors import Conflict, NotFound, StoreError
 
 from .. import backend, routes
 from ..auth import Viewer
-from ..components.forms import error_callout, field
+from ..components.forms import dialog_actions, error_callout, field
 from ..components.layout import admin_only, page_shell
 from ..state import SessionState
 from ..views import AuditRow, ModelRow, audit_row, model_row
@@ -169,13 +169,7 @@ def _form() -> rx.Component:
                         html_for="enabled",
                     ),
                     error_callout(ModelsAdminState.error),
-                    rx.flex(
-                        rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray")),
-                        rx.button("Save", type="submit"),
-                        spacing="3",
-                        justify="end",
-                        width="100%",
-                    ),
+                    dialog_actions("Save"),
                     spacing="3",
                     width="100%",
                 ),

@@ -9,7 +9,7 @@ from store import credits, users
 from store.errors import StoreError
 
 from .. import backend, routes
-from ..components.forms import error_callout, field
+from ..components.forms import dialog_actions, error_callout, field
 from ..components.layout import admin_only, page_shell
 from ..state import SessionState
 from ..views import UserRow, user_row
@@ -159,13 +159,7 @@ def _grant_dialog() -> rx.Component:
                     field("Note", "grant-note", rx.input(id="grant-note", name="note", required=True,
                                                          max_length=MAX_NOTE, placeholder="why, for the ledger")),
                     error_callout(UsersAdminState.error),
-                    rx.flex(
-                        rx.dialog.close(rx.button("Cancel", type="button", variant="soft", color_scheme="gray")),
-                        rx.button("Apply", type="submit"),
-                        spacing="3",
-                        justify="end",
-                        width="100%",
-                    ),
+                    dialog_actions("Apply"),
                     spacing="3",
                     margin_top="1em",
                 ),
