@@ -57,7 +57,7 @@ def verify_media(secret_key: str, path: str, expires: str | int | None, sig: str
         return False
     if expires_at < (time.time() if now is None else now):
         return False
-    return hmac.compare_digest(media_signature(secret_key, path, expires_at), sig)
+    return _same(media_signature(secret_key, path, expires_at), sig)
 
 
 def webhook_secret(secret_key: str, user_id: int) -> str:
@@ -74,4 +74,10 @@ def webhook_signature(secret: str, body: bytes) -> str:
 
 
 def verify_webhook(secret: str, body: bytes, header: str | None) -> bool:
-    return bool(header) and hmac.compare_digest(webhook_signature(secret, body), header)
+    return header is not None and _same(webhook_signature(secret, body), header)
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time equality; `compare_digest` raises TypeError on non-ASCII str, and a
+    signature we made is ASCII, so a non-ASCII one is simply wrong."""
+    return given.isascii() and hmac.compare_digest(expected, given)

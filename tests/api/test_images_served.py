@@ -113,3 +113,11 @@ def test_served_happy_path_from_submission_to_png_and_webhook(served, engine, up
     body, headers = upstream.hooks[-1]
     assert signing.verify_webhook(secret, body, headers["x-platform-signature"])
     assert orjson.loads(body)["status"] == "succeeded"
+
+
+def test_served_non_ascii_signature_is_403_invalid_signature(served):
+    """A `sig` that is not ASCII (here "é") is a wrong signature, not a server error."""
+    expires = int(time.time()) + 600
+    response = httpx.get(f"{served}/api/v1/files/img_{'ab' * 16}/0.png?expires={expires}&sig=%C3%A9")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "invalid_signature"

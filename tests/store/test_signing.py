@@ -110,3 +110,15 @@ def test_property_no_other_triple_verifies(path, other, bump, secret):
 @given(expires=st.one_of(st.none(), st.text(max_size=12)), sig=st.one_of(st.none(), st.text(max_size=70)))
 def test_property_arbitrary_parameters_never_verify(expires, sig):
     assert not signing.verify_media(SECRET, PATH, expires, sig, now=NOW)
+
+
+@pytest.mark.parametrize("sig", ["é", "\u00e9" * 64, "0" * 63 + "é", "\ud800", "\x00"])
+def test_non_ascii_signatures_do_not_verify_and_do_not_raise(sig):
+    expires = int(NOW) + 600
+    assert not signing.verify_media(SECRET, PATH, expires, sig, now=NOW)
+    assert not signing.verify_webhook(signing.webhook_secret(SECRET, 7), b"{}", "sha256=" + sig)
+
+
+@given(sig=st.text(max_size=70))
+def test_property_arbitrary_signatures_with_a_valid_expiry_never_verify(sig):
+    assert not signing.verify_media(SECRET, PATH, int(NOW) + 600, sig, now=NOW)
