@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterator
@@ -25,6 +26,7 @@ from .errors import InvalidInput
 from .models import ApiKey, RequestLog, utcnow
 
 TASK_METHOD = "TASK"  # the log row of an image task's end (see store.tasks), not a request
+MAX_ID = 2**63 - 1  # ids are BIGINTs: a larger number matches nothing and PostgreSQL refuses it
 STATUS_CLASSES = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600), "errors": (400, 600)}
 MAX_PAGE = 200
 
@@ -48,12 +50,12 @@ class LogFilter:
 
         api_key_id = None
         if not blank(key):
-            if not key.strip().isdigit():
+            if not _ascii_digits(key) or int(key) > MAX_ID:
                 raise InvalidInput("choose a key from the list")
             api_key_id = int(key)
         status = None if blank(status) else status.strip()
         if status is not None and status not in STATUS_CLASSES and not (
-            status.isdigit() and 100 <= int(status) <= 599
+            _ascii_digits(status) and 100 <= int(status) <= 599
         ):
             raise InvalidInput("status must be 2xx, 4xx, 5xx, errors or a code from 100 to 599")
         first, last = _day(since, "from"), _day(until, "to")
@@ -68,6 +70,12 @@ class LogFilter:
                   "since": self.since.isoformat() if self.since else "",
                   "until": self.until.isoformat() if self.until else ""}
         return {k: v for k, v in values.items() if v}
+
+
+def _ascii_digits(text: str) -> bool:
+    """Only 0-9: `str.isdigit` also accepts "²" and "٣", which `int` then refuses or reads."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
 
 
 def _day(text: str | None, name: str) -> date | None:
@@ -196,14 +204,18 @@ CSV_COLUMNS = ("time", "request_id", "key", "key_prefix", "method", "endpoint", 
                "total_tokens", "upstream_id", "task_id")
 
 
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
 def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds") + "Z"
     text = str(value)
-    # A cell starting with one of these runs as a formula in a spreadsheet.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    # A cell starting with one of these runs as a formula in a spreadsheet; a plain
+    # number such as a refund's -5 does not, and stays a number.
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _PLAIN_NUMBER.fullmatch(text):
         text = "'" + text
     return text
 

@@ -403,3 +403,16 @@ async def test_backend_routes_refuse_a_missing_or_expired_session(web, engine, e
     assert (await web.get("/export/logs.csv", headers={"cookie": cookie})).status_code == 401
     await web.post("/auth/logout", data={"everywhere": "1"}, headers={"cookie": cookie})
     assert await session_works(web, elsewhere)
+
+
+@pytest.mark.parametrize("query, message", [
+    ("key=9223372036854775808", "choose a key from the list"),  # 2**63: past a BIGINT
+    ("key=99999999999999999999999", "choose a key from the list"),
+    ("status=%C2%B2%C2%B2%C2%B2", "status must be 2xx, 4xx, 5xx, errors or a code from 100 to 599"),  # "²²²"
+])
+async def test_an_export_filter_out_of_range_is_a_400_with_a_message(web, engine, query, message):
+    user = make_user(engine)
+    with session_for(engine) as s:
+        logs.write_request_logs(s, [log(user.id, 1)])
+    response = await web.get(f"/export/logs.csv?{query}", headers={"cookie": cookie_for(engine, user)})
+    assert (response.status_code, response.text) == (400, message)

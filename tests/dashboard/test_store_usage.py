@@ -135,3 +135,23 @@ def test_key_names(session, engine):
     user = make_user(engine)
     make_key(engine, user, name="laptop")
     assert list(usage.key_names(session, user_id=user.id).values()) == ["laptop"]
+
+
+@both_databases
+def test_a_negative_number_is_written_as_a_number_and_formula_text_is_defused(session, engine):
+    user = make_user(engine)
+    write(session, [log(user.id, 1, cost=-5, model="-2+3"), log(user.id, 2, cost=-12, model="-1.5",
+                                                                 at=T0 + timedelta(seconds=1))])
+    rows = list(csv.DictReader(io.StringIO("".join(
+        usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter())))))
+    assert [(r["credits"], r["model"]) for r in rows] == [("-12", "-1.5"), ("-5", "'-2+3")]
+
+
+@pytest.mark.parametrize("key", [str(2**63), "99999999999999999999999", "²", "٣"])
+def test_a_key_filter_out_of_range_or_not_ascii_digits_is_refused(key):
+    with pytest.raises(InvalidInput, match="choose a key from the list"):
+        usage.LogFilter.parse(key=key)
+
+
+def test_the_largest_key_id_is_a_valid_filter():
+    assert usage.LogFilter.parse(key=str(2**63 - 1)).api_key_id == 2**63 - 1
