@@ -8,6 +8,8 @@ What is counted (all prefixed `platform_`):
     credits_debited_total, credits_refunded_total    by this process's requests
     log_queue_depth                                  request-log rows waiting for the writer
     log_rows_written_total                           rows the writer has committed
+    log_rows_set_aside_total                         rows the database refused (each logged)
+    log_rows_dropped_total                           rows refused because the queue was full
 
 `endpoint` is the route template (`/api/v1/images/generations/{task_id}`, or `unmatched`)
 and `model` a registry id (`other` for an unknown one, empty when none was given), so
@@ -65,6 +67,11 @@ class Metrics:
         self.log_queue = Gauge("platform_log_queue_depth", "Request-log rows waiting to be written",
                                registry=self.registry, multiprocess_mode="livesum")
         self.log_rows = Counter("platform_log_rows_written", "Request-log rows written", registry=self.registry)
+        self.log_rows_set_aside = Counter("platform_log_rows_set_aside", "Request-log rows the database refused",
+                                          registry=self.registry)
+        self.log_rows_dropped = Counter("platform_log_rows_dropped",
+                                        "Request-log rows refused because LOG_QUEUE_MAX rows were waiting",
+                                        registry=self.registry)
         self._series: dict[tuple[str, str, str], tuple] = {}
 
     def observe(self, *, endpoint: str, model: str, status: int, seconds: float, error_code: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -21,20 +22,31 @@ log = logging.getLogger(__name__)
 
 LOG_FIELDS = frozenset(RequestLog.model_fields) - {"id"}
 _INSERT = sa.insert(RequestLog.__table__)
+# What PostgreSQL text cannot hold: NUL, and lone surrogates (not encodable as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Failures of the database rather than of a row: the rows wait and are tried again.
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+def clean_text(value: str) -> str:
+    """`value` with each character PostgreSQL text refuses replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert many log rows in one statement, and note when their keys were last used."""
+    """Insert many log rows in one statement (their text cleaned first), and note when
+    their keys were last used, in one transaction."""
     if not rows:
         return
+    rows = [{k: clean_text(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     session.connection().execute(_INSERT, rows)  # Core executemany: no ORM bulk machinery
     used: dict[int, datetime] = {}
     for row in rows:
         if row.get("api_key_id") is not None and row.get("status", 500) < 400:
             used[row["api_key_id"]] = max(row["created_at"], used.get(row["api_key_id"], row["created_at"]))
+    if used:  # in key order, so that two writers never wait on each other's keys in a cycle
+        keys.touch_last_used(session, used=dict(sorted(used.items())))
     session.commit()
-    if used:
-        keys.touch_last_used(session, used=used)
 
 
 def purge_request_logs(session: Session, *, older_than_days: int, chunk: int = 5000) -> int:
@@ -56,14 +68,22 @@ class RequestLogWriter:
 
     `submit` is a deque append (no I/O, no lock held by the caller's loop). The thread
     writes whatever is queued every `interval` seconds or as soon as `batch_size` rows
-    wait; `close` writes everything left, so nothing is lost at shutdown. A batch that
-    fails to write is retried before newer rows, never dropped silently. The same thread
-    purges rows older than `retention_days` every `purge_every` seconds (0 days: keep all).
+    wait; `close` writes everything left, so nothing is lost at shutdown.
+
+    What cannot be written is never lost silently, and never holds up other rows:
+    - the database unavailable: the batch goes back to the front and is tried again;
+    - the database refusing a batch: its rows are written one by one and each row it
+      refuses is set aside (logged, `set_aside`, `on_set_aside`);
+    - more than `max_queue` rows waiting: `submit` refuses the row (`dropped`, `on_dropped`).
+    The same thread purges rows older than `retention_days` every `purge_every` seconds
+    (0 days: keep all).
     """
 
     def __init__(self, engine: Engine, *, interval: float = 0.2, batch_size: int = 500,
                  on_write: Callable[[int], None] | None = None, retention_days: int = 0,
-                 purge_every: float = 3600.0) -> None:
+                 purge_every: float = 3600.0, max_queue: int = 100_000,
+                 on_set_aside: Callable[[int], None] | None = None,
+                 on_dropped: Callable[[int], None] | None = None) -> None:
         self._engine = engine
         self._interval = interval
         self._batch_size = batch_size
@@ -72,12 +92,17 @@ class RequestLogWriter:
         self._flushing = threading.Lock()
         self._stopping = False
         self._on_write = on_write
+        self._on_set_aside = on_set_aside
+        self._on_dropped = on_dropped
+        self._max_queue = max_queue
         self._thread: threading.Thread | None = None
         self._retention_days = retention_days
         self._purge_every = purge_every
         self._next_purge = 0.0
         self.written = 0
         self.purged = 0
+        self.set_aside = 0
+        self.dropped = 0
 
     def start(self) -> None:
         if self._thread is None:
@@ -85,6 +110,11 @@ class RequestLogWriter:
             self._thread.start()
 
     def submit(self, row: dict[str, Any]) -> None:
+        if len(self._queue) >= self._max_queue:  # the database has been away for a while
+            self.dropped += 1
+            if self._on_dropped:
+                self._on_dropped(1)
+            return
         self._queue.append(row)
         if len(self._queue) >= self._batch_size:
             self._wake.set()
@@ -106,14 +136,40 @@ class RequestLogWriter:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             try:
-                with session_for(self._engine) as session:
-                    write_request_logs(session, batch)
-            except Exception:
+                self._write(batch)
+            except _UNAVAILABLE:
                 self._queue.extendleft(reversed(batch))
                 raise
-            self.written += len(batch)
-            if self._on_write:
-                self._on_write(len(batch))
+            except Exception:
+                self._write_one_by_one(batch)
+                continue
+            self._count_written(len(batch))
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        with session_for(self._engine) as session:
+            write_request_logs(session, rows)
+
+    def _write_one_by_one(self, batch: list[dict[str, Any]]) -> None:
+        """Write a batch the database refused row by row, setting aside the refused rows."""
+        for i, row in enumerate(batch):
+            try:
+                self._write([row])
+            except _UNAVAILABLE:
+                self._queue.extendleft(reversed(batch[i:]))
+                raise
+            except Exception as exc:
+                log.error("request log row %s refused, set aside: %s: %s", row.get("request_id"),
+                          type(exc).__name__, getattr(exc, "orig", None) or exc)
+                self.set_aside += 1
+                if self._on_set_aside:
+                    self._on_set_aside(1)
+            else:
+                self._count_written(1)
+
+    def _count_written(self, rows: int) -> None:
+        self.written += rows
+        if self._on_write:
+            self._on_write(rows)
 
     def _run(self) -> None:
         while not self._stopping:

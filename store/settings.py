@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Request-log batching: rows are written at most this often, or when this many wait.
     log_flush_interval_s: float = Field(0.2, gt=0)
     log_batch_size: int = Field(500, gt=0)
+    # Rows that may wait for the writer (the database away); beyond it rows are counted, not kept.
+    log_queue_max: int = Field(100_000, gt=0)
     # Request logs older than this are purged in the background (0 keeps them forever).
     log_retention_days: int = Field(90, ge=0)
     # GET /metrics (Prometheus) answers only with `Authorization: Bearer <METRICS_TOKEN>`;
