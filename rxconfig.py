@@ -14,6 +14,12 @@ import reflex as rx
 
 _port = int(os.environ.get("PORT") or 3000)
 
+# The sign-in limits read the client's address themselves, from the socket peer and
+# TRUSTED_PROXIES (dashboard/client_address.py). uvicorn (Reflex's backend where granian
+# is absent) would first rewrite the peer from any X-Forwarded-For sent via 127.0.0.1,
+# which lets a rotating header pass for many clients; it trusts nobody here.
+os.environ["FORWARDED_ALLOW_IPS"] = ""
+
 config = rx.Config(
     app_name="dashboard",
     db_url=os.environ.get("DATABASE_URL") or "sqlite:///data/platform.db",

@@ -28,6 +28,7 @@ from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
 
 from . import backend, routes
 from .auth import COOKIE_NAME, token_from_cookie_header, viewer_from_cookie
+from .client_address import client_address, parse_trusted
 
 AUTH_ERRORS = {
     # The same words for an unknown email and a wrong password.
@@ -52,7 +53,9 @@ def error_message(code: str, wait_minutes: str | None = None) -> str:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address the sign-in limits count (the socket peer, or behind a trusted proxy
+    the address it saw: see `client_address`)."""
+    return client_address(request.scope, parse_trusted(backend.settings().trusted_proxies))
 
 
 def _cross_site(request: Request) -> bool:
@@ -105,6 +108,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
     `sleep` waits out `accounts.failure_delay` (tests pass one that records the delays).
     """
     limiter = limiter or accounts.LoginLimiter(backend.settings().redis_url)
+    parse_trusted(backend.settings().trusted_proxies)  # a bad TRUSTED_PROXIES fails at start
     router = APIRouter()
     refused = PlainTextResponse("cross-site form submission refused", status_code=403)
 
@@ -157,7 +161,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         if user is None:
             await limiter.failed(email=email, client=client)
             return _back(routes.LOGIN, "credentials", next_)
-        await limiter.succeeded(email=email)
+        await limiter.succeeded(email=email, client=client)
         settings = backend.settings()
         token = await backend.run(sessions.create_session, secret_key=settings.secret_key, user_id=user.id)
         return _signed_in(request, token, safe_next(next_))
@@ -203,7 +207,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
             return _back(routes.ACCOUNT, "current")
         except InvalidInput:
             return _back(routes.ACCOUNT, _password_error(new) or "same")
-        await limiter.succeeded(email=viewer.email)
+        await limiter.succeeded(email=viewer.email, client=client)
         token = await backend.run(sessions.create_session, secret_key=backend.settings().secret_key,
                                   user_id=viewer.id)
         return _signed_in(request, token, f"{routes.ACCOUNT}?changed=1")

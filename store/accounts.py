@@ -3,10 +3,12 @@
 Registration always makes a plain user; the starting credits (`SIGNUP_CREDITS`) go
 through the ledger like any grant. A password change ends every session of that user.
 Sign-in attempts are limited twice: per client address (every attempt, sign-ups
-included, counts) and per email (failed attempts count; a success clears them). Past
-a few recent failures for the email or the client, each attempt waits first
-(`failure_delay`). The counters live in memory, or in Redis when `REDIS_URL` is set,
-so that every worker and host shares them.
+included, counts) and per email *from that client* (failed attempts count; a success
+clears them). The second is keyed by (email, client) on purpose: ten wrong guesses
+from an attacker's address must not refuse the owner on their own device. What the
+email's failures from every client do is slow each attempt for it down, by at most
+`MAX_DELAY_S` (`failure_delay`), as do the client's own failures. The counters live in
+memory, or in Redis when `REDIS_URL` is set, so that every worker and host shares them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 from sqlmodel import Session, select
 
 from . import sessions, users
 from .errors import InvalidInput, NotFound, WrongPassword
+from .limit_storage import counter_storage
 from .models import User
 
 
@@ -99,15 +101,17 @@ def failure_delay(failures: int) -> float:
 class Refusal:
     """Why an attempt was refused, and how long until the next one may go through."""
 
-    reason: str  # "client" | "email"
+    reason: str  # "client" | "email" (too many failures for this email from this client)
     retry_after_s: int
 
 
 class LoginLimiter:
-    """Moving-window limits on attempts, per client address and per email.
+    """Moving-window limits on attempts, per client address and per (email, client).
 
-    Failures are also counted per client (`per_client_failures`); that count only sets
-    the wait (`failure_delay`), the client's attempts limit does the refusing.
+    Failures are also counted per client (`per_client_failures`) and per email from
+    any client (`per_email_failures`, key "email-any"); those two counts only set the
+    wait (`failure_delay`). Refusals come from the client's attempts and from the
+    (email, client) failures, so nobody can lock an account from somewhere else.
     """
 
     def __init__(
@@ -120,7 +124,7 @@ class LoginLimiter:
         namespace: str = "platform-login",
     ) -> None:
         uri = f"async+{redis_url}" if redis_url else "async+memory://"
-        self._limiter = MovingWindowRateLimiter(storage_from_string(uri, key_prefix=namespace))
+        self._limiter = MovingWindowRateLimiter(counter_storage(uri, key_prefix=namespace))
         self.per_client = per_client
         self.per_email_failures = per_email_failures
         self.per_client_failures = per_client_failures
@@ -132,24 +136,27 @@ class LoginLimiter:
         """
         if not await self._limiter.hit(self.per_client, "client", client):
             return Refusal("client", await self._retry_after(self.per_client, "client", client))
-        if email is not None and not await self._limiter.test(self.per_email_failures, "email", email):
-            return Refusal("email", await self._retry_after(self.per_email_failures, "email", email))
+        if email is not None and not await self._limiter.test(self.per_email_failures, "email", email, client):
+            return Refusal("email", await self._retry_after(self.per_email_failures, "email", email, client))
         return None
 
-    async def failed(self, *, email: str, client: str | None = None) -> None:
-        await self._limiter.hit(self.per_email_failures, "email", email)
-        if client is not None:
-            await self._limiter.hit(self.per_client_failures, "client-failures", client)
+    async def failed(self, *, email: str, client: str) -> None:
+        await self._limiter.hit(self.per_email_failures, "email", email, client)
+        await self._limiter.hit(self.per_email_failures, "email-any", email)
+        await self._limiter.hit(self.per_client_failures, "client-failures", client)
 
     async def recent_failures(self, *, client: str, email: str | None = None) -> int:
-        """Failed attempts in the window from this client or for this email, whichever is more."""
+        """Failed attempts in the window from this client, or for this email from any
+        client, whichever is more (this sets the wait only)."""
         counts = [await self._used(self.per_client_failures, "client-failures", client)]
         if email is not None:
-            counts.append(await self._used(self.per_email_failures, "email", email))
+            counts.append(await self._used(self.per_email_failures, "email-any", email))
         return max(counts)
 
-    async def succeeded(self, *, email: str) -> None:
-        await self._limiter.clear(self.per_email_failures, "email", email)
+    async def succeeded(self, *, email: str, client: str) -> None:
+        """The right password: that email's failures are forgiven, from this client and overall."""
+        await self._limiter.clear(self.per_email_failures, "email", email, client)
+        await self._limiter.clear(self.per_email_failures, "email-any", email)
 
     async def _used(self, item: RateLimitItem, *ident: str) -> int:
         return item.amount - (await self._limiter.get_window_stats(item, *ident)).remaining

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, gt=0)  # doubles after each failed delivery
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_allow_private: bool = False  # allow webhooks to loopback/private addresses
+    # Reverse proxies whose X-Forwarded-For the sign-in limits believe: IPs or CIDRs,
+    # comma-separated. Empty: the socket peer is the client (dashboard/client_address.py).
+    trusted_proxies: str = ""
 
     @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password", "metrics_token")
     @classmethod

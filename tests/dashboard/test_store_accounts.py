@@ -82,9 +82,19 @@ async def test_recent_failures_per_client_and_per_email():
     assert await limiter.recent_failures(client="1.1.1.1") == 3
     assert await limiter.recent_failures(client="3.3.3.3", email="a@x.io") == 2  # the email's count
     assert await limiter.recent_failures(client="1.1.1.1", email="a@x.io") == 3  # the larger one
-    await limiter.succeeded(email="a@x.io")  # clears the email, not the client
+    await limiter.succeeded(email="a@x.io", client="3.3.3.3")  # clears the email, not the client
     assert await limiter.recent_failures(client="3.3.3.3", email="a@x.io") == 0
     assert await limiter.recent_failures(client="1.1.1.1", email="a@x.io") == 3
+
+
+async def test_an_emails_failures_refuse_only_the_client_they_came_from():
+    limiter = accounts.LoginLimiter(per_email_failures=RateLimitItemPerMinute(3, 15))
+    for _ in range(3):
+        await limiter.failed(email="a@x.io", client="6.6.6.6")
+    refusal = await limiter.attempt(client="6.6.6.6", email="a@x.io")
+    assert refusal is not None and refusal.reason == "email" and 0 < refusal.retry_after_s <= 900
+    assert await limiter.attempt(client="7.7.7.7", email="a@x.io") is None
+    assert await limiter.recent_failures(client="7.7.7.7", email="a@x.io") == 3  # it still slows them
 
 
 @pytest.mark.redis
