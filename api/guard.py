@@ -1,4 +1,10 @@
-"""The first two checks of every authenticated request: the key, then its rate limit."""
+"""The first checks of every authenticated request: the key, then (model calls only)
+its rate limit.
+
+`authenticate` is for reads (`/key`, `/models`, task status): they do not use up the
+limit, so a limited client can still read its balance; they report the current window
+in the headers all the same. `admit` is for model calls: the key, then one hit.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from store.keys import KeyRecord
 
 from .context import RequestContext
 from .errors import ApiError
+from .ratelimit import Verdict
 from .runtime import Runtime
 
 
@@ -19,8 +26,7 @@ def context_of(request: Request) -> RequestContext:
     return request.scope["state"]["ctx"]
 
 
-async def admit(request: Request) -> KeyRecord:
-    """Authenticate the bearer key and count the request against its per-minute limit."""
+async def _verified_key(request: Request) -> KeyRecord:
     runtime, ctx = runtime_of(request), context_of(request)
     scheme, _, raw = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
@@ -31,8 +37,25 @@ async def admit(request: Request) -> KeyRecord:
     ctx.key = record
     if not record.usable:
         raise ApiError("api_disabled")
-    verdict = await runtime.limiter.hit(record.key_id, record.rate_limit_per_minute)
+    return record
+
+
+def _report(ctx: RequestContext, verdict: Verdict) -> None:
     ctx.rate_limit, ctx.rate_remaining, ctx.rate_reset_s = verdict.limit, verdict.remaining, verdict.reset_s
+
+
+async def authenticate(request: Request) -> KeyRecord:
+    """Authenticate the bearer key; report its rate-limit window without counting."""
+    record = await _verified_key(request)
+    _report(context_of(request), await runtime_of(request).limiter.peek(record.key_id, record.rate_limit_per_minute))
+    return record
+
+
+async def admit(request: Request) -> KeyRecord:
+    """For a model call: authenticate the bearer key and count the call against its limit."""
+    record = await _verified_key(request)
+    verdict = await runtime_of(request).limiter.hit(record.key_id, record.rate_limit_per_minute)
+    _report(context_of(request), verdict)
     if not verdict.allowed:
         raise ApiError("rate_limit_exceeded", headers={"Retry-After": str(max(1, verdict.reset_s))})
     return record

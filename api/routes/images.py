@@ -21,7 +21,7 @@ from store.models import ImageTask
 
 from ..body import check_types, read_json_object, require_model
 from ..errors import ApiError
-from ..guard import admit, context_of, runtime_of
+from ..guard import admit, authenticate, context_of, runtime_of
 from ..providers import UpstreamError
 from ..providers.images import ImageJob
 from ..runtime import Runtime
@@ -138,7 +138,7 @@ async def create_image(request: Request) -> Response:
 @router.get("/images/generations/{task_id}", summary="Read an image task (the caller's own)", responses=TASK_ERRORS)
 async def get_image(task_id: str, request: Request) -> Response:
     runtime, ctx = runtime_of(request), context_of(request)
-    key = await admit(request)
+    key = await authenticate(request)
     if not TASK_ID_RE.fullmatch(task_id):
         raise ApiError("task_not_found")
     task = await runtime.db(tasks.get_task_for_user, task_id=task_id, user_id=key.user_id)
@@ -150,7 +150,7 @@ async def get_image(task_id: str, request: Request) -> Response:
 
 @router.get("/images/webhook-secret", summary="The secret that signs your webhook deliveries", responses=ERRORS)
 async def webhook_secret(request: Request) -> Response:
-    key = await admit(request)
+    key = await authenticate(request)
     secret = signing.webhook_secret(runtime_of(request).settings.secret_key, key.user_id)
     return Response(orjson.dumps({"object": "webhook_secret", "secret": secret,
                                   "header": "X-Platform-Signature", "algorithm": "hmac-sha256"}),

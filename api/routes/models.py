@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from store.registry import public_view
 
-from ..guard import admit, runtime_of
+from ..guard import authenticate, runtime_of
 from .docs import ERRORS
 
 router = APIRouter()
@@ -16,7 +16,7 @@ router = APIRouter()
 
 @router.get("/models", summary="List the enabled public models", responses=ERRORS)
 async def list_models(request: Request) -> Response:
-    await admit(request)
+    await authenticate(request)
     models = await runtime_of(request).models()
     data = [public_view(m) for m in models.values() if m.enabled]
     data.sort(key=lambda m: (m["category"], m["id"]))
@@ -25,7 +25,7 @@ async def list_models(request: Request) -> Response:
 
 @router.get("/key", summary="Describe the calling key and its user's credit balance", responses=ERRORS)
 async def describe_key(request: Request) -> Response:
-    key = await admit(request)
+    key = await authenticate(request)
     balance = await runtime_of(request).balance(key.user_id)
     body = {
         "object": "api_key",
