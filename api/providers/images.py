@@ -74,8 +74,12 @@ def aspect_and_resolution(size: str | None) -> tuple[str, str]:
 
 
 def upstream_error(response: httpx.Response, what: str) -> UpstreamError:
-    return UpstreamError(f"{what} returned HTTP {response.status_code}",
-                         retryable=response.status_code in RETRY_STATUSES)
+    try:
+        body = response.content
+    except httpx.ResponseNotRead:
+        body = b""
+    return UpstreamError.from_status(response.status_code, body, response.headers, what=what,
+                                     retry_statuses=RETRY_STATUSES)
 
 
 def transport_error(exc: Exception, what: str) -> UpstreamError:

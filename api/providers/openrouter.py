@@ -1,7 +1,8 @@
 """OpenRouter (or any OpenAI-compatible base URL) for chat completions.
 
 Bodies pass through as received except `model`, which becomes the registry's upstream
-id on the way up and the public id on the way down.
+id on the way up and the public id on the way down. The route serialises the body
+(before it charges anything) and hands the bytes here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, AsyncIterator
 import httpx
 import orjson
 
-from . import UpstreamError
+from . import UpstreamError, upstream_message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -38,20 +39,24 @@ class OpenRouterChat:
         self._backoff_s = backoff_s
         self.configured = bool(api_key)
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One non-streaming completion; returns the upstream's parsed JSON body."""
-        answer = await self._retrying(self._complete_once, orjson.dumps(body))
+    async def complete(self, content: bytes) -> dict[str, Any]:
+        """One non-streaming completion of the serialised request `content`; returns the
+        upstream's parsed JSON body. A 200 whose body is an error is an UpstreamError."""
+        answer = await self._retrying(self._complete_once, content)
         try:
             data = orjson.loads(answer)
         except orjson.JSONDecodeError:
             raise UpstreamError("Upstream provider returned a malformed body") from None
         if not isinstance(data, dict):
             raise UpstreamError("Upstream provider returned a malformed body")
+        if data.get("error") is not None:
+            raise UpstreamError("Upstream provider returned an error", detail=upstream_message(answer))
         return data
 
-    async def open_stream(self, body: dict[str, Any]) -> httpx.Response:
-        """Start a streaming completion; the caller must close the returned response."""
-        return await self._retrying(self._open_once, orjson.dumps(body))
+    async def open_stream(self, content: bytes) -> httpx.Response:
+        """Start a streaming completion of the serialised request `content`; the caller must
+        close the returned response."""
+        return await self._retrying(self._open_once, content)
 
     async def _retrying(self, once, content: bytes):
         attempt = 0
@@ -92,7 +97,7 @@ class OpenRouterChat:
             raise UpstreamError("Upstream provider timed out", timeout=True) from None
         except httpx.HTTPError as exc:
             raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
-        _check_status(response.status_code)
+        _check_status(response, answer)
         return answer
 
     async def _open_once(self, content: bytes) -> httpx.Response:
@@ -108,14 +113,33 @@ class OpenRouterChat:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
         if response.status_code != 200:
-            await response.aclose()
-        _check_status(response.status_code)
+            try:
+                answer = await _read_some(response, ERROR_BODY_LIMIT)
+            except httpx.HTTPError:
+                answer = b""
+            finally:
+                await response.aclose()
+            _check_status(response, answer)
         return response
 
 
-def _check_status(status: int) -> None:
-    if status != 200:
-        raise UpstreamError(f"Upstream provider returned HTTP {status}", retryable=status in RETRY_STATUSES)
+ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, what is read for its message
+
+
+async def _read_some(response: httpx.Response, limit: int) -> bytes:
+    parts, size = [], 0
+    async for part in response.aiter_raw():
+        parts.append(part)
+        size += len(part)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
+
+
+def _check_status(response: httpx.Response, answer: bytes) -> None:
+    if response.status_code != 200:
+        raise UpstreamError.from_status(response.status_code, answer[:ERROR_BODY_LIMIT], response.headers,
+                                        retry_statuses=RETRY_STATUSES)
 
 
 async def relay_events(response: httpx.Response) -> AsyncIterator[tuple[list[str], dict[str, Any] | None]]:

@@ -14,7 +14,7 @@ from ..body import check_types, read_json_object, require_model
 from ..context import RequestContext
 from ..errors import ApiError, error_body
 from ..guard import admit, context_of, runtime_of
-from ..providers import UpstreamError
+from ..providers import UpstreamError, clean_message
 from ..providers.openrouter import relay_events
 from ..runtime import Runtime
 from ..streaming import RelayResponse
@@ -65,22 +65,22 @@ async def chat_completions(request: Request) -> Response:
     chat = runtime.chat
     if entry.provider != "openrouter" or chat is None or not chat.configured:
         raise ApiError("provider_not_configured")
-    await runtime.debit(ctx, cost=entry.credit_cost, model=model_id)
     body["model"] = entry.upstream_id
-    if not stream:
-        try:
-            data = await chat.complete(body)
-        except UpstreamError as exc:
-            await runtime.refund(ctx, str(exc))
-            raise exc.as_api_error() from None
-        data["model"] = model_id
-        ctx.usage, ctx.upstream_id = data.get("usage"), data.get("id")
-        return Response(orjson.dumps(data), media_type="application/json")
+    content = _serialise(body)  # before the debit: nothing after it may fail on the caller's input
+    await runtime.debit(ctx, cost=entry.credit_cost, model=model_id)
     try:
-        upstream = await chat.open_stream(body)
+        if not stream:
+            data = await chat.complete(content)
+            data["model"] = model_id
+            ctx.usage, ctx.upstream_id = data.get("usage"), data.get("id")
+            return Response(orjson.dumps(data), media_type="application/json")
+        upstream = await chat.open_stream(content)
     except UpstreamError as exc:
         await runtime.refund(ctx, str(exc))
         raise exc.as_api_error() from None
+    except BaseException as exc:  # a platform fault (or the caller gone) after the debit
+        await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
+        raise
     return RelayResponse(
         _relay(upstream, model_id, ctx, runtime),
         media_type="text/event-stream",
@@ -88,32 +88,71 @@ async def chat_completions(request: Request) -> Response:
     )
 
 
+def _serialise(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # e.g. nested deeper than the encoder allows
+        raise ApiError("invalid_request", "Request body cannot be encoded (nested too deeply?)") from None
+
+
+def _stream_failure(data: dict[str, Any]) -> str | None:
+    """Why an upstream event says the generation failed (an `error`, or a choice that
+    finished with "error"), or None."""
+    error = data.get("error")
+    if error is not None:
+        message = error.get("message") if isinstance(error, dict) else error
+        return clean_message(message) if isinstance(message, str) and message.strip() else "error event"
+    choices = data.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("finish_reason") == "error":
+                return "a choice finished with an error"
+    return None
+
+
+def _finished(data: dict[str, Any]) -> bool:
+    choices = data.get("choices")
+    return isinstance(choices, list) and any(
+        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
 async def _relay(upstream: httpx.Response, model_id: str, ctx: RequestContext, runtime: Runtime) -> AsyncIterator[bytes]:
     """Pass each event on as it arrives, with the public model id.
 
-    The charge stands once the upstream has answered, even if the client leaves; if the
-    upstream breaks off, the client gets an error event and the credits come back.
+    The charge stands once the upstream has answered, even if the client leaves. The
+    generation counts as delivered only if the stream ends with `[DONE]` or a
+    `finish_reason`; an error event, a choice finished with "error", a break-off, or a
+    fault of ours ends it with an error event and the credits come back, once.
     """
-    done = False
+    done = finished = False
     try:
-        async for lines, data in relay_events(upstream):
-            if data is None:
-                done = done or lines == ["data: [DONE]"]
-                yield ("\n".join(lines) + "\n\n").encode()
-                continue
-            if "model" in data:
-                data["model"] = model_id
-            if isinstance(data.get("usage"), dict):
-                ctx.usage = data["usage"]
-            if ctx.upstream_id is None and data.get("id"):
-                ctx.upstream_id = data["id"]
-            yield b"data: " + orjson.dumps(data) + b"\n\n"
-        if not done:
-            yield b"data: [DONE]\n\n"
-    except UpstreamError as exc:
-        ctx.error_code = "provider_error"
-        await runtime.refund(ctx, str(exc))
-        yield b"data: " + error_body("provider_error", str(exc)) + b"\n\n"
+        try:
+            async for lines, data in relay_events(upstream):
+                if data is None:
+                    done = done or lines == ["data: [DONE]"]
+                    yield ("\n".join(lines) + "\n\n").encode()
+                    continue
+                failure = _stream_failure(data)
+                if failure is not None:
+                    raise UpstreamError(f"Upstream provider reported an error mid-stream: {failure}")
+                finished = finished or _finished(data)
+                if "model" in data:
+                    data["model"] = model_id
+                if isinstance(data.get("usage"), dict):
+                    ctx.usage = data["usage"]
+                if ctx.upstream_id is None and data.get("id"):
+                    ctx.upstream_id = data["id"]
+                yield b"data: " + orjson.dumps(data) + b"\n\n"
+            if not (done or finished):
+                raise UpstreamError("Upstream stream ended without finishing")
+            if not done:
+                yield b"data: [DONE]\n\n"
+        except Exception as exc:  # an upstream failure or a fault of ours, never the client leaving
+            message = str(exc) if isinstance(exc, UpstreamError) else "Internal error while relaying the stream"
+            ctx.error_code = "provider_error" if isinstance(exc, UpstreamError) else "internal_error"
+            with anyio.CancelScope(shield=True):
+                await runtime.refund(ctx, message)
+            yield b"data: " + error_body(ctx.error_code, message) + b"\n\n"
     finally:
         with anyio.CancelScope(shield=True):  # runs while being cancelled by a disconnect
             await upstream.aclose()

@@ -149,10 +149,20 @@ async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, eng
     assert (row.stream, row.status, row.credit_cost, row.total_tokens) == (True, 200, 3, 6)
 
 
-async def test_stream_without_done_from_upstream_still_ends_with_done(client, user_key, httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(sse(chunk("a"))))
+async def test_finished_stream_without_done_from_upstream_still_ends_with_done(client, engine, user_key, httpx_mock):
+    finished = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(sse(chunk("a"), chunk("", choices=[finished]))))
     r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(user_key[1]))
     assert r.text.rstrip().endswith("data: [DONE]")
+    assert balance(engine, user_key[0]) == 7  # delivered: the charge stands
+
+
+async def test_stream_that_ends_unfinished_is_an_error_event_and_refunded(client, engine, user_key, httpx_mock):
+    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(sse(chunk("a"))))
+    r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(user_key[1]))
+    last = r.text.rstrip().splitlines()[-1]
+    assert orjson.loads(last[6:])["error"]["code"] == "provider_error"
+    assert balance(engine, user_key[0]) == 10
 
 
 async def test_stream_upstream_error_status_is_502_and_refunded(client, engine, user_key, httpx_mock):

@@ -24,6 +24,9 @@ from ..fakes.upstream import ServedUpstream, free_port
 from ..serving import serve
 
 
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
 def upstream():
     with ServedUpstream() as served:
@@ -74,16 +77,26 @@ def settle(spy, baseline: int) -> int:
 
 
 @pytest.mark.parametrize(
-    "content,status,retried",
+    "content,status,code,message,retried",
     [
-        ("fail:500", 502, True),
-        ("fail:429", 502, True),
-        ("fail:400", 502, False),
-        ("hang", 504, False),
-        ("malformed", 502, False),
+        ("fail:500", 502, "provider_error", "Upstream provider returned HTTP 500", True),
+        # the upstream's own judgement of the request reaches the caller as theirs, never retried
+        ("fail:400", 400, "invalid_request", "upstream says no: key [redacted]", False),
+        ("fail:404", 400, "invalid_request", "upstream says no: key [redacted]", False),
+        ("fail:413", 400, "invalid_request", "upstream says no: key [redacted]", False),
+        ("fail:422", 400, "invalid_request", "upstream says no: key [redacted]", False),
+        # the operator's account: a generic 502, nothing of the upstream's message
+        ("fail:401", 502, "provider_error", "Upstream provider error", False),
+        ("fail:402", 502, "provider_error", "Upstream provider error", False),
+        ("fail:403", 502, "provider_error", "Upstream provider error", False),
+        ("hang", 504, "provider_error", "Upstream provider timed out", False),
+        ("malformed", 502, "provider_error", "Upstream provider returned a malformed body", False),
+        # a 200 whose body is an error is a failed generation
+        ("error200", 502, "provider_error", "Upstream provider returned an error", False),
     ],
 )
-def test_failed_call_is_refunded_once_and_logged(database_url, tmp_path, engine, upstream, content, status, retried):
+def test_failed_call_is_refunded_once_and_logged(database_url, tmp_path, engine, upstream, content, status, code,
+                                                 message, retried):
     app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=1)
     user = make_user(engine, credits=9)
     key = make_key(engine, user)
@@ -91,15 +104,90 @@ def test_failed_call_is_refunded_once_and_logged(database_url, tmp_path, engine,
         baseline = spy.task_count()
         seen = len(upstream.app.stats.bodies)
         r = call(base, key, content)
-        assert (r.status_code, r.json()["error"]["code"]) == (status, "provider_error")
+        assert r.status_code == status
+        assert r.json() == {"error": {"message": message, "type": code, "code": code}}
         assert len(upstream.app.stats.bodies) - seen == (2 if retried else 1)
         rid = r.headers["x-request-id"]
         assert ledger_kinds(engine, rid) == ["charge", "refund"]
         with session_for(engine) as s:
             assert credits.balance(s, user_id=user.id) == 9
         row = log_row(engine, app, rid)
-        assert (row.status, row.error_code, row.credit_cost) == (status, "provider_error", 0)
+        assert (row.status, row.error_code, row.credit_cost) == (status, code, 0)
         assert busy_upstream_connections(app) == 0
+        assert settle(spy, baseline) == baseline
+
+
+def test_upstream_429_is_a_429_with_its_retry_after_and_refunded(database_url, tmp_path, engine, upstream):
+    app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=1)
+    user = make_user(engine, credits=9)
+    key = make_key(engine, user)
+    with serve(app) as (base, _):
+        seen = len(upstream.app.stats.bodies)
+        r = call(base, key, "fail:429")
+        assert (r.status_code, r.headers["retry-after"]) == (429, "7")
+        assert r.json()["error"]["code"] == "provider_error"
+        assert len(upstream.app.stats.bodies) - seen == 2  # retried once, as UPSTREAM_RETRIES says
+        assert ledger_kinds(engine, r.headers["x-request-id"]) == ["charge", "refund"]
+        with session_for(engine) as s:
+            assert credits.balance(s, user_id=user.id) == 9
+
+
+def test_platform_error_after_the_debit_is_refunded(database_url, tmp_path, engine, upstream):
+    """The upstream's answer nests 300 levels deep: it parses but cannot be encoded again,
+    so the request fails after its debit (a 500) and the credits come back once."""
+    app = platform(database_url, tmp_path, upstream.base_url)
+    user = make_user(engine, credits=9)
+    key = make_key(engine, user)
+    with serve(app) as (base, _):
+        r = call(base, key, "deep")
+        assert r.status_code == 500
+        assert r.json() == {"error": {"message": "Internal error", "type": "internal_error", "code": "internal_error"}}
+        rid = r.headers["x-request-id"]
+        assert ledger_kinds(engine, rid) == ["charge", "refund"]
+        with session_for(engine) as s:
+            assert credits.balance(s, user_id=user.id) == 9
+        assert log_row(engine, app, rid).credit_cost == 0
+
+
+def test_body_that_cannot_be_sent_upstream_is_refused_before_the_debit(database_url, tmp_path, engine, upstream):
+    """A message nested 300 levels passes the JSON parser (1024 levels) but not the encoder
+    (255): it is a 400 before anything is charged, and the upstream never sees it."""
+    app = platform(database_url, tmp_path, upstream.base_url)
+    user = make_user(engine, credits=9)
+    key = make_key(engine, user)
+    deep = b"[" * 300 + b"]" * 300
+    body = b'{"model":"openai/gpt-5","messages":[{"role":"user","content":' + deep + b"}]}"
+    with serve(app) as (base, _):
+        seen = len(upstream.app.stats.bodies)
+        r = httpx.post(f"{base}/api/v1/chat/completions", content=body, timeout=10,
+                       headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_request")
+        assert ledger_kinds(engine, r.headers["x-request-id"]) == []
+        assert len(upstream.app.stats.bodies) == seen
+        with session_for(engine) as s:
+            assert credits.balance(s, user_id=user.id) == 9
+
+
+@pytest.mark.parametrize("content", ["errevent", "finerror", "nofinish", "deepevent"])
+def test_stream_that_fails_ends_with_an_error_event_and_is_refunded(database_url, tmp_path, engine, upstream, content):
+    app = platform(database_url, tmp_path, upstream.base_url)
+    user = make_user(engine, credits=3)
+    key = make_key(engine, user)
+    with serve(app) as (base, spy):
+        baseline = spy.task_count()
+        r = call(base, key, content, stream=True)
+        assert r.status_code == 200
+        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+        assert orjson.loads(events[0])["choices"][0]["delta"]["content"] == "echo: "
+        code = "internal_error" if content == "deepevent" else "provider_error"
+        assert orjson.loads(events[-1])["error"]["code"] == code
+        assert "[DONE]" not in events  # the platform never declares a failed stream done
+        rid = r.headers["x-request-id"]
+        assert ledger_kinds(engine, rid) == ["charge", "refund"]
+        with session_for(engine) as s:
+            assert credits.balance(s, user_id=user.id) == 3
+        row = log_row(engine, app, rid)
+        assert (row.status, row.error_code, row.credit_cost, row.stream) == (200, code, 0, True)
         assert settle(spy, baseline) == baseline
 
 

@@ -10,6 +10,12 @@ zero-delay baseline). What it does depends on the last message's content:
     "slow"         stream: one chunk every 50 ms, 200 chunks
     "cut"          stream: one chunk, then the connection is dropped
     "once:NNN"     answer HTTP NNN the first time this exact content is seen, then as usual
+    "error200"     answer 200 with an error body (`{"error": {...}}`, no choices)
+    "deep"         answer 200 with a completion whose content is nested 300 levels deep
+    "errevent"     stream: one chunk, then an event carrying `error`
+    "finerror"     stream: one chunk, then a chunk with finish_reason "error"
+    "nofinish"     stream: one chunk, then the body ends cleanly, without finish_reason or [DONE]
+    "deepevent"    stream: one chunk, then an event nested 300 levels deep
     anything else  answer "echo: <content>" (streamed word by word when `stream: true`)
 
 It records every request body and counts streams that began, finished, or were cut
@@ -78,7 +84,15 @@ class FakeUpstream:
         if content.startswith("once:") and first_time:
             await _respond(send, int(content[5:]), b'{"error":{"message":"upstream hiccup"}}')
         elif content.startswith("fail:"):
-            await _respond(send, int(content[5:]), b'{"error":{"message":"upstream says no"}}')
+            status = int(content[5:])
+            extra = [(b"retry-after", b"7")] if status == 429 else []
+            await _respond(send, status, b'{"error":{"message":"upstream says no: key sk-or-v1-0123456789abcdef"}}',
+                           extra)
+        elif content == "error200":
+            await _respond(send, 200, b'{"error":{"message":"the model crashed","code":502}}')
+        elif content == "deep":
+            await _respond(send, 200, orjson.dumps(_completion(request, "x")).replace(
+                b'"content":"x"', b'"content":' + b"[" * 300 + b"]" * 300))
         elif content == "hang":
             await asyncio.sleep(30)
             await _respond(send, 200, orjson.dumps(_completion(request, "late")))
@@ -121,6 +135,10 @@ class FakeUpstream:
                             "body": b"data: " + orjson.dumps(_chunk(request, word)) + b"\n\n"})
                 if content == "cut":
                     raise ConnectionAbortedError("the fake upstream drops the connection")
+                if content in _BAD_ENDINGS:
+                    await send({"type": "http.response.body", "body": _BAD_ENDINGS[content](request)})
+                    self.stats.streams_finished += 1
+                    return
                 if content == "gate" and i == 0:
                     await self._gate.wait()
                     self._gate.clear()
@@ -139,9 +157,18 @@ class FakeUpstream:
             raise
 
 
-async def _respond(send, status: int, body: bytes) -> None:
+_BAD_ENDINGS = {
+    "errevent": lambda request: b'data: {"error":{"message":"overloaded mid-stream","code":502}}\n\n',
+    "finerror": lambda request: b"data: " + orjson.dumps(_chunk(request, "", finish_reason="error")) + b"\n\n",
+    "nofinish": lambda request: b"",
+    "deepevent": lambda request: b'data: {"id":"gen-fake-s","choices":' + b"[" * 300 + b"]" * 300 + b"}\n\n",
+}
+
+
+async def _respond(send, status: int, body: bytes, extra_headers=()) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *extra_headers]})
     await send({"type": "http.response.body", "body": body})
 
 
