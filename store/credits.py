@@ -12,22 +12,52 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from .db import Prepared
-from .errors import InsufficientCredits, InvalidInput, NotFound
-from .models import LedgerEntry, User, utcnow
+from .errors import InsufficientCredits, InvalidInput, KeyNotUsable, NotFound
+from .models import ApiKey, LedgerEntry, User, utcnow
 
 GRANT, CHARGE, REFUND = "grant", "charge", "refund"
+# No grant takes a balance past this, so the ledger's sums stay far inside the columns'
+# range on every database (a grant of 9e18 would overflow them). Refunds are never capped:
+# giving back what was charged must always succeed.
+MAX_BALANCE = 1_000_000_000
+_NO_CEILING = 2**62
 
 
 _USERS = User.__table__
 # The two statements of every debit, compiled once and run on the DBAPI cursor.
 _CONDITIONAL_ADD = Prepared(
     sa.update(_USERS)
-    .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0)
+    .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
+           _USERS.c.balance + sa.bindparam("amount") <= sa.bindparam("ceiling"))
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
     .returning(_USERS.c.balance),
     write=True,
 )
 _LEDGER_ROW = Prepared(sa.insert(LedgerEntry.__table__), write=True)
+
+_KEYS = ApiKey.__table__
+# A request's key and its user may make model calls: checked inside the debit itself, so
+# no cache in any process can admit a key that was revoked or disabled a moment ago.
+_KEY_USABLE = sa.exists().where(
+    _KEYS.c.id == sa.bindparam("key_id"),
+    _KEYS.c.user_id == _USERS.c.id,
+    _KEYS.c.enabled.is_(True),
+    _KEYS.c.revoked_at.is_(None),
+    sa.or_(_KEYS.c.expires_at.is_(None), _KEYS.c.expires_at > sa.bindparam("now", type_=_KEYS.c.expires_at.type)),
+)
+_ADMIT = Prepared(
+    sa.update(_USERS)
+    .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
+           _USERS.c.api_enabled.is_(True), _KEY_USABLE)
+    .values(balance=_USERS.c.balance + sa.bindparam("amount"))
+    .returning(_USERS.c.balance),
+    write=True,
+)
+_ADMISSIBLE = Prepared(
+    sa.select(_USERS.c.balance).where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.api_enabled.is_(True),
+                                      _KEY_USABLE),
+    write=False,
+)
 
 
 def _apply(
@@ -40,19 +70,20 @@ def _apply(
     model: str | None = None,
     note: str | None = None,
     actor_user_id: int | None = None,
+    key_id: int | None = None,
+    ceiling: int = _NO_CEILING,
 ) -> int | None:
-    """Add `amount` (may be negative) unless the balance would drop below zero.
+    """Add `amount` (may be negative) unless the balance would drop below zero, or (with
+    `key_id`) that key or its user may not make model calls.
 
-    Returns the new balance, or None when the balance does not cover it. Commits.
+    Returns the new balance, or None when refused. Commits.
     `session` may also be a Core Connection (the API's inline debit: no ORM session).
     """
-    if isinstance(session, Session):
-        conn = session.connection()  # begins the session's transaction
+    conn = _connection(session)
+    if key_id is None:
+        row = _CONDITIONAL_ADD.run(conn, {"user_id": user_id, "amount": amount, "ceiling": ceiling}).fetchone()
     else:
-        conn = session
-        if not conn.in_transaction():
-            conn.begin()  # the statements below run on the DBAPI cursor: begin here, so commit() commits
-    row = _CONDITIONAL_ADD.run(conn, {"user_id": user_id, "amount": amount}).fetchone()
+        row = _ADMIT.run(conn, {"user_id": user_id, "amount": amount, "key_id": key_id, "now": utcnow()}).fetchone()
     if row is None:
         session.rollback()
         return None
@@ -75,22 +106,65 @@ def _apply(
     return new_balance
 
 
+def _connection(session: Session | sa.Connection) -> sa.Connection:
+    if isinstance(session, Session):
+        return session.connection()  # begins the session's transaction
+    if not session.in_transaction():
+        session.begin()  # statements run on the DBAPI cursor: begin here, so commit() commits
+    return session
+
+
 def debit_for_request(
-    session: Session | sa.Connection, *, user_id: int, cost: int, ref: str, model: str | None = None
+    session: Session | sa.Connection, *, user_id: int, cost: int, ref: str, model: str | None = None,
+    key_id: int | None = None,
 ) -> int:
     """Charge `cost` for request or task `ref`; returns the new balance.
 
-    Raises InsufficientCredits (and changes nothing) when the balance is short.
-    A cost of 0 changes nothing and writes no ledger row.
+    With `key_id` (every API model call) the same statement also requires that key to be
+    live and enabled and its user's API access on; KeyNotUsable when not. Raises
+    InsufficientCredits when the balance is short. Either way nothing changes.
+    A cost of 0 writes nothing (the key is still checked).
     """
     if cost < 0:
         raise InvalidInput("cost must not be negative")
     if cost == 0:
-        return balance(session, user_id=user_id)
-    new_balance = _apply(session, user_id=user_id, amount=-cost, kind=CHARGE, ref=ref, model=model)
+        if key_id is None:
+            return balance(session, user_id=user_id)
+        row = _ADMISSIBLE.run(_connection(session), {"user_id": user_id, "key_id": key_id, "now": utcnow()}).fetchone()
+        session.rollback()
+        if row is None:
+            raise _refusal(session, user_id=user_id, key_id=key_id) or NotFound("no such user")
+        return row[0]
+    new_balance = _apply(session, user_id=user_id, amount=-cost, kind=CHARGE, ref=ref, model=model, key_id=key_id)
     if new_balance is None:
+        if key_id is not None and (refusal := _refusal(session, user_id=user_id, key_id=key_id)) is not None:
+            raise refusal
         raise InsufficientCredits("Insufficient credits")
     return new_balance
+
+
+def _refusal(session: Session | sa.Connection, *, user_id: int, key_id: int) -> KeyNotUsable | None:
+    """Why `key_id` may not make model calls now, or None when it may."""
+    row = session.execute(
+        sa.select(_KEYS.c.enabled, _KEYS.c.revoked_at, _KEYS.c.expires_at, _USERS.c.api_enabled)
+        .join(_USERS, _USERS.c.id == _KEYS.c.user_id)
+        .where(_KEYS.c.id == key_id, _KEYS.c.user_id == user_id)
+    ).first()
+    session.rollback()
+    if row is None:
+        return KeyNotUsable("the key does not exist", revoked=True)
+    enabled, revoked_at, expires_at, api_enabled = row
+    if revoked_at is not None:
+        return KeyNotUsable("the key was revoked", revoked=True)
+    if expires_at is not None:
+        expiry = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=utcnow().tzinfo)
+        if expiry <= utcnow():
+            return KeyNotUsable("the key expired", revoked=True)
+    if not enabled:
+        return KeyNotUsable("the key is disabled", revoked=False)
+    if not api_enabled:
+        return KeyNotUsable("API access is disabled for this user", revoked=False)
+    return None
 
 
 def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
@@ -129,15 +203,22 @@ def grant(
     actor_user_id: int | None = None,
 ) -> int:
     """Add (or, negative, remove) credits by hand; returns the new balance."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidInput("amount must be a whole number")
     if amount == 0:
         raise InvalidInput("amount must not be zero")
+    if not -MAX_BALANCE <= amount <= MAX_BALANCE:
+        raise InvalidInput(f"amount must be between -{MAX_BALANCE:,} and {MAX_BALANCE:,}")
     if session.get(User, user_id) is None:
         raise NotFound("no such user")
     session.rollback()  # end the read so the update starts its own transaction
     new_balance = _apply(
-        session, user_id=user_id, amount=amount, kind=GRANT, note=note, actor_user_id=actor_user_id
+        session, user_id=user_id, amount=amount, kind=GRANT, note=note, actor_user_id=actor_user_id,
+        ceiling=MAX_BALANCE,
     )
     if new_balance is None:
+        if amount > 0:
+            raise InvalidInput(f"the balance would exceed {MAX_BALANCE:,}")
         raise InsufficientCredits("the balance would drop below zero")
     return new_balance
 

@@ -5,7 +5,9 @@
      ├── NotFound            the user, key or model does not exist
      ├── Conflict            it exists already (an email that is taken)
      ├── WrongPassword       a password given to confirm an action is not the user's
-     └── InsufficientCredits the balance does not cover the amount
+     ├── InsufficientCredits the balance does not cover the amount
+     └── KeyNotUsable        the key was revoked or expired (`revoked`), or it or its
+                             user's API access is disabled, when a request came to be charged
 """
 
 
@@ -31,3 +33,9 @@ class WrongPassword(StoreError):
 
 class InsufficientCredits(StoreError):
     pass
+
+
+class KeyNotUsable(StoreError):
+    def __init__(self, message: str, *, revoked: bool) -> None:
+        super().__init__(message)
+        self.revoked = revoked

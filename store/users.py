@@ -62,8 +62,8 @@ def create_user(
 ) -> User:
     """Create a user; `password_hash` lets an async caller hash off its event loop first."""
     email = normalize_email(email)
-    if credits_ < 0:
-        raise InvalidInput("starting credits must not be negative")
+    if not 0 <= credits_ <= credits.MAX_BALANCE:
+        raise InvalidInput(f"starting credits must be between 0 and {credits.MAX_BALANCE:,}")
     user = User(email=email, password_hash=password_hash or hash_password(password), is_admin=is_admin)
     session.add(user)
     try:

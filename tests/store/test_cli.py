@@ -112,6 +112,8 @@ def test_set_user_and_revoke_key(cli):
         ("grant", "c@example.com", "abc"),
         ("grant", "c@example.com", "-100"),
         ("grant", "c@example.com", "0"),
+        ("grant", "c@example.com", "9000000000000000000"),
+        ("create-user", "d@example.com", "--password", "long enough", "--credits", "9000000000000000000"),
         ("create-user", "not-an-email", "--password", "long enough"),
         ("create-user", "c@example.com", "--password", "long enough"),  # taken
         ("create-user", "d@example.com", "--password", "short"),

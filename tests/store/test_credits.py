@@ -67,6 +67,23 @@ def test_grant_rules(session, engine):
         credits.debit_for_request(session, user_id=user.id, cost=-1, ref="neg")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_grants_are_bounded_so_the_ledger_sum_cannot_overflow(session, engine):
+    user = make_user(engine, credits=5)
+    for amount in (9 * 10**18, -9 * 10**18, credits.MAX_BALANCE + 1):
+        with pytest.raises(InvalidInput, match="amount must be between"):
+            credits.grant(session, user_id=user.id, amount=amount)
+    assert credits.grant(session, user_id=user.id, amount=credits.MAX_BALANCE - 5) == credits.MAX_BALANCE
+    with pytest.raises(InvalidInput, match="the balance would exceed 1,000,000,000"):
+        credits.grant(session, user_id=user.id, amount=1)
+    assert credits.balance(session, user_id=user.id) == credits.MAX_BALANCE == credits.ledger_sum(session, user_id=user.id)
+    # a refund is never capped: what was charged always comes back
+    credits.debit_for_request(session, user_id=user.id, cost=3, ref="r")
+    credits.grant(session, user_id=user.id, amount=3)
+    assert credits.refund(session, ref="r") is True
+    assert credits.balance(session, user_id=user.id) == credits.MAX_BALANCE + 3 == credits.ledger_sum(session, user_id=user.id)
+
+
 def test_ledger_page_is_newest_first_and_keyset_paged(session, engine):
     user = make_user(engine, credits=1)
     for i in range(5):
