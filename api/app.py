@@ -66,6 +66,15 @@ def create_v1(runtime: Runtime) -> FastAPI:
     async def on_validation_error(request: Request, exc: RequestValidationError):
         return await on_api_error(request, ApiError("invalid_request"))
 
+    # Starlette's ServerErrorMiddleware answers an unhandled exception in plain text unless
+    # given a handler for Exception: this one answers in the error shape (and the exception
+    # still reaches ApiMiddleware, which logs it).
+    @v1.exception_handler(Exception)
+    async def on_unhandled(request: Request, exc: Exception):
+        ctx = request.scope["state"]["ctx"]
+        ctx.error_code, ctx.unhandled = "internal_error", exc
+        return error_response(ApiError("internal_error"))
+
     _document_bearer_auth(v1)
     return v1
 

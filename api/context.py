@@ -27,6 +27,7 @@ class RequestContext:
     status: int = 0
     route: str | None = None  # the route template that answered (metrics label), None if none did
     client: str | None = None  # the caller's address, for the access log
+    unhandled: BaseException | None = None  # an exception already answered as internal_error
     # rate-limit headers: limit, remaining, seconds until reset (0/0/0 when no limit applies)
     rate_limit: int = 0
     rate_remaining: int = 0

@@ -67,7 +67,9 @@ class ApiMiddleware:
                 ctx.route = scope["path"]
                 await self._call_direct(endpoint, ctx, scope, receive, send_with_headers)
         except Exception as exc:
-            if ctx.status:  # the response had begun (a stream): nothing more can be said
+            if exc is ctx.unhandled:  # answered in the error shape by the v1 app's handler
+                log.error("request %s failed", ctx.request_id, exc_info=exc)
+            elif ctx.status:  # the response had begun (a stream): nothing more can be said
                 if not isinstance(exc, OSError):
                     log.error("request %s failed after its response began: %s", ctx.request_id, type(exc).__name__)
             else:

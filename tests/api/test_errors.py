@@ -248,3 +248,18 @@ async def test_oversized_bodies_on_every_endpoint_are_413_and_change_nothing(set
     with session_for(engine) as s:
         assert credits.balance(s, user_id=user.id) == 100
         assert [e.kind for e in s.exec(select(LedgerEntry))] == ["grant"]  # only the starting credits
+
+
+async def test_unhandled_error_on_a_routed_path_answers_in_the_error_shape(app, client):
+    """Any route of the v1 app, not only the hot ones: an exception it does not handle is a
+    500 in the error shape (never Starlette's plain-text page), with the request id."""
+    v1 = app.api_mount.app.app  # ApiMiddleware -> the v1 FastAPI app
+
+    @v1.get("/test-only/explodes")
+    async def explodes():
+        raise RuntimeError("a bug with a secret sk_live_" + "x" * 40)
+
+    r = await client.get("/api/v1/test-only/explodes")
+    assert r.status_code == 500
+    assert r.json() == {"error": {"message": "Internal error", "type": "internal_error", "code": "internal_error"}}
+    assert len(r.headers["x-request-id"]) == 32
