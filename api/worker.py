@@ -281,7 +281,7 @@ class PipelineWorker:
         ok = False
         try:
             ok = await webhooks.deliver(
-                self.http, url=task.webhook_url or "", body=body, event_id=task.id,
+                url=task.webhook_url or "", body=body, event_id=task.id,
                 secret=signing.webhook_secret(s.secret_key, task.user_id),
                 timeout_s=s.webhook_timeout_s, allow_private=s.webhook_allow_private,
             )
