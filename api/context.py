@@ -18,7 +18,9 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     key: KeyRecord | None = None
     model: str | None = None
-    credit_cost: int = 0  # net: what stays charged after any refund
+    credit_cost: int = 0  # micro-credits, net: what stays charged after any settlement or refund
+    held: int = 0  # micro-credits reserved at admission
+    upstream_cost: int | None = None  # the upstream's reported USD cost, micro-USD
     stream: bool = False
     usage: dict[str, Any] | None = None
     upstream_id: str | None = None

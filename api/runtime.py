@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import anyio
 import httpx
@@ -21,6 +21,7 @@ from store import credits, keys, logs, registry, users
 from store.db import NOT_NOW, InlineWriter, get_engine, session_for
 from store.errors import InsufficientCredits, NotFound
 from store.models import ModelEntry, utcnow
+from store.money import MICRO
 from store.settings import Settings
 
 from .caches import KeyCache, RegistryCache, subscribe_caches
@@ -59,6 +60,7 @@ class Runtime:
         self._unsubscribe: Callable[[], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._inline = InlineWriter(self.engine) if InlineWriter.supports(self.engine) else None
+        self._later: set[asyncio.Task] = set()
         self.started = False
 
     @contextlib.asynccontextmanager
@@ -95,6 +97,7 @@ class Runtime:
                     await stack.enter_async_context(worker.running())
                 yield self
         finally:
+            await self.quiesce()
             await self.http.aclose()
             if self.upstream is not None:
                 await self.upstream.aclose()
@@ -109,6 +112,25 @@ class Runtime:
             self.access_log.flush()
             self.metrics.process_exited()
             self.started = False
+
+    def later(self, work: Awaitable[Any]) -> None:
+        """Run `work` (a settlement, a pending-settlement row) after the answer, off its path;
+        shutdown waits for it (`quiesce`)."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background billing work failed")
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def quiesce(self) -> None:
+        """Wait for every piece of background work started so far."""
+        while self._later:
+            await asyncio.gather(*list(self._later), return_exceptions=True)
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Run a store operation in a worker thread with its own session.
@@ -168,12 +190,12 @@ class Runtime:
                 await self.db(credits.debit_for_request, **charge)
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
-        ctx.credit_cost = cost
-        self.metrics.credits_debited.inc(cost)
+        ctx.credit_cost = ctx.held = cost
+        self.metrics.credits_debited.inc(cost / MICRO)
 
     async def refund(self, ctx: RequestContext, note: str) -> None:
         if ctx.credit_cost and await self.db(credits.refund, ref=ctx.request_id, note=note):
-            self.metrics.credits_refunded.inc(ctx.credit_cost)
+            self.metrics.credits_refunded.inc(ctx.credit_cost / MICRO)
             ctx.credit_cost = 0
 
     async def balance(self, user_id: int) -> int:
@@ -220,6 +242,7 @@ class Runtime:
                 "completion_tokens": _int_or_none(usage.get("completion_tokens")),
                 "total_tokens": _int_or_none(usage.get("total_tokens")),
                 "upstream_id": str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
+                "upstream_cost": ctx.upstream_cost,
                 "task_id": ctx.task_id,
                 "created_at": utcnow(),
             }

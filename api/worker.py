@@ -39,6 +39,7 @@ from store.models import ImageTask, utcnow
 from store.settings import Settings, get_settings
 
 from . import webhooks
+from .reconciler import Reconciler
 from .providers import UpstreamError
 from .providers.images import CANCELED, FAILED, RUNNING, ImageJob, ImageProvider
 from .providers.openrouter_images import OpenRouterImages
@@ -49,6 +50,7 @@ T = TypeVar("T")
 
 MAX_SUBMIT_ATTEMPTS = 3  # a submission failing with a retryable error is tried this often
 SWEEP_INTERVAL_S = 60.0  # how often interrupted refunds are looked for
+RECONCILE_INTERVAL_S = 1.0  # how often pending settlements are looked for
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
 
 
@@ -98,6 +100,9 @@ class PipelineWorker:
         self.engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
         self._inflight: set[str] = set()
         self._next_sweep = 0.0
+        # Requests whose usage never arrived are settled here too (api.reconciler).
+        self.reconciler = Reconciler(settings, http, self.db)
+        self._next_reconcile = 0.0
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         def call() -> T:
@@ -158,6 +163,9 @@ class PipelineWorker:
         return len(claimed) + len(due_hooks)
 
     async def _sweep(self) -> None:
+        if time.monotonic() >= self._next_reconcile:
+            self._next_reconcile = time.monotonic() + RECONCILE_INTERVAL_S
+            await self.reconciler.run_once()
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL_S
             repaired = await self.db(tasks.refund_failed_tasks)

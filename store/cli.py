@@ -8,9 +8,11 @@ from typing import Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import credits, keys, registry, users
+from . import credits, keys, pricing, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
+from .margin import margin_by_model_day, usd_text
+from .money import format_credits, parse_credits
 from .settings import get_settings
 
 
@@ -30,6 +32,21 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+def _credits(text: str) -> int:
+    """A decimal number of credits (`2.5`), as micro-credits."""
+    try:
+        return parse_credits(text)
+    except StoreError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _markup(text: str) -> int:
+    try:
+        return parse_credits(text, what="markup")  # millionths, like credits
+    except StoreError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m store", description="Administer the platform's store.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -40,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--password", required=True)
     p.add_argument("--admin", action="store_true")
-    p.add_argument("--credits", type=_int, default=0)
+    p.add_argument("--credits", type=_credits, default=0)
 
     p = sub.add_parser("grant", help="add (or, negative, remove) credits through the ledger")
     p.add_argument("email")
-    p.add_argument("amount", type=_int)
+    p.add_argument("amount", type=_credits)
     p.add_argument("--note")
 
     p = sub.add_parser("create-key", help="issue an API key; prints it once")
@@ -54,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("set-model", help="create or edit a registry entry")
     p.add_argument("model_id")
-    p.add_argument("--cost", type=_int)
+    p.add_argument("--cost", type=_credits, help="credits per request (the fee in token pricing)")
+    p.add_argument("--pricing", choices=pricing.MODES)
+    p.add_argument("--prompt-price", type=_credits, help="credits per 1M prompt tokens")
+    p.add_argument("--completion-price", type=_credits, help="credits per 1M completion tokens")
+    p.add_argument("--markup", type=_markup, help="multiplier of the upstream cost, e.g. 1.2")
+    p.add_argument("--max-output-tokens", type=_int)
     p.add_argument("--enable", dest="enabled", action="store_const", const=True)
     p.add_argument("--disable", dest="enabled", action="store_const", const=False)
     p.add_argument("--display-name")
@@ -64,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capabilities", help="comma-separated, e.g. chat,reasoning")
 
     sub.add_parser("models", help="list the registry")
+
+    p = sub.add_parser("margin", help="per model and day: requests, tokens, credits charged, upstream USD, margin")
+    p.add_argument("--days", type=_int, default=30)
 
     p = sub.add_parser("set-user", help="change a user's API access or role")
     p.add_argument("email")
@@ -92,11 +117,12 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             user = users.create_user(
                 session, email=args.email, password=args.password, is_admin=args.admin, credits_=args.credits
             )
-            print(f"created {user.email} (id {user.id}, admin={user.is_admin}, balance {user.balance})", file=out)
+            print(f"created {user.email} (id {user.id}, admin={user.is_admin}, "
+                  f"balance {format_credits(user.balance)})", file=out)
         elif args.command == "grant":
             user = users.get_user_by_email(session, email=args.email)
             new = credits.grant(session, user_id=user.id, amount=args.amount, note=args.note)
-            print(f"{user.email}: balance {new}", file=out)
+            print(f"{user.email}: balance {format_credits(new)}", file=out)
         elif args.command == "create-key":
             user = users.get_user_by_email(session, email=args.email)
             rpm = settings.default_rate_limit_per_minute if args.rpm is None else args.rpm
@@ -108,6 +134,11 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
         elif args.command == "set-model":
             fields = {
                 "credit_cost": args.cost,
+                "pricing": args.pricing,
+                "prompt_price": args.prompt_price,
+                "completion_price": args.completion_price,
+                "markup": args.markup,
+                "max_output_tokens": args.max_output_tokens,
                 "enabled": args.enabled,
                 "display_name": args.display_name,
                 "category": args.category,
@@ -120,6 +151,15 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
         elif args.command == "models":
             for entry in registry.list_models(session):
                 print(_model_line(entry), file=out)
+        elif args.command == "margin":
+            if not 1 <= args.days <= 3660:
+                raise UsageError("--days must be from 1 to 3660")
+            print("day\tmodel\trequests\tprompt_tokens\tcompletion_tokens\tcredits_charged\tupstream_usd"
+                  "\tmargin_credits\tunpriced_requests", file=out)
+            for row in margin_by_model_day(session, credits_per_usd=settings.credits_per_usd, days=args.days):
+                print(f"{row.day}\t{row.model}\t{row.requests}\t{row.prompt_tokens}\t{row.completion_tokens}\t"
+                      f"{format_credits(row.charged)}\t{usd_text(row.upstream_usd)}\t{format_credits(row.margin)}\t"
+                      f"{row.unpriced}", file=out)
         elif args.command == "set-user":
             if args.api_enabled is None and args.is_admin is None:
                 raise UsageError("nothing to change: give --api-enabled/--api-disabled or --admin/--no-admin")
@@ -133,9 +173,13 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
 
 def _model_line(entry) -> str:
     state = "enabled" if entry.enabled else "disabled"
+    price = f"cost={format_credits(entry.credit_cost)}"
+    if entry.pricing != pricing.PER_REQUEST:
+        price += (f"\tprompt={format_credits(entry.prompt_price)}/1M\tcompletion={format_credits(entry.completion_price)}/1M"
+                  f"\tmarkup={format_credits(entry.markup)}")
     return (
-        f"{entry.id}\t{entry.category}\tcost={entry.credit_cost}\t{state}\t"
-        f"{entry.provider}:{entry.upstream_id}\t{entry.display_name}"
+        f"{entry.id}\t{entry.category}\tpricing={entry.pricing}\t{price}\tmax_output_tokens={entry.max_output_tokens}"
+        f"\t{state}\t{entry.provider}:{entry.upstream_id}\t{entry.display_name}"
     )
 
 

@@ -3,6 +3,16 @@
 The balance lives on the user row so that admission is a single atomic statement
 (`UPDATE … SET balance = balance - cost WHERE id = … AND balance >= cost`); the ledger
 row is written in the same transaction, so the balance always equals the ledger sum.
+Amounts are micro-credits (store.money).
+
+One billing path for every model call (SPEC, "Metering"):
+
+    debit_for_request  the hold: the request's upper bound, `charge` row, at admission
+    settle             what the usage says it cost (never above the hold): the difference
+                       comes back in one `settle` row
+    refund             a failed request: everything charged for it comes back, `refund` row
+
+A unique (kind, ref) makes each of the three happen at most once per request.
 """
 
 from __future__ import annotations
@@ -14,12 +24,14 @@ from sqlmodel import Session, select
 from .db import Prepared
 from .errors import InsufficientCredits, InvalidInput, KeyNotUsable, NotFound
 from .models import ApiKey, LedgerEntry, User, utcnow
+from .money import MICRO, format_credits
+from .pricing import final_charge
 
-GRANT, CHARGE, REFUND = "grant", "charge", "refund"
+GRANT, CHARGE, SETTLE, REFUND = "grant", "charge", "settle", "refund"
 # No grant takes a balance past this, so the ledger's sums stay far inside the columns'
 # range on every database (a grant of 9e18 would overflow them). Refunds are never capped:
 # giving back what was charged must always succeed.
-MAX_BALANCE = 1_000_000_000
+MAX_BALANCE = 1_000_000_000 * MICRO
 _NO_CEILING = 2**62
 
 
@@ -72,6 +84,7 @@ def _apply(
     actor_user_id: int | None = None,
     key_id: int | None = None,
     ceiling: int = _NO_CEILING,
+    commit: bool = True,
 ) -> int | None:
     """Add `amount` (may be negative) unless the balance would drop below zero, or (with
     `key_id`) that key or its user may not make model calls.
@@ -102,7 +115,8 @@ def _apply(
             "created_at": utcnow(),
         },
     )
-    session.commit()
+    if commit:
+        session.commit()
     return new_balance
 
 
@@ -167,31 +181,48 @@ def _refusal(session: Session | sa.Connection, *, user_id: int, key_id: int) -> 
     return None
 
 
-def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
-    """Give back what was charged for request or task `ref`, at most once.
-
-    The amount is the charge's own, so a refund can never exceed it. Returns False
-    when nothing was charged for `ref` or it was refunded already (nothing changes).
-    """
-    charge = session.exec(
-        select(LedgerEntry).where(LedgerEntry.kind == CHARGE, LedgerEntry.ref == ref)
-    ).first()
+def _rows_for(session: Session, ref: str) -> list[LedgerEntry]:
+    rows = list(session.exec(select(LedgerEntry).where(LedgerEntry.ref == ref)))
     session.rollback()  # end the read: SQLite cannot upgrade a read to a write safely
-    if charge is None:
+    return rows
+
+
+def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
+    """Give back everything charged for request or task `ref` (its hold, less any
+    settlement), at most once, so a refund can never exceed what was charged.
+    Returns False when nothing was charged for `ref` or it was refunded already.
+    """
+    rows = _rows_for(session, ref)
+    charge = next((r for r in rows if r.kind == CHARGE), None)
+    if charge is None or any(r.kind == REFUND for r in rows):
         return False
+    net = sum(r.amount for r in rows if r.kind in (CHARGE, SETTLE))
     try:
-        return _apply(
-            session,
-            user_id=charge.user_id,
-            amount=-charge.amount,
-            kind=REFUND,
-            ref=ref,
-            model=charge.model,
-            note=note,
-        ) is not None
+        return _apply(session, user_id=charge.user_id, amount=-net, kind=REFUND, ref=ref, model=charge.model,
+                      note=note) is not None
     except IntegrityError:  # (kind, ref) is unique: a second refund of one ref
         session.rollback()
         return False
+
+
+def settle(session: Session, *, ref: str, cost: int, note: str | None = None, commit: bool = True) -> int | None:
+    """Settle request `ref` at `cost` micro-credits, capped at its hold: the difference
+    comes back in one `settle` row. Returns the charge that stands, or None when nothing
+    was held for `ref` or it was settled or refunded already (nothing changes)."""
+    rows = _rows_for(session, ref)
+    charge = next((r for r in rows if r.kind == CHARGE), None)
+    if charge is None or any(r.kind in (SETTLE, REFUND) for r in rows):
+        return None
+    held = -charge.amount
+    final = final_charge(held, cost)
+    note = note or f"used {format_credits(final)} of {format_credits(held)} held"
+    try:
+        _apply(session, user_id=charge.user_id, amount=held - final, kind=SETTLE, ref=ref, model=charge.model,
+               note=note[:500], commit=commit)
+    except IntegrityError:  # settled concurrently
+        session.rollback()
+        return None
+    return final
 
 
 def grant(
@@ -208,7 +239,7 @@ def grant(
     if amount == 0:
         raise InvalidInput("amount must not be zero")
     if not -MAX_BALANCE <= amount <= MAX_BALANCE:
-        raise InvalidInput(f"amount must be between -{MAX_BALANCE:,} and {MAX_BALANCE:,}")
+        raise InvalidInput(f"amount must be between -{format_credits(MAX_BALANCE)} and {format_credits(MAX_BALANCE)}")
     if session.get(User, user_id) is None:
         raise NotFound("no such user")
     session.rollback()  # end the read so the update starts its own transaction
@@ -218,7 +249,7 @@ def grant(
     )
     if new_balance is None:
         if amount > 0:
-            raise InvalidInput(f"the balance would exceed {MAX_BALANCE:,}")
+            raise InvalidInput(f"the balance would exceed {format_credits(MAX_BALANCE)}")
         raise InsufficientCredits("the balance would drop below zero")
     return new_balance
 

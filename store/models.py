@@ -21,7 +21,7 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=100)
     is_admin: bool = False
     api_enabled: bool = True
-    balance: int = 0
+    balance: int = Field(default=0, sa_type=sa.BigInteger)  # micro-credits (store.money)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -52,7 +52,14 @@ class ModelEntry(SQLModel, table=True):
     display_name: str = Field(max_length=200)
     category: str = Field(max_length=20)  # "chat" | "image"
     capabilities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    credit_cost: int = 0
+    # Metering (store.pricing): the mode, the per-request fee and per-1M-token prices in
+    # micro-credits, the markup in millionths (1_000_000 = x1), the cap on max_tokens.
+    pricing: str = Field(default="per_request", max_length=20)
+    credit_cost: int = Field(default=0, sa_type=sa.BigInteger)
+    prompt_price: int = Field(default=0, sa_type=sa.BigInteger)
+    completion_price: int = Field(default=0, sa_type=sa.BigInteger)
+    markup: int = Field(default=1_000_000, sa_type=sa.BigInteger)
+    max_output_tokens: int = 16_384
     enabled: bool = True
     provider: str = Field(max_length=50)
     upstream_id: str = Field(max_length=200)
@@ -70,9 +77,9 @@ class LedgerEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
-    amount: int
-    balance_after: int
-    kind: str = Field(max_length=20)  # "grant" | "charge" | "refund"
+    amount: int = Field(sa_type=sa.BigInteger)  # micro-credits
+    balance_after: int = Field(sa_type=sa.BigInteger)
+    kind: str = Field(max_length=20)  # "grant" | "charge" (the hold) | "settle" | "refund"
     ref: str | None = Field(default=None, max_length=64)  # request id or task id
     model: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=500)
@@ -105,13 +112,33 @@ class RequestLog(SQLModel, table=True):
     status: int
     error_code: str | None = Field(default=None, max_length=50)
     latency_ms: int
-    credit_cost: int = 0
+    credit_cost: int = Field(default=0, sa_type=sa.BigInteger)  # micro-credits charged in the end
     stream: bool = False
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
     upstream_id: str | None = Field(default=None, max_length=200)
+    upstream_cost: int | None = Field(default=None, sa_type=sa.BigInteger)  # the upstream's USD cost, micro-USD
     task_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingSettlement(SQLModel, table=True):
+    """A metered request whose usage never arrived (the client left mid-stream, or the
+    upstream sent none): the reconciler settles it from the upstream's generation record,
+    else from `estimate` once `deadline_at` passes. Deleted in the transaction that settles."""
+
+    __tablename__ = "pending_settlements"
+    __table_args__ = (sa.Index("ix_pending_settlements_due", "next_at"),)
+
+    ref: str = Field(primary_key=True, max_length=64)  # the request id (the ledger's ref)
+    user_id: int
+    model: str = Field(max_length=200)
+    upstream_id: str | None = Field(default=None, max_length=200)
+    estimate: int = Field(sa_type=sa.BigInteger)  # micro-credits, from what was relayed
+    attempts: int = 0
+    next_at: datetime = Field(default_factory=utcnow)
+    deadline_at: datetime
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -163,7 +190,7 @@ class ImageTask(SQLModel, table=True):
     prompt: str = Field(sa_column=Column(sa.Text, nullable=False))
     size: str | None = Field(default=None, max_length=20)
     n: int = 1
-    credit_cost: int = 0
+    credit_cost: int = Field(default=0, sa_type=sa.BigInteger)  # micro-credits
     status: str = Field(default="pending", max_length=20)  # pending|running|succeeded|failed
     provider_task_id: str | None = Field(default=None, max_length=200)
     error: str | None = Field(default=None, max_length=500)

@@ -8,15 +8,19 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from . import events
+from . import events, pricing
 from .errors import InvalidInput, NotFound
 from .models import ModelAudit, ModelEntry, utcnow
+from .money import MICRO, format_credits, json_credits, parse_credits
 
 CATEGORIES = ("chat", "image")
 PROVIDERS = ("openrouter", "replicate")
 DEFAULT_REGISTRY = Path(__file__).with_name("default_models.json")
 _TEXT_FIELDS = {"display_name": 200, "provider": 50, "upstream_id": 200, "owned_by": 100}
-MAX_COST = 1_000_000
+MAX_COST = 1_000_000 * MICRO  # micro-credits, for the fee and for each per-1M-token price
+MAX_MARKUP = 100 * MICRO
+MAX_OUTPUT_TOKENS = 2_000_000
+_MONEY_FIELDS = {"credit_cost": "credit cost", "prompt_price": "prompt price", "completion_price": "completion price"}
 
 
 def _validated(fields: dict[str, Any]) -> dict[str, Any]:
@@ -28,9 +32,18 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
             value = str(value).strip()
             if not value or len(value) > _TEXT_FIELDS[name]:
                 raise InvalidInput(f"{name} must be 1 to {_TEXT_FIELDS[name]} characters")
-        elif name == "credit_cost":
+        elif name in _MONEY_FIELDS:  # micro-credits
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COST:
-                raise InvalidInput(f"credit cost must be a whole number from 0 to {MAX_COST}")
+                raise InvalidInput(f"{_MONEY_FIELDS[name]} must be from 0 to {format_credits(MAX_COST)} credits")
+        elif name == "markup":  # millionths
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_MARKUP:
+                raise InvalidInput(f"markup must be above 0 and at most {format_credits(MAX_MARKUP)}")
+        elif name == "max_output_tokens":
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS:
+                raise InvalidInput(f"max output tokens must be a whole number from 1 to {MAX_OUTPUT_TOKENS:,}")
+        elif name == "pricing":
+            if value not in pricing.MODES:
+                raise InvalidInput(f"pricing must be one of {', '.join(pricing.MODES)}")
         elif name == "category":
             if value not in CATEGORIES:
                 raise InvalidInput(f"category must be one of {', '.join(CATEGORIES)}")
@@ -88,6 +101,8 @@ def set_model(
         )
     for name, value in changes.items():
         setattr(entry, name, value)
+    if entry.category != "chat" and entry.pricing != pricing.PER_REQUEST:
+        raise InvalidInput("only chat models can be priced by tokens; image models are per_request")
     after = entry.model_dump(mode="json")
     if before is not None and all(before[k] == v for k, v in after.items() if k not in UNAUDITED):
         session.rollback()
@@ -117,11 +132,15 @@ def list_models(session: Session, *, enabled_only: bool = False) -> list[ModelEn
 
 
 def seed_default_registry(session: Session, path: Path = DEFAULT_REGISTRY) -> list[str]:
-    """Add the default entries that are missing; never overwrite an admin's edits."""
+    """Add the default entries that are missing; never overwrite an admin's edits.
+    The file's prices are in credits (decimals allowed), as a person writes them."""
     added = []
     for item in json.loads(path.read_text()):
         item = dict(item)
         model_id = item.pop("id")
+        for name in _MONEY_FIELDS:
+            if name in item:
+                item[name] = parse_credits(str(item[name]), what=name)
         if session.get(ModelEntry, model_id) is None:
             set_model(session, model_id=model_id, actor="seed", **item)
             added.append(model_id)
@@ -133,9 +152,16 @@ def public_view(entry: ModelEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
         "object": "model",
+        "created": int(entry.created_at.timestamp()),
         "owned_by": entry.owned_by,
         "display_name": entry.display_name,
         "category": entry.category,
         "capabilities": list(entry.capabilities),
-        "credit_cost": entry.credit_cost,
+        "credit_cost": json_credits(entry.credit_cost),
+        "pricing": {
+            "mode": entry.pricing,
+            "request": json_credits(entry.credit_cost),
+            "prompt": json_credits(entry.prompt_price),  # per 1M tokens
+            "completion": json_credits(entry.completion_price),
+        },
     }

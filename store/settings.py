@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -68,6 +69,13 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, gt=0)  # doubles after each failed delivery
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_allow_private: bool = False  # allow webhooks to loopback/private addresses
+    # Metering (store.pricing): credits per US dollar of an upstream's reported cost.
+    credits_per_usd: Decimal = Field(Decimal(100), gt=0, le=10**6, decimal_places=6)
+    # The reconciler (api.reconciler): how long it asks the upstream for the generation
+    # record of a request whose usage never arrived before settling from the estimate,
+    # and the first wait between asks (doubling, at most a minute).
+    reconcile_deadline_s: float = Field(600.0, gt=0)
+    reconcile_backoff_s: float = Field(2.0, gt=0)
     # Reverse proxies whose X-Forwarded-For the sign-in limits believe: IPs or CIDRs,
     # comma-separated. Empty: the socket peer is the client (dashboard/client_address.py).
     trusted_proxies: str = ""

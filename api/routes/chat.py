@@ -14,9 +14,13 @@ from ..body import check_types, read_json_object, require_model
 from ..context import RequestContext
 from ..errors import ApiError, error_body
 from ..guard import admit, context_of, runtime_of
+from .. import billing
+from ..chat_policy import UpstreamChat, upstream_chat
 from ..providers import UpstreamError, clean_message
 from ..providers.openrouter import relay_events
 from ..runtime import Runtime
+from store.models import ModelEntry
+from store.pricing import prompt_token_bound
 from ..streaming import RelayResponse
 from .docs import CHAT_REQUEST, ERRORS
 
@@ -65,14 +69,17 @@ async def chat_completions(request: Request) -> Response:
     chat = runtime.chat
     if entry.provider != "openrouter" or chat is None or not chat.configured:
         raise ApiError("provider_not_configured")
-    body["model"] = entry.upstream_id
-    content = _serialise(body)  # before the debit: nothing after it may fail on the caller's input
-    await runtime.debit(ctx, cost=entry.credit_cost, model=model_id)
+    plan = upstream_chat(body, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
+    content = _serialise(plan.body)  # before the debit: nothing after it may fail on the caller's input
+    await billing.hold(runtime, ctx, entry, prompt_bound=prompt_token_bound(content), max_tokens=plan.max_tokens,
+                       n=plan.n)
     try:
         if not stream:
             data = await chat.complete(content)
             data["model"] = model_id
-            ctx.usage, ctx.upstream_id = data.get("usage"), data.get("id")
+            ctx.upstream_id = data.get("id")
+            billing.bill(runtime, ctx, entry, data.get("usage"), n=plan.n, prompt_bytes=len(content),
+                         completion_bytes=_choices_bytes(data.get("choices")))
             return Response(orjson.dumps(data), media_type="application/json")
         upstream = await chat.open_stream(content)
     except UpstreamError as exc:
@@ -82,7 +89,7 @@ async def chat_completions(request: Request) -> Response:
         await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
         raise
     return RelayResponse(
-        _relay(upstream, model_id, ctx, runtime),
+        _relay(upstream, Relay(runtime, ctx, entry, model_id, plan, len(content))),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
@@ -116,15 +123,55 @@ def _finished(data: dict[str, Any]) -> bool:
         isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
 
 
-async def _relay(upstream: httpx.Response, model_id: str, ctx: RequestContext, runtime: Runtime) -> AsyncIterator[bytes]:
+def _choices_bytes(choices: Any) -> int:
+    """How much text a completion's choices carry (the estimate when usage is missing)."""
+    return len(orjson.dumps(choices)) if isinstance(choices, list) else 0
+
+
+def _delta_bytes(data: dict[str, Any]) -> int:
+    """How much generated text one stream chunk carries."""
+    size = 0
+    for choice in data.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            for name in ("content", "reasoning", "refusal"):
+                if isinstance(delta.get(name), str):
+                    size += len(delta[name])
+            if isinstance(delta.get("tool_calls"), list):
+                size += len(orjson.dumps(delta["tool_calls"]))
+    return size
+
+
+class Relay:
+    """What the relay of one stream knows and has billed."""
+
+    __slots__ = ("runtime", "ctx", "entry", "model_id", "plan", "prompt_bytes", "relayed_bytes", "billed")
+
+    def __init__(self, runtime: Runtime, ctx: RequestContext, entry: ModelEntry, model_id: str, plan: UpstreamChat,
+                 prompt_bytes: int) -> None:
+        self.runtime, self.ctx, self.entry, self.model_id, self.plan = runtime, ctx, entry, model_id, plan
+        self.prompt_bytes = prompt_bytes
+        self.relayed_bytes = 0
+        self.billed = False
+
+    def bill(self, usage: Any) -> None:
+        self.billed = True
+        billing.bill(self.runtime, self.ctx, self.entry, usage, n=self.plan.n, prompt_bytes=self.prompt_bytes,
+                     completion_bytes=self.relayed_bytes)
+
+
+async def _relay(upstream: httpx.Response, relay: Relay) -> AsyncIterator[bytes]:
     """Pass each event on as it arrives, with the public model id.
 
-    The charge stands once the upstream has answered, even if the client leaves. The
+    The charge stands once the upstream has answered, even if the client leaves (then
+    for what the upstream produced: its usage, else the reconciler's settlement). The
     generation counts as delivered only if the stream ends with `[DONE]` or a
     `finish_reason`; an error event, a choice finished with "error", a break-off, or a
-    fault of ours ends it with an error event and the credits come back, once.
+    fault of ours ends it with an error event and the credits come back, once. The usage
+    chunk the platform asked for reaches only a caller who asked for it too.
     """
-    done = finished = False
+    ctx, runtime = relay.ctx, relay.runtime
+    done = finished = failed = False
     try:
         try:
             async for lines, data in relay_events(upstream):
@@ -136,23 +183,31 @@ async def _relay(upstream: httpx.Response, model_id: str, ctx: RequestContext, r
                 if failure is not None:
                     raise UpstreamError(f"Upstream provider reported an error mid-stream: {failure}")
                 finished = finished or _finished(data)
+                relay.relayed_bytes += _delta_bytes(data)
                 if "model" in data:
-                    data["model"] = model_id
-                if isinstance(data.get("usage"), dict):
-                    ctx.usage = data["usage"]
+                    data["model"] = relay.model_id
                 if ctx.upstream_id is None and data.get("id"):
                     ctx.upstream_id = data["id"]
+                if isinstance(data.get("usage"), dict):
+                    relay.bill(data["usage"])
+                    if not relay.plan.client_wants_usage:
+                        if not data.get("choices"):
+                            continue  # the usage chunk the caller did not ask for
+                        del data["usage"]
                 yield b"data: " + orjson.dumps(data) + b"\n\n"
             if not (done or finished):
                 raise UpstreamError("Upstream stream ended without finishing")
             if not done:
                 yield b"data: [DONE]\n\n"
         except Exception as exc:  # an upstream failure or a fault of ours, never the client leaving
+            failed = True
             message = str(exc) if isinstance(exc, UpstreamError) else "Internal error while relaying the stream"
             ctx.error_code = "provider_error" if isinstance(exc, UpstreamError) else "internal_error"
             with anyio.CancelScope(shield=True):
                 await runtime.refund(ctx, message)
             yield b"data: " + error_body(ctx.error_code, message) + b"\n\n"
     finally:
+        if not (failed or relay.billed):  # delivered (or the client left) without usage
+            relay.bill(None)
         with anyio.CancelScope(shield=True):  # runs while being cancelled by a disconnect
             await upstream.aclose()

@@ -6,6 +6,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from store.money import json_credits
 from store.registry import public_view
 
 from ..guard import authenticate, runtime_of
@@ -32,6 +33,6 @@ async def describe_key(request: Request) -> Response:
         "name": key.name,
         "prefix": key.prefix,
         "rate_limit_per_minute": key.rate_limit_per_minute,
-        "credit_balance": balance,
+        "credit_balance": json_credits(balance),
     }
     return Response(orjson.dumps(body), media_type="application/json")
