@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import itertools
 
+from decimal import Decimal
+
+from store import credits as ledger
 from store import keys, users
 from store.db import session_for
 from store.models import User
+from store.money import MICRO, parse_credits
 
 from .conftest import TEST_SECRET
 
 _counter = itertools.count(1)
 
 
-def make_user(engine, *, credits: int = 0, admin: bool = False, email: str | None = None,
+def make_user(engine, *, credits: int | str | Decimal = 0, admin: bool = False, email: str | None = None,
               password: str = "correct horse battery") -> User:
+    """A user with `credits` (whole or decimal credits, as a person writes them)."""
     with session_for(engine) as session:
         return users.create_user(
             session,
             email=email or f"user{next(_counter)}@example.com",
             password=password,
             is_admin=admin,
-            credits_=credits,
+            credits_=parse_credits(str(credits)),
             password_hash=_FAST_HASH if password == "correct horse battery" else None,
         )
 
@@ -40,3 +45,15 @@ def auth(secret: str) -> dict[str, str]:
 
 # bcrypt at its default cost is slow on purpose; tests that do not sign in reuse one hash.
 _FAST_HASH = users.hash_password("correct horse battery")
+
+
+def credits_of(engine, user_or_id) -> Decimal:
+    """The user's balance in credits, exact (`Decimal("9.5")`; equal to `9` when whole)."""
+    user_id = getattr(user_or_id, "id", user_or_id)
+    with session_for(engine) as session:
+        return Decimal(ledger.balance(session, user_id=user_id)) / MICRO
+
+
+def as_credits(micro: int | None) -> Decimal | None:
+    """A stored micro-credit amount in credits, exact."""
+    return None if micro is None else Decimal(micro) / MICRO

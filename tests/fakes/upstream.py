@@ -18,6 +18,14 @@ zero-delay baseline). What it does depends on the last message's content:
     "deepevent"    stream: one chunk, then an event nested 300 levels deep
     anything else  answer "echo: <content>" (streamed word by word when `stream: true`)
 
+Usage is as OpenAI and OpenRouter send it: in the body of a completion, and in a stream
+only when asked (`stream_options.include_usage`), as a last chunk with no choices. It
+counts a prompt token per character of the last message and a completion token per
+word sent, and reports OpenRouter's `cost` (USD: 1e-6 a prompt token, 2e-6 a completion
+token) and `cost_details`. Each generation has its own id, and `GET /v1/generation?id=`
+answers its record (404 until `generation_delay` asks have been made, as OpenRouter's
+record appears a few seconds after the end).
+
 It records every request body and counts streams that began, finished, or were cut
 off by the other side.
 """
@@ -25,6 +33,7 @@ off by the other side.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import threading
 import time
@@ -40,6 +49,7 @@ class Stats:
     streams_started: int = 0
     streams_finished: int = 0
     streams_cancelled: int = 0
+    generation_asks: int = 0
 
 
 class FakeUpstream:
@@ -49,6 +59,16 @@ class FakeUpstream:
         self._gate: asyncio.Event | None = None
         self._seen: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ids = itertools.count(1)
+        self.generations: dict[str, dict] = {}  # id -> OpenRouter's generation record
+        self.generation_delay = 0  # asks answered 404 before a record shows
+
+    def _new_id(self) -> str:
+        return f"gen-fake-{next(self._ids)}"
+
+    def _record(self, gen_id: str, prompt: int, completion: int, cancelled: bool = False) -> None:
+        self.generations[gen_id] = {"id": gen_id, "tokens_prompt": prompt, "tokens_completion": completion,
+                                    "total_cost": _cost(prompt, completion), "cancelled": cancelled}
 
     def release(self) -> None:
         """Let a "gate" stream go on (called from the test's thread)."""
@@ -72,6 +92,9 @@ class FakeUpstream:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        if scope["path"].endswith("/generation") and scope["method"] == "GET":
+            await self._generation(scope, send)
+            return
         if not scope["path"].endswith("/chat/completions"):
             await _respond(send, 404, b'{"error":{"message":"not found"}}')
             return
@@ -101,7 +124,19 @@ class FakeUpstream:
         elif request.get("stream"):
             await self._stream_until_disconnect(request, content, receive, send)
         else:
-            await _respond(send, 200, orjson.dumps(_completion(request, f"echo: {content}")))
+            gen_id = self._new_id()
+            answer = _completion(request, f"echo: {content}", gen_id)
+            self._record(gen_id, answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"])
+            await _respond(send, 200, orjson.dumps(answer))
+
+    async def _generation(self, scope, send) -> None:
+        self.stats.generation_asks += 1
+        query = dict(part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part)
+        record = self.generations.get(query.get("id", ""))
+        if record is None or self.stats.generation_asks <= self.generation_delay:
+            await _respond(send, 404, b'{"error":{"message":"Generation not found"}}')
+        else:
+            await _respond(send, 200, orjson.dumps({"data": record}))
 
     async def _stream_until_disconnect(self, request: dict, content: str, receive, send) -> None:
         """Stream, and stop the moment the other side hangs up (uvicorn drops writes to a
@@ -123,16 +158,20 @@ class FakeUpstream:
 
     async def _stream(self, request: dict, content: str, send) -> None:
         self.stats.streams_started += 1
+        gen_id = self._new_id()
+        prompt_tokens = len(content)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
         if content == "slow":
             words = [f"w{i} " for i in range(200)]
         else:
             words = [w + " " for w in f"echo: {content}".split()]
+        sent = 0
         try:
             for i, word in enumerate(words):
                 await send({"type": "http.response.body", "more_body": True,
-                            "body": b"data: " + orjson.dumps(_chunk(request, word)) + b"\n\n"})
+                            "body": b"data: " + orjson.dumps(_chunk(request, word, gen_id=gen_id)) + b"\n\n"})
+                sent += 1
                 if content == "cut":
                     raise ConnectionAbortedError("the fake upstream drops the connection")
                 if content in _BAD_ENDINGS:
@@ -144,16 +183,20 @@ class FakeUpstream:
                     self._gate.clear()
                 elif content == "slow":
                     await asyncio.sleep(0.05)
-            usage = {"prompt_tokens": 1, "completion_tokens": len(words), "total_tokens": 1 + len(words)}
-            final = _chunk(request, "", finish_reason="stop") | {"usage": usage}
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
+            final = b"data: " + orjson.dumps(_chunk(request, "", finish_reason="stop", gen_id=gen_id)) + b"\n\n"
+            if (request.get("stream_options") or {}).get("include_usage"):
+                usage = _usage(prompt_tokens, len(words))
+                final += b"data: " + orjson.dumps(_chunk(request, None, gen_id=gen_id) | {"choices": [], "usage": usage}) \
+                    + b"\n\n"
+            await send({"type": "http.response.body", "more_body": True, "body": final + b"data: [DONE]\n\n"})
             await send({"type": "http.response.body", "body": b""})
             self.stats.streams_finished += 1
+            self._record(gen_id, prompt_tokens, len(words))
         except ConnectionAbortedError:
             raise
         except (OSError, asyncio.CancelledError):
             self.stats.streams_cancelled += 1
+            self._record(gen_id, prompt_tokens, sent, cancelled=True)
             raise
 
 
@@ -172,17 +215,29 @@ async def _respond(send, status: int, body: bytes, extra_headers=()) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _completion(request: dict, text: str) -> dict:
+def _cost(prompt: int, completion: int) -> float:
+    return (prompt * 1 + completion * 2) / 1e6
+
+
+def _usage(prompt: int, completion: int) -> dict:
+    cost = _cost(prompt, completion)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "cost": cost, "is_byok": False, "cost_details": {"upstream_inference_cost": cost}}
+
+
+def _completion(request: dict, text: str, gen_id: str = "gen-fake-0") -> dict:
+    content = str(request["messages"][-1].get("content", ""))
     return {
-        "id": "gen-fake-1", "object": "chat.completion", "created": int(time.time()), "model": request["model"],
+        "id": gen_id, "object": "chat.completion", "created": int(time.time()), "model": request["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        "usage": _usage(len(content), len(text.split())),
     }
 
 
-def _chunk(request: dict, text: str, finish_reason: str | None = None) -> dict:
-    return {"id": "gen-fake-s", "object": "chat.completion.chunk", "created": 1, "model": request["model"],
-            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish_reason}]}
+def _chunk(request: dict, text: str | None, finish_reason: str | None = None, gen_id: str = "gen-fake-s") -> dict:
+    delta = {} if text is None else {"content": text}
+    return {"id": gen_id, "object": "chat.completion.chunk", "created": 1, "model": request["model"],
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
 
 def free_port() -> int:
