@@ -7,6 +7,7 @@ module of its own and no async fixtures).
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -262,3 +263,20 @@ def test_a_tab_token_without_its_owners_cookie_gets_none_of_the_tab_state(browse
         assert not any("owner-only-key-name" in f or email in f for f in frames)
     finally:
         other.close()
+
+
+def websocket_handshake(base_url: str, origin: str) -> int:
+    """The status of a websocket handshake on Reflex's event endpoint sent with `origin`."""
+    url = httpx.URL(base_url)
+    with socket.create_connection((url.host, url.port), timeout=10) as conn:
+        conn.sendall((f"GET /_event/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n").encode())
+        return int(conn.recv(64).split(b" ")[1])
+
+
+def test_the_websocket_opens_only_from_this_sites_origin(live_server):
+    port = httpx.URL(live_server.base_url).port
+    assert websocket_handshake(live_server.base_url, f"http://127.0.0.1:{port}") == 101
+    assert websocket_handshake(live_server.base_url, f"http://localhost:{port}") == 101
+    assert websocket_handshake(live_server.base_url, "https://evil.example") == 403
