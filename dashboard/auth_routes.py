@@ -18,11 +18,14 @@ shows `error_message(code, wait)`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
+from limits.errors import StorageError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from store import accounts, keys, sessions, usage, users
@@ -52,6 +55,25 @@ def error_message(code: str, wait_minutes: str | None = None) -> str:
         n = int(wait_minutes)
         return f"Too many attempts. Try again in {n} minute{'s' if n != 1 else ''}."
     return AUTH_ERRORS.get(code, "")
+
+
+log = logging.getLogger(__name__)
+
+
+def _limited(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A route whose attempt limiter cannot be reached (Redis down or hung) refuses with 503
+    and Retry-After: never skips the limit, which would open the door to password guessing."""
+
+    @functools.wraps(route)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await route(request)
+        except StorageError as exc:
+            log.warning("sign-in limiter unavailable: %s", type(exc).__name__)
+            return PlainTextResponse("Sign-in is briefly unavailable; try again in a moment.", status_code=503,
+                                     headers={"Retry-After": "1"})
+
+    return guarded
 
 
 def _client(request: Request) -> str:
@@ -132,6 +154,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
             await sleep(delay)
 
     @router.post(routes.AUTH_REGISTER, include_in_schema=False)
+    @_limited
     async def register(request: Request) -> Response:
         """Create a plain user, grant the sign-up credits, and sign them in."""
         if _cross_site(request):
@@ -158,6 +181,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         return _signed_in(request, token, routes.HOME)
 
     @router.post(routes.AUTH_LOGIN, include_in_schema=False)
+    @_limited
     async def login(request: Request) -> Response:
         """Check the password (bcrypt, in a worker thread) and start a session."""
         if _cross_site(request):
@@ -197,6 +221,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         return response
 
     @router.post(routes.AUTH_PASSWORD, include_in_schema=False)
+    @_limited
     async def change_password(request: Request) -> Response:
         """Change the signed-in user's password; every session of theirs ends and this
         browser gets a fresh one. A wrong current password counts as a failed sign-in."""
