@@ -5,10 +5,13 @@ the store's settings class reads too):
 
 - ``DATABASE_URL`` (default ``sqlite:///data/platform.db``) becomes ``db_url``;
 - ``REDIS_URL``, when set, becomes ``redis_url`` so Reflex keeps its state in Redis;
-- ``PORT`` (default 3000): in production mode frontend and backend share it.
+- ``PORT`` (default 3000): in production mode frontend and backend share it;
+- ``PUBLIC_BASE_URL`` (e.g. ``https://llm.example.com``): the site's public origin, the
+  only one besides localhost:PORT whose pages may open the websocket.
 """
 
 import os
+from urllib.parse import urlsplit
 
 import reflex as rx
 
@@ -20,12 +23,26 @@ _port = int(os.environ.get("PORT") or 3000)
 # which lets a rotating header pass for many clients; it trusts nobody here.
 os.environ["FORWARDED_ALLOW_IPS"] = ""
 
+
+
+def _own_origins(port: int, public_base_url: str | None) -> list[str]:
+    """The origins the page's websocket (and any cross-origin call) may come from: this
+    site on localhost, and its public address (`PUBLIC_BASE_URL`) behind a proxy."""
+    origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    if public_base_url:
+        url = urlsplit(public_base_url.strip())
+        origins.append(f"{url.scheme}://{url.netloc}")
+    return origins
+
+
 config = rx.Config(
     app_name="dashboard",
     db_url=os.environ.get("DATABASE_URL") or "sqlite:///data/platform.db",
     redis_url=os.environ.get("REDIS_URL") or None,
     frontend_port=_port,
     backend_port=_port,
+    # Not "*": another site's page must not open this site's websocket.
+    cors_allowed_origins=_own_origins(_port, os.environ.get("PUBLIC_BASE_URL")),
     telemetry_enabled=False,
     show_built_with_reflex=False,
     # The dashboard is built from Radix Themes components (explicit since 0.9).

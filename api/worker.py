@@ -97,7 +97,8 @@ class PipelineWorker:
         self.settings = settings
         self.http = http
         self.providers = providers if providers is not None else build_providers(http, settings)
-        self.engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
+        self.engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow,
+                                           settings.sqlite_busy_timeout_s)
         self._inflight: set[str] = set()
         self._next_sweep = 0.0
         # Requests whose usage never arrived are settled here too (api.reconciler).

@@ -5,6 +5,8 @@
     POST /auth/logout     [everywhere=1]               -> cookie and session(s) gone, 303 to /
     POST /auth/password   current_password, new_password
                           -> every session of the user ended, a fresh cookie, 303 to the account page
+    POST /auth/keys       name, rate_limit         -> 201 {"key", "name", "id"}: a new API key, in full
+                          this once (the API Keys page's script shows it; it never enters Reflex state)
     GET  /export/logs.csv ?key&model&status&since&until -> the signed-in user's filtered logs
 
 The sign-in pages post plain HTML forms here, so the session token travels only in
@@ -16,14 +18,17 @@ shows `error_message(code, wait)`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from limits.errors import StorageError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
-from store import accounts, sessions, usage, users
+from store import accounts, keys, sessions, usage, users
 from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
 
 from . import backend, routes
@@ -50,6 +55,25 @@ def error_message(code: str, wait_minutes: str | None = None) -> str:
         n = int(wait_minutes)
         return f"Too many attempts. Try again in {n} minute{'s' if n != 1 else ''}."
     return AUTH_ERRORS.get(code, "")
+
+
+log = logging.getLogger(__name__)
+
+
+def _limited(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A route whose attempt limiter cannot be reached (Redis down or hung) refuses with 503
+    and Retry-After: never skips the limit, which would open the door to password guessing."""
+
+    @functools.wraps(route)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await route(request)
+        except StorageError as exc:
+            log.warning("sign-in limiter unavailable: %s", type(exc).__name__)
+            return PlainTextResponse("Sign-in is briefly unavailable; try again in a moment.", status_code=503,
+                                     headers={"Retry-After": "1"})
+
+    return guarded
 
 
 def _client(request: Request) -> str:
@@ -93,6 +117,16 @@ def _signed_in(request: Request, token: str, target: str) -> RedirectResponse:
     return response
 
 
+RATE_LIMIT_ERROR = f"Rate limit must be a whole number from 0 to {keys.MAX_RATE_LIMIT} (0 = unlimited)."
+
+
+def parse_rate_limit(text: str) -> int | None:
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > keys.MAX_RATE_LIMIT:
+        return None
+    return int(text)
+
+
 def _password_error(password: str) -> str | None:
     try:
         users.validate_password(password)
@@ -120,6 +154,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
             await sleep(delay)
 
     @router.post(routes.AUTH_REGISTER, include_in_schema=False)
+    @_limited
     async def register(request: Request) -> Response:
         """Create a plain user, grant the sign-up credits, and sign them in."""
         if _cross_site(request):
@@ -146,6 +181,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         return _signed_in(request, token, routes.HOME)
 
     @router.post(routes.AUTH_LOGIN, include_in_schema=False)
+    @_limited
     async def login(request: Request) -> Response:
         """Check the password (bcrypt, in a worker thread) and start a session."""
         if _cross_site(request):
@@ -185,6 +221,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         return response
 
     @router.post(routes.AUTH_PASSWORD, include_in_schema=False)
+    @_limited
     async def change_password(request: Request) -> Response:
         """Change the signed-in user's password; every session of theirs ends and this
         browser gets a fresh one. A wrong current password counts as a failed sign-in."""
@@ -211,6 +248,32 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         token = await backend.run(sessions.create_session, secret_key=backend.settings().secret_key,
                                   user_id=viewer.id)
         return _signed_in(request, token, f"{routes.ACCOUNT}?changed=1")
+
+    @router.post(routes.AUTH_KEYS, include_in_schema=False)
+    async def create_key(request: Request) -> Response:
+        """Issue an API key to the signed-in user and answer it in full, this once.
+
+        Called by the API Keys page's script (fetch, same origin, the session cookie).
+        The key goes from this answer to the page and nowhere else: not into Reflex
+        state, so not into `.states/`, Redis or a hydrate.
+        """
+        if _cross_site(request):
+            return JSONResponse({"error": "Cross-site request refused."}, status_code=403)
+        viewer = await viewer_from_cookie(request.headers.get("cookie"))
+        if viewer is None:
+            return JSONResponse({"error": "Sign in first."}, status_code=401)
+        form = await request.form()
+        name = str(form.get("name", "") or "").strip()
+        rpm = parse_rate_limit(str(form.get("rate_limit", "") or ""))
+        if rpm is None:
+            return JSONResponse({"error": RATE_LIMIT_ERROR}, status_code=400)
+        try:
+            issued = await backend.run(keys.issue_key, secret_key=backend.settings().secret_key,
+                                       user_id=viewer.id, name=name, rate_limit_per_minute=rpm)
+        except StoreError as exc:
+            return JSONResponse({"error": str(exc).capitalize() + "."}, status_code=400)
+        return JSONResponse({"key": issued.secret, "name": name, "id": issued.key.id}, status_code=201,
+                            headers={"Cache-Control": "no-store"})
 
     @router.get(routes.EXPORT_LOGS, include_in_schema=False)
     async def export_logs(request: Request) -> Response:

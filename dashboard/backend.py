@@ -23,7 +23,7 @@ def settings() -> Settings:
 
 def engine() -> Engine:
     s = get_settings()
-    return get_engine(s.database_url, s.db_pool_size, s.db_max_overflow)
+    return get_engine(s.database_url, s.db_pool_size, s.db_max_overflow, s.sqlite_busy_timeout_s)
 
 
 async def run(fn: Callable[..., T], /, **kwargs: Any) -> T:

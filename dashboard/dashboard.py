@@ -8,6 +8,7 @@ import reflex as rx
 from api.app import create_app
 from dashboard import auth_routes
 from dashboard.pages import add_all_pages
+from dashboard.tab_guard import TabOwnerGuard
 
 # The OpenAI-compatible API, mounted into Reflex's backend (same port as the
 # dashboard). FastAPI's own lifespan does not run when mounted, so the API's
@@ -19,5 +20,7 @@ api_app.include_router(auth_routes.build_router())
 
 app = rx.App(api_transformer=api_app)
 app.register_lifespan_task(api_app.state.runtime.running)
+# Before anything else sees an event: a tab's state only for its owner's cookie.
+app.add_middleware(TabOwnerGuard(), index=0)
 
 add_all_pages(app)

@@ -40,7 +40,7 @@ _USERS = User.__table__
 _CONDITIONAL_ADD = Prepared(
     sa.update(_USERS)
     .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
-           _USERS.c.balance + sa.bindparam("amount") <= sa.bindparam("ceiling"))
+           _USERS.c.balance + sa.bindparam("amount") <= sa.bindparam("ceiling", type_=sa.BigInteger))
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
     .returning(_USERS.c.balance),
     write=True,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,23 +15,36 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+
+
+def get_engine(url: str, pool_size: int = 10, max_overflow: int = 20,
+               busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
+    """Return this process's engine for `url`, creating it once.
+
+    On SQLite, a write that cannot have the lock within `busy_timeout_s` fails with
+    "database is locked" (see `is_locked`) rather than wait on.
+    """
+    return _engine(url, pool_size, max_overflow, float(busy_timeout_s))  # one cache key, however called
+
+
 @functools.lru_cache(maxsize=8)
-def get_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engine:
-    """Return this process's engine for `url`, creating it once."""
+def _engine(url: str, pool_size: int, max_overflow: int, busy_timeout_s: float) -> Engine:
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
+        return _sqlite_engine(url, parsed.database, pool_size, max_overflow, busy_timeout_s)
     return sa.create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
     )
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
+def _sqlite_engine(url: str, database: str | None, pool_size: int, max_overflow: int,
+                   busy_timeout_s: float) -> Engine:
     in_memory = not database or database == ":memory:"
     if not in_memory:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    pool = {} if in_memory else {"pool_size": 10, "max_overflow": 20}
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
+    pool = {} if in_memory else {"pool_size": pool_size, "max_overflow": max_overflow}
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, **pool)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -38,20 +53,30 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    _take_turns_writing(engine)
+    _take_turns_writing(engine, busy_timeout_s)
     return engine
 
 
-_WRITE_TURNS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+def is_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's "database is locked": a writer held the lock past the busy timeout."""
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc.orig)
+
+
+@dataclass(eq=False)
+class _WriteTurn:
+    lock: threading.Lock
+    timeout_s: float
+
+
+_WRITE_TURNS: weakref.WeakKeyDictionary[Engine, _WriteTurn] = weakref.WeakKeyDictionary()
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
-_BUSY_TIMEOUT_S = 30.0
 
 
-def _take_turns_writing(engine: Engine) -> None:
+def _take_turns_writing(engine: Engine, busy_timeout_s: float) -> None:
     """Let this process's writers queue on a lock instead of in SQLite's busy handler.
 
     SQLite has one writer at a time, and a connection that finds the database locked
@@ -59,19 +84,20 @@ def _take_turns_writing(engine: Engine) -> None:
     debits, the log writer inserts batches) those sleeps made the p99 ~1 s. Here a
     connection takes the engine's lock before its transaction's first write and gives
     it back when the transaction ends, so writers of one process hand over at once;
-    other processes still meet SQLite's busy timeout as before. A lock not had in
-    30 s (the busy timeout) is skipped, leaving SQLite to decide, so it cannot hang.
+    other processes still meet SQLite's busy timeout as before. A turn not had within
+    the busy timeout fails the write as SQLite would ("database is locked"), so a
+    writer waits no longer here than in SQLite's own handler, and never hangs.
     """
-    lock = _WRITE_TURNS[engine] = threading.Lock()
+    turn = _WRITE_TURNS[engine] = _WriteTurn(threading.Lock(), busy_timeout_s)
 
     @sa.event.listens_for(engine, "before_cursor_execute")
     def _before_write(conn, _cursor, statement, _params, _context, _executemany):
         if statement.lstrip()[:7].upper().startswith(_WRITES):
-            _take_write_turn(lock, conn.info)
+            _take_write_turn(turn, conn.info, statement)
 
     def _done(info: dict) -> None:
         if info.pop("writing", False):
-            lock.release()
+            turn.lock.release()
 
     @sa.event.listens_for(engine, "commit")
     @sa.event.listens_for(engine, "rollback")
@@ -87,9 +113,11 @@ def _take_turns_writing(engine: Engine) -> None:
         _done(record.info)
 
 
-def _take_write_turn(lock: threading.Lock, info: dict) -> None:
+def _take_write_turn(turn: _WriteTurn, info: dict, statement: str) -> None:
     if not info.get("writing"):
-        info["writing"] = lock.acquire(timeout=_BUSY_TIMEOUT_S)
+        if not turn.lock.acquire(timeout=turn.timeout_s):
+            raise sa.exc.OperationalError(statement, None, sqlite3.OperationalError("database is locked"))
+        info["writing"] = True
 
 
 class Prepared:
@@ -114,10 +142,10 @@ class Prepared:
         if plan is None:
             plan = self._plans[key] = self._plan(dialect, list(params))
         sql, arguments = plan
-        if self._write and (lock := _WRITE_TURNS.get(connection.engine)) is not None:
-            _take_write_turn(lock, connection.info)
-        cursor = connection.connection.cursor()
         values = arguments(params)
+        if self._write and (turn := _WRITE_TURNS.get(connection.engine)) is not None:
+            _take_write_turn(turn, connection.info, sql)
+        cursor = connection.connection.cursor()
         try:
             cursor.execute(sql, values)
         except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (IntegrityError, ...)
@@ -159,7 +187,7 @@ class InlineWriter:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self._turn = _WRITE_TURNS[engine]
+        self._turn = _WRITE_TURNS[engine].lock
         self._conn: sa.Connection | None = None
         self.engine = sa.create_engine(engine.url, pool_size=1, max_overflow=0,
                                        connect_args={"check_same_thread": False, "timeout": 0})

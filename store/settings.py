@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     rate_limit_namespace: str = "platform-rl"
     db_pool_size: int = Field(10, gt=0)
     db_max_overflow: int = Field(20, ge=0)
+    # SQLite: a write that cannot have the lock this long answers 503 Retry-After.
+    sqlite_busy_timeout_s: float = Field(5.0, ge=0)
     # Image task pipeline (see docs/images.md).
     run_pipeline_in_process: bool = True  # false when `python -m api.worker` runs elsewhere
     task_timeout_s: float = Field(600.0, gt=0)  # a task older than this fails and is refunded

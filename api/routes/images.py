@@ -37,6 +37,8 @@ MIN_SIDE, MAX_SIDE = 64, 8192
 MAX_PROMPT_CHARS = 32_000
 MAX_IDEMPOTENCY_KEY = 200
 TASK_ID_RE = re.compile(r"img_[0-9a-f]{32}")
+# Control characters other than \n \r \t: no prompt needs them, and PostgreSQL cannot store NUL.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 # How long the submitting request keeps workers off its task while it submits upstream.
 SUBMIT_HOLD_MARGIN_S = 30.0
@@ -49,6 +51,8 @@ def _validate(body: dict[str, Any]) -> tuple[str, str, str | None, int, str | No
         raise ApiError("prompt_required")
     if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
         raise ApiError("invalid_request", f"`prompt` must be a string of at most {MAX_PROMPT_CHARS} characters")
+    if CONTROL_RE.search(prompt):
+        raise ApiError("invalid_request", "`prompt` must not contain control characters other than \\n, \\r and \\t")
     check_types(body, {"n": (int, 1, 4), "size": (str, None, None), "webhook_url": (str, None, None)})
     size = body.get("size")
     if size is not None:

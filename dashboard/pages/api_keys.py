@@ -1,6 +1,14 @@
-"""Settings → API Keys: create (the full key shown once), list, disable / enable, revoke."""
+"""Settings → API Keys: create (the full key shown once), list, disable / enable, revoke.
+
+The full key never enters this page's Reflex state (which the state manager writes to
+`.states/` or Redis, and a hydrate sends to whoever holds the tab's token): the page's
+script posts the form to `POST /auth/keys` (the session cookie authenticates it), writes
+the answer's key into the `#new-key` element, and tells the state only the key's name.
+"""
 
 from __future__ import annotations
+
+import json
 
 import reflex as rx
 from sqlmodel import Session
@@ -9,22 +17,18 @@ from store import keys
 from store.errors import StoreError
 
 from .. import backend, routes
+from ..auth_routes import RATE_LIMIT_ERROR
 from ..components.forms import error_callout, field
 from ..components.layout import page_shell
 from ..state import SessionState
 from ..views import KeyRow, key_row
 
-RATE_LIMIT_ERROR = f"Rate limit must be a whole number from 0 to {keys.MAX_RATE_LIMIT} (0 = unlimited)."
+NEW_KEY_ID = "new-key"
+KEY_NAME_ID = "key-name"
 
 
 def _rows(session: Session, *, user_id: int) -> list[KeyRow]:
     return [key_row(k) for k in keys.list_keys(session, user_id=user_id)]
-
-
-def _issue(session: Session, *, user_id: int, name: str, rpm: int) -> tuple[str, list[KeyRow]]:
-    issued = keys.issue_key(session, secret_key=backend.settings().secret_key, user_id=user_id, name=name,
-                            rate_limit_per_minute=rpm)
-    return issued.secret, _rows(session, user_id=user_id)
 
 
 def _set_enabled(session: Session, *, user_id: int, key_id: int, enabled: bool) -> list[KeyRow]:
@@ -37,19 +41,36 @@ def _revoke(session: Session, *, user_id: int, key_id: int) -> list[KeyRow]:
     return _rows(session, user_id=user_id)
 
 
-def parse_rate_limit(text: str) -> int | None:
-    text = (text or "").strip()
-    if not text.isdigit() or int(text) > keys.MAX_RATE_LIMIT:
-        return None
-    return int(text)
+def create_script(form_data: dict) -> str:
+    """Page script: post the form to the key route, put the key into #new-key, and
+    resolve to what the state may know ({"name"} or {"error"}), never the key."""
+    body = json.dumps({"name": str(form_data.get("name", "") or ""),
+                       "rate_limit": str(form_data.get("rate_limit", "") or "")})
+    return f"""(async () => {{
+  const shown = document.getElementById({json.dumps(NEW_KEY_ID)});
+  shown.textContent = "";
+  try {{
+    const answer = await fetch({json.dumps(routes.AUTH_KEYS)}, {{method: "POST", credentials: "same-origin",
+      cache: "no-store", body: new URLSearchParams({body})}});
+    const data = await answer.json().catch(() => ({{}}));
+    if (!answer.ok || !data.key) return {{error: data.error || "The key could not be created. Try again."}};
+    shown.textContent = data.key;
+    return {{name: data.name}};
+  }} catch (e) {{
+    return {{error: "The key could not be created. Try again."}};
+  }}
+}})()"""
+
+
+CLEAR_SCRIPT = f"document.getElementById({json.dumps(NEW_KEY_ID)}).textContent = ''"
+COPY_SCRIPT = f"navigator.clipboard.writeText(document.getElementById({json.dumps(NEW_KEY_ID)}).textContent)"
 
 
 class KeysState(SessionState):
     keys: list[KeyRow] = []
     error: str = ""
     default_rate_limit: str = "60"
-    # The full key just created: shown once, dropped on dismiss and on the next page load.
-    new_key: str = ""
+    # The name of the key just created; its full text is only in the page (see above).
     new_key_name: str = ""
     revoke_id: int = 0
     revoke_name: str = ""
@@ -68,22 +89,27 @@ class KeysState(SessionState):
         viewer = await self._viewer()
         if (refusal := self._refusal(viewer)) is not None:
             return refusal
-        name = str(form_data.get("name", "") or "").strip()
-        rpm = parse_rate_limit(str(form_data.get("rate_limit", "")))
-        if rpm is None:
-            self.error = RATE_LIMIT_ERROR
+        self.new_key_name = ""
+        return rx.call_script(create_script(form_data), callback=KeysState.key_created)
+
+    @rx.event
+    async def key_created(self, outcome: dict):
+        """What the page script reports: the new key's name, or why there is none."""
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer)) is not None:
+            return refusal
+        outcome = outcome if isinstance(outcome, dict) else {}
+        self.keys = await backend.run(_rows, user_id=viewer.id)
+        if "name" not in outcome:
+            self.error = str(outcome.get("error") or "The key could not be created. Try again.")[:300]
             return
-        try:
-            self.new_key, self.keys = await backend.run(_issue, user_id=viewer.id, name=name, rpm=rpm)
-        except StoreError as exc:
-            self.error = str(exc).capitalize() + "."
-            return
-        self.new_key_name, self.error = name, ""
-        return rx.set_value("key-name", "")
+        self.new_key_name, self.error = str(outcome["name"])[:100], ""
+        return rx.set_value(KEY_NAME_ID, "")
 
     @rx.event
     def dismiss_new_key(self):
-        self.new_key, self.new_key_name = "", ""
+        self.new_key_name = ""
+        return rx.call_script(CLEAR_SCRIPT)
 
     @rx.event
     async def set_enabled(self, key_id: int, enabled: bool):
@@ -121,7 +147,7 @@ def _create_form() -> rx.Component:
             rx.vstack(
                 rx.heading("Create a key", size="3", as_="h2"),
                 rx.flex(
-                    rx.box(field("Name", "key-name", rx.input(id="key-name", name="name", required=True, max_length=100,
+                    rx.box(field("Name", KEY_NAME_ID, rx.input(id=KEY_NAME_ID, name="name", required=True, max_length=100,
                                                           placeholder="e.g. production server")), flex="2",
                            min_width="14rem"),
                     rx.box(field("Rate limit", "rate-limit",
@@ -147,8 +173,9 @@ def _create_form() -> rx.Component:
 
 
 def _new_key_panel() -> rx.Component:
-    return rx.cond(
-        KeysState.new_key != "",
+    # Always mounted (hidden while there is no new key): #new-key's text is the page
+    # script's, and React must not drop it by remounting the panel.
+    return rx.box(
         rx.callout.root(
             rx.callout.icon(rx.icon("triangle_alert")),
             rx.vstack(
@@ -156,9 +183,9 @@ def _new_key_panel() -> rx.Component:
                         " It is shown only this once: the platform keeps only a hash of it, so it cannot show "
                         "it again. If you lose it, revoke it and create another."),
                 rx.hstack(
-                    rx.code(KeysState.new_key, size="3", id="new-key", style={"word_break": "break-all"}),
+                    rx.code(size="3", id=NEW_KEY_ID, style={"word_break": "break-all"}),
                     rx.button(rx.icon("copy", size=16), "Copy", size="2",
-                              on_click=[rx.set_clipboard(KeysState.new_key), rx.toast.success("Key copied")]),
+                              on_click=[rx.call_script(COPY_SCRIPT), rx.toast.success("Key copied")]),
                     align="center",
                     wrap="wrap",
                 ),
@@ -169,6 +196,8 @@ def _new_key_panel() -> rx.Component:
             role="alert",
             width="100%",
         ),
+        display=rx.cond(KeysState.new_key_name != "", "block", "none"),
+        width="100%",
     )
 
 

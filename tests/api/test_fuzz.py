@@ -23,7 +23,7 @@ from store.migrate import migrate
 from store.models import LedgerEntry
 from store.settings import Settings
 
-from ..conftest import TEST_SECRET, make_settings
+from ..conftest import TEST_SECRET, make_settings, reset_postgres
 from ..factories import make_key, make_user
 from ..fakes.upstream import ServedUpstream
 from ..serving import serve
@@ -34,11 +34,10 @@ schema = schemathesis.openapi.from_dict(_spec)
 
 
 class Fuzzed:
-    def __init__(self, tmp_path, stack: contextlib.ExitStack) -> None:
+    def __init__(self, tmp_path, stack: contextlib.ExitStack, url: str) -> None:
         chat = stack.enter_context(ServedUpstream(record=False))
         images = FakeUpstream().start()
         stack.callback(images.stop)
-        url = f"sqlite:///{tmp_path}/fuzz.db"
         migrate(url)
         self.engine = get_engine(url)
         self.user = make_user(self.engine, credits=1_000_000)
@@ -55,10 +54,17 @@ class Fuzzed:
             return s.exec(select(func.count(LedgerEntry.id), func.coalesce(func.sum(LedgerEntry.amount), 0))).one()
 
 
-@pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def fuzzed(request, tmp_path_factory):
+    """The fuzz target on SQLite, and on PostgreSQL where TEST_DATABASE_URL is set (CI)."""
+    tmp_path = tmp_path_factory.mktemp("fuzz")
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        reset_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path}/fuzz.db"
     with contextlib.ExitStack() as stack:
-        yield Fuzzed(tmp_path_factory.mktemp("fuzz"), stack)
+        yield Fuzzed(tmp_path, stack, url)
 
 
 @schema.parametrize()

@@ -259,9 +259,13 @@ async def test_submission_timeout_answers_504_and_refunds(database_url, tmp_path
 
 async def test_one_prediction_failing_to_start_cancels_the_others(client, engine, caller, upstream):
     user, key = caller
-    upstream.scenario.submit_status = 422
+    upstream.scenario.submit_status = 422  # the upstream's judgement of the request: the caller's 400
     response = await submit(client, key, {"model": MODEL, "prompt": "x", "n": 3})
-    assert response.status_code == 502
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_request")
+    assert balance(engine, user) == 100
+    upstream.scenario.submit_status = 500  # an outage: 502
+    response = await submit(client, key, {"model": MODEL, "prompt": "y", "n": 3})
+    assert (response.status_code, response.json()["error"]["code"]) == (502, "provider_error")
     assert balance(engine, user) == 100
 
 

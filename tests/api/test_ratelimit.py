@@ -24,6 +24,11 @@ IMAGES = "/api/v1/images/generations"
 
 
 @pytest.fixture
+def redis_url():
+    return require(REDIS_URL, "TEST_REDIS_URL")  # requested first: a skip registers no upstream
+
+
+@pytest.fixture
 def upstream(httpx_mock):
     httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion(), is_reusable=True)
     return httpx_mock
@@ -109,8 +114,7 @@ async def test_rejected_key_is_not_counted_but_still_has_headers(client):
             r.headers["x-ratelimit-reset-requests"]) == ("0", "0", "0s")
 
 
-async def test_redis_limit_is_shared_by_two_apps(settings, engine, upstream):
-    redis_url = require(REDIS_URL, "TEST_REDIS_URL")
+async def test_redis_limit_is_shared_by_two_apps(redis_url, settings, engine, upstream):
     shared = settings.model_copy(update={"redis_url": redis_url, "rate_limit_namespace": f"test-{uuid.uuid4().hex}"})
     first, second = create_app(shared), create_app(shared)
     secret = make_key(engine, make_user(engine, credits=1000), rpm=10)
@@ -131,8 +135,7 @@ async def test_redis_limit_is_shared_by_two_apps(settings, engine, upstream):
             assert (r.status_code, r.headers["x-ratelimit-remaining-requests"]) == (200, "0")
 
 
-async def test_redis_limit_headers_sequential(settings, engine, upstream):
-    redis_url = require(REDIS_URL, "TEST_REDIS_URL")
+async def test_redis_limit_headers_sequential(redis_url, settings, engine, upstream):
     app = create_app(settings.model_copy(update={"redis_url": redis_url, "rate_limit_namespace": f"test-{uuid.uuid4().hex}"}))
     secret = make_key(engine, make_user(engine, credits=100), rpm=4)
     async with app.state.runtime.running():

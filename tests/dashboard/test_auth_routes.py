@@ -416,3 +416,21 @@ async def test_an_export_filter_out_of_range_is_a_400_with_a_message(web, engine
         logs.write_request_logs(s, [log(user.id, 1)])
     response = await web.get(f"/export/logs.csv?{query}", headers={"cookie": cookie_for(engine, user)})
     assert (response.status_code, response.text) == (400, message)
+
+
+async def test_an_unreachable_limiter_store_refuses_sign_in_with_503_never_skips_it(dash_settings, engine, delays):
+    """Redis down: sign-in, sign-up and password change answer 503 Retry-After at once (the
+    limit is never skipped) and nothing is created."""
+    from ..fakes.upstream import free_port
+
+    make_user(engine, email="owner@example.com", password=PASSWORD)
+    down = accounts.LoginLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    async with serving(down, delays) as client:
+        for path, form in (("/auth/login", {"email": "owner@example.com", "password": PASSWORD}),
+                           ("/auth/register", {"email": "new@example.com", "password": PASSWORD})):
+            r = await client.post(path, data=form)
+            assert (r.status_code, r.headers["retry-after"]) == (503, "1")
+            assert r.text == "Sign-in is briefly unavailable; try again in a moment."
+    with session_for(engine) as s:
+        assert s.exec(select(UserSession)).all() == []
+        assert s.exec(select(User).where(User.email == "new@example.com")).first() is None

@@ -37,6 +37,7 @@ USER_CALLS = [
     (AuthPageState, "load", ()),
     (KeysState, "load", ()),
     (KeysState, "create_key", ({"name": "new", "rate_limit": "1"},)),
+    (KeysState, "key_created", ({"name": "new"},)),
     (KeysState, "set_enabled", (KEY, False)),
     (KeysState, "revoke_key", (KEY,)),
     (CreditsState, "load", ()),

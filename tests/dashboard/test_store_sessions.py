@@ -106,13 +106,14 @@ def test_adding_a_model_is_audited_with_no_before(session):
 async def test_login_limiter_per_client_and_per_email_failures():
     limiter = accounts.LoginLimiter(per_client=RateLimitItemPerMinute(5), per_email_failures=RateLimitItemPerMinute(2))
     assert await limiter.attempt(client="1.1.1.1", email="a@x.io") is None
-    await limiter.failed(email="a@x.io")
-    await limiter.failed(email="a@x.io")
+    await limiter.failed(email="a@x.io", client="2.2.2.2")
+    await limiter.failed(email="a@x.io", client="2.2.2.2")
     refusal = await limiter.attempt(client="2.2.2.2", email="a@x.io")
     assert refusal.reason == "email" and 0 < refusal.retry_after_s <= 60
     assert await limiter.attempt(client="2.2.2.2", email="b@x.io") is None  # other emails go on
-    await limiter.succeeded(email="a@x.io")
-    assert await limiter.attempt(client="3.3.3.3", email="a@x.io") is None
+    assert await limiter.attempt(client="3.3.3.3", email="a@x.io") is None  # and the email from elsewhere
+    await limiter.succeeded(email="a@x.io", client="2.2.2.2")
+    assert await limiter.attempt(client="2.2.2.2", email="a@x.io") is None
     for _ in range(5):
         assert await limiter.attempt(client="9.9.9.9") is None
     assert (await limiter.attempt(client="9.9.9.9", email="c@x.io")).reason == "client"

@@ -140,9 +140,13 @@ def test_insufficient_credits_and_rate_limit(live_server):
         client.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "x"}])
     assert short.value.status_code == 402 and short.value.code == "insufficient_credits"
     assert len(live_server.upstream.app.stats.bodies) == seen  # the upstream was never called
+    client.models.list()  # reads never use up the limit
     client.models.list()
+    with pytest.raises(openai.APIStatusError) as short_again:  # the second model call of the minute
+        client.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "x"}])
+    assert short_again.value.status_code == 402
     with pytest.raises(openai.RateLimitError) as limited:
-        client.models.list()
+        client.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "x"}])
     assert limited.value.code == "rate_limit_exceeded"
     assert int(limited.value.response.headers["retry-after"]) >= 1
 

@@ -7,8 +7,10 @@ module of its own and no async fixtures).
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import openai
@@ -103,7 +105,7 @@ def test_sign_up_create_a_key_use_it_and_see_it_in_logs_and_credits(page, live_s
 
     page.reload()
     expect(page.get_by_role("row").filter(has_text="browser key")).to_be_visible()
-    expect(page.locator("#new-key")).to_have_count(0)
+    expect(page.locator("#new-key")).not_to_be_visible()
     assert key not in page.content()
 
     sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
@@ -205,3 +207,76 @@ def test_a_password_change_signs_out_the_other_browser_and_keeps_this_one(browse
         sign_in(other, email, "browser password 2")
     finally:
         other_context.close()
+
+
+STATES = Path(__file__).resolve().parents[2] / ".states"  # where `make run` keeps tab states (disk manager)
+
+
+def test_a_new_key_is_shown_once_and_never_lands_in_the_stored_tab_state(page, live_server):
+    started = time.time()
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: frames.append(str(frame))))
+    sign_up(page, f"keys-{uuid.uuid4().hex[:8]}@example.com")
+    open_page(page, "API Keys", "API Keys")
+    expect(page.get_by_text("No keys yet")).to_be_visible()
+    page.get_by_label("Name").fill("stored key")
+    page.get_by_role("button", name="Create key").click()
+    shown = page.locator("#new-key")
+    expect(shown).to_be_visible()
+    key = shown.inner_text().strip()
+    assert key.startswith("sk_live_") and len(key) >= 40
+    expect(page.get_by_role("row").filter(has_text="stored key")).to_contain_text(f"{key[:12]}…{key[-4:]}")
+    page.get_by_role("button", name="I have saved it").click()
+    expect(shown).not_to_be_visible()
+    time.sleep(1.5)  # let the state manager write the tab's state
+    hidden = key[12:-4]
+    assert frames and not any(hidden in frame for frame in frames)  # not over the websocket either
+    written = [p for p in STATES.glob("*") if p.is_file() and p.stat().st_mtime >= started - 1]
+    assert written, "the disk state manager wrote nothing"
+    for path in written:
+        assert hidden.encode() not in path.read_bytes(), path
+
+
+def test_a_tab_token_without_its_owners_cookie_gets_none_of_the_tab_state(browser, page, live_server):
+    email = f"tab-{uuid.uuid4().hex[:8]}@example.com"
+    sign_up(page, email)
+    open_page(page, "API Keys", "API Keys")
+    page.get_by_label("Name").fill("owner-only-key-name")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("row").filter(has_text="owner-only-key-name")).to_be_visible()
+    token = page.evaluate("window.sessionStorage.getItem('token')")
+    assert token
+    page.close()  # the owner's tab goes away; its state stays on the server under the token
+
+    other = browser.new_context(base_url=live_server.base_url)  # no cookie
+    try:
+        tab = other.new_page()
+        tab.add_init_script(f"window.sessionStorage.setItem('token', {token!r})")
+        frames: list[str] = []
+        tab.on("websocket", lambda ws: ws.on("framereceived", lambda frame: frames.append(str(frame))))
+        tab.goto("/settings/api-keys")
+        tab.wait_for_url("**/login?next=%2Fsettings%2Fapi-keys", timeout=WAIT_MS)
+        expect(tab.get_by_role("button", name="Sign in")).to_be_visible()
+        time.sleep(0.5)
+        assert tab.evaluate("window.sessionStorage.getItem('token')") == token  # the same tab token was used
+        assert frames, "no websocket traffic seen"
+        assert not any("owner-only-key-name" in f or email in f for f in frames)
+    finally:
+        other.close()
+
+
+def websocket_handshake(base_url: str, origin: str) -> int:
+    """The status of a websocket handshake on Reflex's event endpoint sent with `origin`."""
+    url = httpx.URL(base_url)
+    with socket.create_connection((url.host, url.port), timeout=10) as conn:
+        conn.sendall((f"GET /_event/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n").encode())
+        return int(conn.recv(64).split(b" ")[1])
+
+
+def test_the_websocket_opens_only_from_this_sites_origin(live_server):
+    port = httpx.URL(live_server.base_url).port
+    assert websocket_handshake(live_server.base_url, f"http://127.0.0.1:{port}") == 101
+    assert websocket_handshake(live_server.base_url, f"http://localhost:{port}") == 101
+    assert websocket_handshake(live_server.base_url, "https://evil.example") == 403
