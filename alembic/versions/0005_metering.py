@@ -30,10 +30,12 @@ MONEY = [
 
 
 def upgrade() -> None:
-    for table, column, nullable in MONEY:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.alter_column(column, existing_type=sa.Integer(), type_=sa.BigInteger(),
-                                  existing_nullable=nullable)
+    # SQLite's INTEGER is 64-bit already (and a batch rebuild of `users` would trip its
+    # foreign keys): only the other databases change the column type.
+    if op.get_bind().dialect.name != 'sqlite':
+        for table, column, nullable in MONEY:
+            op.alter_column(table, column, existing_type=sa.Integer(), type_=sa.BigInteger(),
+                            existing_nullable=nullable)
     # The users' CHECK (balance >= 0) holds throughout: scaling keeps every sign.
     for table, column, _ in MONEY:
         op.execute(f'UPDATE {table} SET {column} = {column} * {MICRO}')
