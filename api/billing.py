@@ -81,4 +81,4 @@ def leave_for_reconciler(runtime: Runtime, ctx: RequestContext, entry: ModelEntr
 
 async def _settle(runtime: Runtime, ref: str, final: int, held: int) -> None:
     if await runtime.db(credits.settle, ref=ref, cost=final) is not None:
-        runtime.metrics.credits_refunded.inc((held - final) / MICRO)
+        runtime.metrics.credits_settled_back.inc((held - final) / MICRO)

@@ -60,8 +60,11 @@ class Metrics:
                                  labels, buckets=LATENCY_BUCKETS, registry=self.registry)
         self.upstream_errors = Counter("platform_upstream_errors", "Requests answered provider_error, by kind",
                                        ("kind",), registry=self.registry)
-        self.credits_debited = Counter("platform_credits_debited", "Credits charged for requests",
+        self.credits_debited = Counter("platform_credits_debited", "Credits held at admission for requests",
                                        registry=self.registry)
+        self.credits_settled_back = Counter("platform_credits_settled_back",
+                                            "Credits given back when a request settled below its hold",
+                                            registry=self.registry)
         self.credits_refunded = Counter("platform_credits_refunded", "Credits given back after upstream failures",
                                         registry=self.registry)
         self.log_queue = Gauge("platform_log_queue_depth", "Request-log rows waiting to be written",

@@ -9,12 +9,21 @@ upstream call ends as soon as the client does.
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 
 class RelayResponse(StreamingResponse):
+    """`on_close` (if given) is awaited last, whatever happened: also when the client left
+    before the body iterator ever started, when its own `finally` never runs."""
+
+    def __init__(self, *args, on_close: Callable[[], Awaitable[None]] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_close = on_close
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with anyio.create_task_group() as group:
@@ -32,3 +41,5 @@ class RelayResponse(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
+                if self.on_close is not None:
+                    await self.on_close()

@@ -88,10 +88,12 @@ async def chat_completions(request: Request) -> Response:
     except BaseException as exc:  # a platform fault (or the caller gone) after the debit
         await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
         raise
+    relay = Relay(upstream, runtime, ctx, entry, model_id, plan, len(content))
     return RelayResponse(
-        _relay(upstream, Relay(runtime, ctx, entry, model_id, plan, len(content))),
+        _relay(relay),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        on_close=relay.close,
     )
 
 
@@ -145,22 +147,36 @@ def _delta_bytes(data: dict[str, Any]) -> int:
 class Relay:
     """What the relay of one stream knows and has billed."""
 
-    __slots__ = ("runtime", "ctx", "entry", "model_id", "plan", "prompt_bytes", "relayed_bytes", "billed")
+    __slots__ = ("upstream", "runtime", "ctx", "entry", "model_id", "plan", "prompt_bytes", "relayed_bytes",
+                 "settled", "closed")
 
-    def __init__(self, runtime: Runtime, ctx: RequestContext, entry: ModelEntry, model_id: str, plan: UpstreamChat,
-                 prompt_bytes: int) -> None:
+    def __init__(self, upstream: httpx.Response, runtime: Runtime, ctx: RequestContext, entry: ModelEntry,
+                 model_id: str, plan: UpstreamChat, prompt_bytes: int) -> None:
+        self.upstream = upstream
         self.runtime, self.ctx, self.entry, self.model_id, self.plan = runtime, ctx, entry, model_id, plan
         self.prompt_bytes = prompt_bytes
         self.relayed_bytes = 0
-        self.billed = False
+        self.settled = False  # billed from usage, or refunded
+        self.closed = False
 
     def bill(self, usage: Any) -> None:
-        self.billed = True
+        self.settled = True
         billing.bill(self.runtime, self.ctx, self.entry, usage, n=self.plan.n, prompt_bytes=self.prompt_bytes,
                      completion_bytes=self.relayed_bytes)
 
+    async def close(self) -> None:
+        """Once, however the stream ended (even if it never started): a request that was
+        neither billed from usage nor refunded is billed without it; the upstream call ends."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.settled:
+            self.bill(None)
+        with anyio.CancelScope(shield=True):  # runs while being cancelled by a disconnect
+            await self.upstream.aclose()
 
-async def _relay(upstream: httpx.Response, relay: Relay) -> AsyncIterator[bytes]:
+
+async def _relay(relay: Relay) -> AsyncIterator[bytes]:
     """Pass each event on as it arrives, with the public model id.
 
     The charge stands once the upstream has answered, even if the client leaves (then
@@ -171,10 +187,10 @@ async def _relay(upstream: httpx.Response, relay: Relay) -> AsyncIterator[bytes]
     chunk the platform asked for reaches only a caller who asked for it too.
     """
     ctx, runtime = relay.ctx, relay.runtime
-    done = finished = failed = False
+    done = finished = False
     try:
         try:
-            async for lines, data in relay_events(upstream):
+            async for lines, data in relay_events(relay.upstream):
                 if data is None:
                     done = done or lines == ["data: [DONE]"]
                     yield ("\n".join(lines) + "\n\n").encode()
@@ -200,14 +216,11 @@ async def _relay(upstream: httpx.Response, relay: Relay) -> AsyncIterator[bytes]
             if not done:
                 yield b"data: [DONE]\n\n"
         except Exception as exc:  # an upstream failure or a fault of ours, never the client leaving
-            failed = True
+            relay.settled = True
             message = str(exc) if isinstance(exc, UpstreamError) else "Internal error while relaying the stream"
             ctx.error_code = "provider_error" if isinstance(exc, UpstreamError) else "internal_error"
             with anyio.CancelScope(shield=True):
                 await runtime.refund(ctx, message)
             yield b"data: " + error_body(ctx.error_code, message) + b"\n\n"
     finally:
-        if not (failed or relay.billed):  # delivered (or the client left) without usage
-            relay.bill(None)
-        with anyio.CancelScope(shield=True):  # runs while being cancelled by a disconnect
-            await upstream.aclose()
+        await relay.close()
