@@ -13,6 +13,7 @@ from store import credits, signing, tasks
 from store.db import session_for
 from store.errors import Conflict, InsufficientCredits
 from store.models import ImageTask, LedgerEntry, RequestLog, utcnow
+from store.money import MICRO
 
 from ..conftest import TEST_SECRET
 from ..factories import make_user
@@ -21,7 +22,7 @@ MODEL = "google/nano-banana-pro"
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
-def create(session, user, *, n=1, cost=10, key=None, prompt="a robot", **extra):
+def create(session, user, *, n=1, cost=10 * MICRO, key=None, prompt="a robot", **extra):
     return tasks.create_task(session, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
                              prompt=prompt, size="1024x1024", n=n, unit_cost=cost, timeout_s=60,
                              idempotency_key=key, **extra)
@@ -36,9 +37,9 @@ def test_create_charges_cost_times_n_with_the_task_id_as_ref(session, engine):
     user = make_user(engine, credits=100)
     task, created = create(session, user, n=3)
     assert created
-    assert (task.status, task.credit_cost, task.n, task.attempts) == ("pending", 30, 3, 0)
-    assert credits.balance(session, user_id=user.id) == 70
-    assert ledger(session, user)[-1] == ("charge", -30, task.id)
+    assert (task.status, task.credit_cost, task.n, task.attempts) == ("pending", 30 * MICRO, 3, 0)
+    assert credits.balance(session, user_id=user.id) == 70 * MICRO
+    assert ledger(session, user)[-1] == ("charge", -30 * MICRO, task.id)
 
 
 def test_short_balance_creates_nothing(session, engine):
@@ -46,7 +47,7 @@ def test_short_balance_creates_nothing(session, engine):
     with pytest.raises(InsufficientCredits):
         create(session, user, n=3)
     assert session.exec(select(ImageTask)).all() == []
-    assert credits.balance(session, user_id=user.id) == 25
+    assert credits.balance(session, user_id=user.id) == 25 * MICRO
 
 
 def test_free_model_creates_a_task_without_a_ledger_row(session, engine):
@@ -62,7 +63,7 @@ def test_idempotency_key_returns_the_same_task_and_charges_once(session, engine)
     again, created_again = create(session, user, key="k")
     assert (created, created_again) == (True, False)
     assert again.id == first.id
-    assert credits.balance(session, user_id=user.id) == 90
+    assert credits.balance(session, user_id=user.id) == 90 * MICRO
     with pytest.raises(Conflict):
         create(session, user, key="k", prompt="another")
 
@@ -85,7 +86,7 @@ def test_concurrent_creations_with_one_key_charge_once(engine, database_url):
     assert len({task.id for task, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     with session_for(engine) as s:
-        assert credits.balance(s, user_id=user.id) == 90
+        assert credits.balance(s, user_id=user.id) == 90 * MICRO
 
 
 def test_a_held_task_is_not_claimed_until_the_hold_ends(session, engine):
@@ -128,7 +129,7 @@ def test_complete_stores_outputs_logs_the_end_and_schedules_the_webhook(session,
     row = session.exec(select(RequestLog).where(RequestLog.task_id == task.id)).one()
     assert (row.method, row.status, row.credit_cost, row.user_id) == ("TASK", 200, 0, user.id)
     assert tasks.fail_task(session, task_id=task.id, reason="late") is False  # finished stays finished
-    assert credits.balance(session, user_id=user.id) == 90
+    assert credits.balance(session, user_id=user.id) == 90 * MICRO
 
 
 @BOTH
@@ -150,11 +151,11 @@ def test_failing_a_task_refunds_exactly_once_under_concurrency(engine, database_
         t.join()
     assert sorted(results) == [False] * 5 + [True]
     with session_for(engine) as s:
-        assert credits.balance(s, user_id=user.id) == 100
-        assert ledger(s, user)[1:] == [("charge", -10, task.id), ("refund", 10, task.id)]
+        assert credits.balance(s, user_id=user.id) == 100 * MICRO
+        assert ledger(s, user)[1:] == [("charge", -10 * MICRO, task.id), ("refund", 10 * MICRO, task.id)]
         assert tasks.refund_failed_tasks(s) == 0
         end = s.exec(select(RequestLog).where(RequestLog.task_id == task.id)).one()
-        assert (end.status, end.error_code, end.credit_cost) == (502, "provider_error", -10)
+        assert (end.status, end.error_code, end.credit_cost) == (502, "provider_error", -10 * MICRO)
 
 
 @BOTH
