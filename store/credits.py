@@ -239,7 +239,7 @@ def grant(
     if amount == 0:
         raise InvalidInput("amount must not be zero")
     if not -MAX_BALANCE <= amount <= MAX_BALANCE:
-        raise InvalidInput(f"amount must be between -{format_credits(MAX_BALANCE)} and {format_credits(MAX_BALANCE)}")
+        raise InvalidInput(f"amount must be between -{MAX_BALANCE // MICRO:,} and {MAX_BALANCE // MICRO:,}")
     if session.get(User, user_id) is None:
         raise NotFound("no such user")
     session.rollback()  # end the read so the update starts its own transaction
@@ -249,7 +249,7 @@ def grant(
     )
     if new_balance is None:
         if amount > 0:
-            raise InvalidInput(f"the balance would exceed {format_credits(MAX_BALANCE)}")
+            raise InvalidInput(f"the balance would exceed {MAX_BALANCE // MICRO:,}")
         raise InsufficientCredits("the balance would drop below zero")
     return new_balance
 

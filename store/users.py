@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from . import credits, events
 from .errors import Conflict, InvalidInput, NotFound
 from .models import User
+from .money import MICRO
 
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MIN_PASSWORD_LEN = 8
@@ -63,7 +64,7 @@ def create_user(
     """Create a user; `password_hash` lets an async caller hash off its event loop first."""
     email = normalize_email(email)
     if not 0 <= credits_ <= credits.MAX_BALANCE:
-        raise InvalidInput(f"starting credits must be between 0 and {credits.MAX_BALANCE:,}")
+        raise InvalidInput(f"starting credits must be between 0 and {credits.MAX_BALANCE // MICRO:,}")
     user = User(email=email, password_hash=password_hash or hash_password(password), is_admin=is_admin)
     session.add(user)
     try:
