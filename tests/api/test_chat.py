@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import orjson
 import pytest
@@ -11,9 +13,10 @@ from sqlmodel import select
 from store import credits
 from store.db import session_for
 from store.models import LedgerEntry, RequestLog
+from store.money import MICRO
 
 from ..conftest import TEST_SECRET, flush_logs
-from ..factories import auth, make_key, make_user
+from ..factories import auth, credits_of, make_key, make_user
 from .test_errors import CHAT, UPSTREAM_CHAT, assert_error, chat_body
 
 
@@ -34,10 +37,11 @@ def user_key(engine):
     return user, make_key(engine, user)
 
 
-def balance(engine, user) -> int:
+def balance(engine, user) -> Decimal:
+    """The balance in credits (exact), checked against the ledger sum."""
     with session_for(engine) as s:
         assert credits.balance(s, user_id=user.id) == credits.ledger_sum(s, user_id=user.id)
-        return credits.balance(s, user_id=user.id)
+    return credits_of(engine, user)
 
 
 def log_row(engine, app, request_id: str) -> RequestLog:
@@ -57,11 +61,13 @@ async def test_completion_rewrites_model_both_ways_and_charges_once(client, app,
     assert r.json()["model"] == "openai/gpt-5"
     assert r.json()["choices"][0]["message"]["content"] == "Hello!"
     sent = httpx_mock.get_requests()[0]
-    assert orjson.loads(sent.content) == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream"}
+    # the caller sent no max_tokens: the model's cap (max_output_tokens, default 16384) goes up
+    assert orjson.loads(sent.content) == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream",
+                                          "max_tokens": 16384}
     assert sent.headers["authorization"] == "Bearer test-openrouter-key"
     assert balance(engine, user) == 7
     row = log_row(engine, app, r.headers["x-request-id"])
-    assert (row.status, row.error_code, row.model, row.credit_cost, row.stream) == (200, None, "openai/gpt-5", 3, False)
+    assert (row.status, row.error_code, row.model, row.credit_cost, row.stream) == (200, None, "openai/gpt-5", 3 * MICRO, False)
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens, row.upstream_id) == (5, 2, 7, "gen-123")
     assert (row.user_id, row.key_prefix, row.endpoint, row.method) == (user.id, secret[:12], CHAT, "POST")
 
@@ -143,10 +149,11 @@ async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, eng
     parsed = [orjson.loads(d) for d in data_lines[:-1]]
     assert [p["choices"][0]["delta"]["content"] for p in parsed] == ["Hel", "lo", "!", ""]
     assert {p["model"] for p in parsed} == {"openai/gpt-5"}
-    assert orjson.loads(httpx_mock.get_requests()[0].content)["stream"] is True
+    sent = orjson.loads(httpx_mock.get_requests()[0].content)
+    assert (sent["stream"], sent["stream_options"]) == (True, {"include_usage": True})  # always asked for usage
     assert balance(engine, user) == 7
     row = log_row(engine, app, r.headers["x-request-id"])
-    assert (row.stream, row.status, row.credit_cost, row.total_tokens) == (True, 200, 3, 6)
+    assert (row.stream, row.status, row.credit_cost, row.total_tokens) == (True, 200, 3 * MICRO, 6)
 
 
 async def test_finished_stream_without_done_from_upstream_still_ends_with_done(client, engine, user_key, httpx_mock):
@@ -200,15 +207,18 @@ async def test_models_lists_enabled_models_with_seed_fields(client, user_key, se
     assert "openai/gpt-5-mini" not in ids
     assert sorted(ids) == ["anthropic/claude-sonnet-4.5", "google/nano-banana-pro", "openai/gpt-5"]
     gpt5 = next(m for m in body["data"] if m["id"] == "openai/gpt-5")
+    assert isinstance(gpt5.pop("created"), int)
     assert gpt5 == {"id": "openai/gpt-5", "object": "model", "owned_by": "openrouter", "display_name": "GPT-5",
-                    "category": "chat", "capabilities": ["chat", "reasoning"], "credit_cost": 3}
+                    "category": "chat", "capabilities": ["chat", "reasoning"], "credit_cost": 3,
+                    "pricing": {"mode": "per_request", "request": 3, "prompt": 0, "completion": 0}}
+    assert type(gpt5["credit_cost"]) is int  # the JSON number 3, as in the seed, not 3.0
 
 
 async def test_registry_edit_shows_at_once(client, user_key, session):
     from store import registry
 
     assert (await client.get("/api/v1/models", headers=auth(user_key[1]))).status_code == 200  # cache filled
-    registry.set_model(session, actor="test", model_id="openai/gpt-5", credit_cost=9)
+    registry.set_model(session, actor="test", model_id="openai/gpt-5", credit_cost=9 * MICRO)
     body = (await client.get("/api/v1/models", headers=auth(user_key[1]))).json()
     assert next(m for m in body["data"] if m["id"] == "openai/gpt-5")["credit_cost"] == 9
 
