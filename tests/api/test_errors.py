@@ -9,6 +9,7 @@ from sqlmodel import select
 from store import credits, keys, users
 from store.db import session_for
 from store.models import LedgerEntry
+from store.money import MICRO
 
 from ..factories import auth, make_key, make_user
 
@@ -158,7 +159,7 @@ async def test_insufficient_credits_is_402_and_never_calls_upstream(client, engi
     assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 402, "insufficient_credits")
     assert httpx_mock.get_requests() == []
     with session_for(engine) as s:
-        assert credits.balance(s, user_id=user.id) == 2
+        assert credits.balance(s, user_id=user.id) == 2 * MICRO
 
 
 async def test_rejected_body_never_debits(client, engine, funded):
@@ -166,7 +167,7 @@ async def test_rejected_body_never_debits(client, engine, funded):
     for body in ({"model": "openai/gpt-5"}, {"messages": [{"role": "user", "content": "x"}]}, chat_body("x/y")):
         assert (await client.post(CHAT, json=body, headers=auth(secret))).status_code in (400, 404)
     with session_for(engine) as s:
-        assert credits.balance(s, user_id=user.id) == 100
+        assert credits.balance(s, user_id=user.id) == 100 * MICRO
         assert list(s.exec(select(LedgerEntry).where(LedgerEntry.kind == "charge"))) == []
 
 
@@ -246,7 +247,7 @@ async def test_oversized_bodies_on_every_endpoint_are_413_and_change_nothing(set
             r = await c.post(path, content=chunks(), headers={**auth(secret), "content-type": "application/json"})
     assert_error(r, 413, "request_too_large")
     with session_for(engine) as s:
-        assert credits.balance(s, user_id=user.id) == 100
+        assert credits.balance(s, user_id=user.id) == 100 * MICRO
         assert [e.kind for e in s.exec(select(LedgerEntry))] == ["grant"]  # only the starting credits
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 
 import pytest
 from sqlmodel import select
 
-from store import credits, registry, signing
+from store import registry, signing
 from store.db import session_for
 from store.models import ImageTask, LedgerEntry, RequestLog
+from store.money import MICRO
 
 from ..conftest import TEST_SECRET, flush_logs
-from ..factories import auth, make_key, make_user
+from ..factories import as_credits, auth, credits_of, make_key, make_user
 from .fake_replicate import FakeUpstream, pipeline_settings
 
 MODEL = "google/nano-banana-pro"  # replicate, 10 credits per image in the default registry
@@ -59,15 +61,16 @@ async def wait_for(client, key, task_id, statuses=("succeeded", "failed"), timeo
         await asyncio.sleep(0.02)
 
 
-def balance(engine, user) -> int:
-    with session_for(engine) as s:
-        return credits.balance(s, user_id=user.id)
+def balance(engine, user) -> Decimal:
+    """The balance in credits (exact)."""
+    return credits_of(engine, user)
 
 
-def ledger(engine, user) -> list[tuple[str, int]]:
+def ledger(engine, user) -> list[tuple[str, Decimal]]:
+    """The user's ledger as (kind, amount in credits) rows, oldest first."""
     with session_for(engine) as s:
         rows = s.exec(select(LedgerEntry).where(LedgerEntry.user_id == user.id).order_by(LedgerEntry.id))
-        return [(row.kind, row.amount) for row in rows]
+        return [(row.kind, as_credits(row.amount)) for row in rows]
 
 
 # ---------------------------------------------------------------- happy path
@@ -138,7 +141,7 @@ async def test_submission_and_completion_are_both_logged_with_the_task_id(app, c
         rows = list(s.exec(select(RequestLog).where(RequestLog.task_id == task_id).order_by(RequestLog.id)))
     submission = next(r for r in rows if r.method == "POST")
     assert submission.request_id == response.headers["x-request-id"]
-    assert (submission.status, submission.credit_cost, submission.model) == (200, 10, MODEL)
+    assert (submission.status, submission.credit_cost, submission.model) == (200, 10 * MICRO, MODEL)
     assert submission.upstream_id == "pred0001"
     completion = next(r for r in rows if r.method == "TASK")
     assert completion.request_id == f"{task_id}:end"
@@ -416,7 +419,7 @@ async def test_an_image_model_added_by_the_admin_is_usable(client, engine, calle
     user, key = caller
     with session_for(engine) as s:
         registry.set_model(s, actor="test", model_id="black-forest-labs/flux-schnell", category="image", provider="replicate",
-                           credit_cost=3)
+                           credit_cost=3 * MICRO)
     response = await submit(client, key, {"model": "black-forest-labs/flux-schnell", "prompt": "x"})
     assert response.status_code == 200
     assert balance(engine, user) == 97

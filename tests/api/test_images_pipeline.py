@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -20,9 +21,10 @@ from api.worker import PipelineWorker
 from store import credits, registry, signing, tasks
 from store.db import session_for
 from store.models import ImageTask, LedgerEntry, RequestLog, utcnow
+from store.money import MICRO
 
 from ..conftest import flush_logs
-from ..factories import auth, make_key, make_user
+from ..factories import as_credits, auth, make_key, make_user
 from .fake_replicate import FakeUpstream, pipeline_settings
 
 MODEL = "google/nano-banana-pro"
@@ -81,10 +83,11 @@ async def drive(worker, engine, task_id, *, until=("succeeded", "failed"), timeo
     return task
 
 
-def money(engine, user) -> tuple[int, list[tuple[str, int]]]:
+def money(engine, user) -> tuple[Decimal, list[tuple[str, Decimal]]]:
+    """The balance and the ledger's (kind, amount) rows, in credits (exact)."""
     with session_for(engine) as s:
         rows = s.exec(select(LedgerEntry).where(LedgerEntry.user_id == user.id).order_by(LedgerEntry.id))
-        return credits.balance(s, user_id=user.id), [(r.kind, r.amount) for r in rows]
+        return as_credits(credits.balance(s, user_id=user.id)), [(r.kind, as_credits(r.amount)) for r in rows]
 
 
 def assert_refunded_once(engine, user, task_id):
@@ -142,7 +145,7 @@ async def test_timeout_fails_cancels_upstream_and_refunds_once(app, database_url
     flush_logs(app)
     with session_for(engine) as s:
         end = s.exec(select(RequestLog).where(RequestLog.request_id == f"{task_id}:end")).one()
-    assert (end.status, end.error_code, end.credit_cost, end.task_id) == (504, "provider_error", -10, task_id)
+    assert (end.status, end.error_code, end.credit_cost, end.task_id) == (504, "provider_error", -10 * MICRO, task_id)
 
 
 async def test_a_file_that_is_not_an_image_fails_the_task(client, engine, caller, upstream, worker):
@@ -175,11 +178,11 @@ async def test_an_interrupted_refund_is_repaired_by_the_sweep(engine, caller):
     user, _ = caller
     with session_for(engine) as s:
         task, _ = tasks.create_task(s, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                                    prompt="x", size=None, n=1, unit_cost=10, timeout_s=60)
+                                    prompt="x", size=None, n=1, unit_cost=10 * MICRO, timeout_s=60)
         # the failure committed, then the process died before the refund
         s.execute(ImageTask.__table__.update().where(ImageTask.id == task.id).values(status="failed"))
         s.commit()
-        assert credits.balance(s, user_id=user.id) == 90
+        assert credits.balance(s, user_id=user.id) == 90 * MICRO
         assert tasks.refund_failed_tasks(s) == 1
         assert tasks.refund_failed_tasks(s) == 0
     assert money(engine, user) == (100, [("grant", 100), ("charge", -10), ("refund", 10)])
@@ -272,7 +275,7 @@ async def test_two_workers_never_process_one_task_twice(settings, engine, caller
     settings = settings.model_copy(update={"worker_concurrency": 3, "task_poll_interval_s": 0.01})
     with session_for(engine) as s:
         ids = [tasks.create_task(s, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                                 prompt=f"p{i}", size=None, n=1, unit_cost=1, timeout_s=60)[0].id
+                                 prompt=f"p{i}", size=None, n=1, unit_cost=1 * MICRO, timeout_s=60)[0].id
                for i in range(total)]
     stop, errors = threading.Event(), []
     threads = [_run_worker_in_thread(settings, stop, errors) for _ in range(2)]
@@ -380,8 +383,8 @@ async def test_no_webhook_without_a_url(client, engine, caller, worker):
 
 def add_openrouter_model(engine, model_id, upstream_id=None):
     with session_for(engine) as s:
-        registry.set_model(s, actor="test", model_id=model_id, category="image", provider="openrouter", credit_cost=5,
-                           upstream_id=upstream_id or model_id)
+        registry.set_model(s, actor="test", model_id=model_id, category="image", provider="openrouter",
+                           credit_cost=5 * MICRO, upstream_id=upstream_id or model_id)
 
 
 async def test_openrouter_image_api_runs_inside_the_task(client, engine, caller, upstream, worker, settings):

@@ -15,6 +15,7 @@ import pytest
 from store import credits, tasks
 from store.db import session_for
 from store.models import ImageTask
+from store.money import MICRO
 
 from ..conftest import TEST_SECRET
 from ..factories import make_user
@@ -68,7 +69,7 @@ def test_standalone_worker_stops_cleanly_and_a_new_one_resumes(database_url, eng
     user = make_user(engine, credits=100)
     with session_for(engine) as s:
         task, _ = tasks.create_task(s, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                                    prompt="a robot", size="1024x1024", n=1, unit_cost=10, timeout_s=60)
+                                    prompt="a robot", size="1024x1024", n=1, unit_cost=10 * MICRO, timeout_s=60)
 
     def row() -> ImageTask:
         with session_for(engine) as s:
@@ -95,4 +96,4 @@ def test_standalone_worker_stops_cleanly_and_a_new_one_resumes(database_url, eng
     assert (tmp_path / "media" / task.id / "0.png").read_bytes() == upstream.png
     assert upstream.count("submit") == 1 and upstream.count("download") == 1
     with session_for(engine) as s:
-        assert credits.balance(s, user_id=user.id) == 90
+        assert credits.balance(s, user_id=user.id) == 90 * MICRO

@@ -17,6 +17,7 @@ from api.app import create_app
 from store import credits
 from store.db import session_for
 from store.models import LedgerEntry, RequestLog
+from store.money import MICRO
 
 from ..conftest import make_settings
 from ..factories import make_key, make_user
@@ -110,7 +111,7 @@ def test_failed_call_is_refunded_once_and_logged(database_url, tmp_path, engine,
         rid = r.headers["x-request-id"]
         assert ledger_kinds(engine, rid) == ["charge", "refund"]
         with session_for(engine) as s:
-            assert credits.balance(s, user_id=user.id) == 9
+            assert credits.balance(s, user_id=user.id) == 9 * MICRO
         row = log_row(engine, app, rid)
         assert (row.status, row.error_code, row.credit_cost) == (status, code, 0)
         assert busy_upstream_connections(app) == 0
@@ -129,7 +130,7 @@ def test_upstream_429_is_a_429_with_its_retry_after_and_refunded(database_url, t
         assert len(upstream.app.stats.bodies) - seen == 2  # retried once, as UPSTREAM_RETRIES says
         assert ledger_kinds(engine, r.headers["x-request-id"]) == ["charge", "refund"]
         with session_for(engine) as s:
-            assert credits.balance(s, user_id=user.id) == 9
+            assert credits.balance(s, user_id=user.id) == 9 * MICRO
 
 
 def test_platform_error_after_the_debit_is_refunded(database_url, tmp_path, engine, upstream):
@@ -145,7 +146,7 @@ def test_platform_error_after_the_debit_is_refunded(database_url, tmp_path, engi
         rid = r.headers["x-request-id"]
         assert ledger_kinds(engine, rid) == ["charge", "refund"]
         with session_for(engine) as s:
-            assert credits.balance(s, user_id=user.id) == 9
+            assert credits.balance(s, user_id=user.id) == 9 * MICRO
         assert log_row(engine, app, rid).credit_cost == 0
 
 
@@ -165,7 +166,7 @@ def test_body_that_cannot_be_sent_upstream_is_refused_before_the_debit(database_
         assert ledger_kinds(engine, r.headers["x-request-id"]) == []
         assert len(upstream.app.stats.bodies) == seen
         with session_for(engine) as s:
-            assert credits.balance(s, user_id=user.id) == 9
+            assert credits.balance(s, user_id=user.id) == 9 * MICRO
 
 
 @pytest.mark.parametrize("content", ["errevent", "finerror", "nofinish", "deepevent"])
@@ -185,7 +186,7 @@ def test_stream_that_fails_ends_with_an_error_event_and_is_refunded(database_url
         rid = r.headers["x-request-id"]
         assert ledger_kinds(engine, rid) == ["charge", "refund"]
         with session_for(engine) as s:
-            assert credits.balance(s, user_id=user.id) == 3
+            assert credits.balance(s, user_id=user.id) == 3 * MICRO
         row = log_row(engine, app, rid)
         assert (row.status, row.error_code, row.credit_cost, row.stream) == (200, code, 0, True)
         assert settle(spy, baseline) == baseline
@@ -262,6 +263,6 @@ def test_client_leaving_a_slow_stream_is_charged_once_and_closes_upstream(databa
         with session_for(engine) as s:
             assert credits.balance(s, user_id=user.id) == 0
         row = log_row(engine, app, rid)
-        assert (row.status, row.credit_cost, row.stream) == (200, 3, True)
+        assert (row.status, row.credit_cost, row.stream) == (200, 3 * MICRO, True)
         assert busy_upstream_connections(app) == 0
         assert settle(spy, baseline) == baseline
