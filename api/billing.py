@@ -8,7 +8,8 @@
             off its path. Without usage, the request waits for the reconciler.
     refund  a failure gives everything back, once (Runtime.refund)
 
-Every model endpoint calls `hold` and `bill` (or `refund`); none computes a price itself.
+Every model endpoint calls `hold`, then `bill` and `finish` (or `refund`); none computes a
+price itself.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ async def hold(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, prom
 
 def bill(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, usage: Any, *, n: int = 1,
          prompt_bytes: int = 0, completion_bytes: int = 0) -> int | None:
-    """Charge the request for `usage` (the upstream's `usage` object, rewritten in place to
-    show the platform's charge as `cost`); returns the charge, or None when it has to wait
-    for the reconciler (a metered model and no usage)."""
+    """Price the request from `usage` (the upstream's `usage` object, rewritten in place to
+    show the platform's charge as `cost`) and note what is left to write; returns the
+    charge, or None when the reconciler will settle it (a metered model and no usage).
+    Nothing is written until `finish`, so a fault before the answer is out refunds the
+    hold alone."""
     counted = pricing.usage_from(usage)
     cost = pricing.charge(entry, counted, n=n, credits_per_usd=runtime.settings.credits_per_usd)
     if isinstance(usage, dict):
@@ -50,35 +53,40 @@ def bill(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, usage: Any, *
         for name in _UPSTREAM_COST_FIELDS:
             usage.pop(name, None)
     if cost is None:
-        leave_for_reconciler(runtime, ctx, entry, n=n, prompt_bytes=prompt_bytes, completion_bytes=completion_bytes)
+        if ctx.key is not None and pricing.needs_usage(entry):
+            guess = pricing.charge(entry, pricing.estimate(prompt_bytes, completion_bytes), n=n,
+                                   credits_per_usd=runtime.settings.credits_per_usd) or 0
+            ctx.unsettled = (entry.id, pricing.final_charge(ctx.held, guess))
         return None
     final = pricing.final_charge(ctx.held, cost)
     if isinstance(usage, dict):
         usage["cost"] = json_credits(final)
     ctx.upstream_cost = counted.cost_usd if counted else None
     ctx.credit_cost = final
-    if final != ctx.held:
-        runtime.later(_settle(runtime, ctx.request_id, final, ctx.held))
+    ctx.unsettled = None
     return final
 
 
-def leave_for_reconciler(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, n: int = 1,
-                         prompt_bytes: int = 0, completion_bytes: int = 0) -> None:
-    """A delivered request whose usage never came: keep its hold for now and let the
-    reconciler settle it (from the generation record, else from this estimate)."""
-    if ctx.key is None or not pricing.needs_usage(entry):
+def finish(runtime: Runtime, ctx: RequestContext) -> None:
+    """After the answer is out: write what `bill` left (the settlement, or the request's
+    place in the reconciler's list), off the answer's path. At most once."""
+    if ctx.key is None or ctx.finished or not ctx.held:
         return
-    guess = pricing.charge(entry, pricing.estimate(prompt_bytes, completion_bytes), n=n,
-                           credits_per_usd=runtime.settings.credits_per_usd) or 0
-    settings = runtime.settings
-    runtime.later(runtime.db(
-        settlements.add_pending, ref=ctx.request_id, user_id=ctx.key.user_id, model=entry.id,
-        upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
-        estimate=pricing.final_charge(ctx.held, guess), first_in_s=settings.reconcile_backoff_s,
-        deadline_s=settings.reconcile_deadline_s,
-    ))
+    ctx.finished = True
+    if ctx.unsettled is not None:
+        model, estimate = ctx.unsettled
+        settings = runtime.settings
+        runtime.later(runtime.db(
+            settlements.add_pending, ref=ctx.request_id, user_id=ctx.key.user_id, model=model,
+            upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None, estimate=estimate,
+            first_in_s=settings.reconcile_backoff_s, deadline_s=settings.reconcile_deadline_s,
+        ))
+    elif ctx.credit_cost != ctx.held:
+        runtime.later(_settle(runtime, ctx))
 
 
-async def _settle(runtime: Runtime, ref: str, final: int, held: int) -> None:
-    if await runtime.db(credits.settle, ref=ref, cost=final) is not None:
-        runtime.metrics.credits_settled_back.inc((held - final) / MICRO)
+async def _settle(runtime: Runtime, ctx: RequestContext) -> None:
+    back = ctx.held - ctx.credit_cost
+    await runtime.write(credits.settle_hold, user_id=ctx.key.user_id, ref=ctx.request_id, held=ctx.held,
+                        cost=ctx.credit_cost, model=ctx.model)
+    runtime.metrics.credits_settled_back.inc(back / MICRO)

@@ -21,6 +21,8 @@ class RequestContext:
     credit_cost: int = 0  # micro-credits, net: what stays charged after any settlement or refund
     held: int = 0  # micro-credits reserved at admission
     upstream_cost: int | None = None  # the upstream's reported USD cost, micro-USD
+    unsettled: tuple[str, int] | None = None  # (model, estimate): no usage came, the reconciler settles
+    finished: bool = False  # billing.finish ran
     stream: bool = False
     usage: dict[str, Any] | None = None
     upstream_id: str | None = None

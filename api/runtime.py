@@ -198,10 +198,9 @@ class Runtime:
         On SQLite the charge is written right here when that cannot wait (InlineWriter),
         else (and on PostgreSQL always) in a worker thread.
         """
-        charge = dict(user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id, model=model, key_id=ctx.key.key_id)
         try:
-            if self._inline is None or self._inline.try_call(credits.debit_for_request, **charge) is NOT_NOW:
-                await self.db(credits.debit_for_request, **charge)
+            await self.write(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id,
+                             model=model, key_id=ctx.key.key_id)
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
         except KeyNotUsable as exc:  # revoked or disabled since the key was cached
@@ -210,8 +209,19 @@ class Runtime:
         ctx.credit_cost = ctx.held = cost
         self.metrics.credits_debited.inc(cost / MICRO)
 
+    async def write(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """A short ledger write of the request path (the hold, the settlement): on SQLite run
+        right here when that cannot wait (InlineWriter), else in a worker thread."""
+        if self._inline is not None:
+            done = self._inline.try_call(fn, **kwargs)
+            if done is not NOT_NOW:
+                return done
+        return await self.db(fn, **kwargs)
+
     async def refund(self, ctx: RequestContext, note: str) -> None:
-        """Give the request's charge back, at most once; finishes even while being cancelled."""
+        """Give the request's charge back, at most once; finishes even while being cancelled.
+        Whatever billing had noted for later is dropped: a refunded request settles nothing."""
+        ctx.finished = True
         with anyio.CancelScope(shield=True):
             if ctx.credit_cost and await self.db(credits.refund, ref=ctx.request_id, note=note):
                 self.metrics.credits_refunded.inc(ctx.credit_cost / MICRO)

@@ -4,7 +4,8 @@
     BENCH_LITELLM=1 python -m bench      # ... and LiteLLM's proxy as the anchor
     BENCH_DURATION_S=10                  # seconds per wrk run (1 and 16 connections)
     BENCH_SOAK_S=120                     # platform RSS soak at 16 connections (0: skip)
-    BENCH_TARGETS=direct,api             # a subset
+    BENCH_TARGETS=direct,api             # a subset (also: api_metered, the API with per-token pricing,
+                                         # whose every request writes its settlement too)
     BENCH_PROFILE_S=20                   # py-spy the standalone API under load afterwards
     BENCH_PROFILE_TARGET=platform        # ... or the platform instead
     BENCH_PROFILE_CONNECTIONS=1          # ... at this many connections (default 16)
@@ -91,7 +92,7 @@ def main() -> int:
     seconds = _env_float("BENCH_DURATION_S", 10)
     soak_s = _env_float("BENCH_SOAK_S", 120)
     profile_s = _env_float("BENCH_PROFILE_S", 0)
-    wanted = os.environ.get("BENCH_TARGETS", "direct,platform,api").split(",")
+    wanted = os.environ.get("BENCH_TARGETS", "direct,platform,api,api_metered").split(",")
     if os.environ.get("BENCH_LITELLM") == "1" and "litellm" not in wanted:
         wanted.append("litellm")
     started = time.time()
@@ -100,11 +101,15 @@ def main() -> int:
     profile = None
     with targets.fake_upstream() as upstream:
         base = upstream.ready_url.rstrip("/") + "/v1"
-        for name in ("direct", "platform", "api", "litellm"):
+        for name in ("direct", "platform", "api", "api_metered", "litellm"):
             if name not in wanted:
                 continue
-            target = targets.direct(upstream) if name == "direct" else getattr(targets, {
-                "platform": "platform", "api": "standalone", "litellm": "litellm"}[name])(base)
+            if name == "direct":
+                target = targets.direct(upstream)
+            elif name == "api_metered":
+                target = targets.standalone(base, metered=True)
+            else:
+                target = getattr(targets, {"platform": "platform", "api": "standalone", "litellm": "litellm"}[name])(base)
             print(f"== {target.label}", flush=True)
             with target.server or contextlib.nullcontext():
                 results.extend(measure(target, seconds))

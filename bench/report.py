@@ -53,7 +53,16 @@ def summarize(results: list[dict], soak: dict | None) -> dict:
     for name, ratio in out["litellm_ratio"].items():
         checks.append((f"{name}: req/s at 16 connections ≥ {BARS['litellm_ratio']:.0f}× LiteLLM",
                        f"{ratio:.1f}×", ratio >= BARS["litellm_ratio"]))
-    platform_rows = [r for r in results if r["target"] in ("platform", "api")]
+    out["settlement"] = {}
+    for connections in (1, 16):
+        flat, metered = _find(results, "api", connections), _find(results, "api_metered", connections)
+        if flat and metered and flat["rps"]:
+            out["settlement"][connections] = {
+                "rps_ratio": metered["rps"] / flat["rps"],
+                "added_p50_ms": metered["p50_ms"] - flat["p50_ms"],
+                "added_cpu_ms": (metered["cpu_ms_per_req"] or 0) - (flat["cpu_ms_per_req"] or 0),
+            }
+    platform_rows = [r for r in results if r["target"] in ("platform", "api", "api_metered")]
     if platform_rows:
         bad = sum(r["non2xx"] + r["socket_errors"] for r in platform_rows)
         lost = sum(max(0, r["responses"] - (r["log_rows"] or 0)) for r in platform_rows)
@@ -93,6 +102,11 @@ def render(results: list[dict], summary: dict, soak: dict | None, *, loadavg: tu
         lines.append("")
         lines.append("Throughput at 16 connections against LiteLLM (same run, one worker each): " + ", ".join(
             f"{name} {ratio:.1f}×" for name, ratio in summary["litellm_ratio"].items()))
+    if summary.get("settlement"):
+        lines.append("")
+        lines.append("Settlement (the API with per-token pricing, hold + settle, against per-request, hold only): " +
+                     "; ".join(f"{c} conn: req/s ×{v['rps_ratio']:.2f}, p50 {v['added_p50_ms']:+.2f} ms, "
+                               f"CPU {v['added_cpu_ms']:+.3f} ms/req" for c, v in summary["settlement"].items()))
     if soak:
         lines.append("")
         lines.append(

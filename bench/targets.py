@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from store import keys, users
+from store import credits, keys, registry, users
 from store.db import get_engine, session_for
 from store.migrate import migrate
 
@@ -75,8 +75,9 @@ class Target:
             time.sleep(0.2)
 
 
-def prepare_database(name: str) -> tuple[str, int]:
-    """A fresh migrated SQLite database with one user holding plenty of credits."""
+def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
+    """A fresh migrated SQLite database with one user holding plenty of credits. `metered`:
+    the benchmarked model is priced per token, so every request also writes its settlement."""
     path = OUT / f"{name}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -84,7 +85,10 @@ def prepare_database(name: str) -> tuple[str, int]:
     migrate(url)
     with session_for(get_engine(url)) as session:
         user = users.create_user(session, email=f"{name}@bench.test", password="bench password 1",
-                                 is_admin=False, credits_=1_000_000_000)
+                                 is_admin=False, credits_=credits.MAX_BALANCE)
+        if metered:
+            registry.set_model(session, model_id="openai/gpt-5-mini", actor="bench", pricing="per_token",
+                               credit_cost=1_000, prompt_price=1_000_000, completion_price=2_000_000)
         return url, user.id
 
 
@@ -130,10 +134,12 @@ def platform(upstream_base: str) -> Target:
                   server=server)
 
 
-def standalone(upstream_base: str) -> Target:
+def standalone(upstream_base: str, *, metered: bool = False) -> Target:
     """The API alone, one worker, as docs/production.md runs it: `uvicorn api.app:app`
-    (uvloop + httptools). BENCH_API_SERVER=granian measures granian instead."""
-    url, user_id = prepare_database("api")
+    (uvloop + httptools). BENCH_API_SERVER=granian measures granian instead. `metered`:
+    the model priced per token, so each request also settles (a second ledger write)."""
+    name = "api_metered" if metered else "api"
+    url, user_id = prepare_database(name, metered=metered)
     port = free_port()
     env = platform_env(url, upstream_base, port)
     if os.environ.get("BENCH_API_SERVER", "uvicorn") == "granian":
@@ -144,9 +150,11 @@ def standalone(upstream_base: str) -> Target:
         command = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
                    "--no-access-log", "--log-level", "warning"]
         label = "standalone API (uvicorn api.app:app, 1 worker, SQLite)"
-    server = Server("standalone API", command, env=env, cwd=ROOT, log_path=OUT / "api.log",
-                    ready_url=f"http://127.0.0.1:{port}/api/v1/models")
-    return Target("api", label, url=f"http://127.0.0.1:{port}/api/v1/chat/completions", database_url=url,
+    if metered:
+        label += ", per-token pricing: hold + settle"
+    server = Server(f"standalone API{' (metered)' if metered else ''}", command, env=env, cwd=ROOT,
+                    log_path=OUT / f"{name}.log", ready_url=f"http://127.0.0.1:{port}/api/v1/models")
+    return Target(name, label, url=f"http://127.0.0.1:{port}/api/v1/chat/completions", database_url=url,
                   user_id=user_id, server=server)
 
 

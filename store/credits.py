@@ -205,6 +205,18 @@ def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
         return False
 
 
+def settle_hold(session: Session | sa.Connection, *, user_id: int, ref: str, held: int, cost: int,
+                model: str | None = None) -> int:
+    """Settle request `ref`, whose hold of `held` the caller knows, at `cost` (capped at
+    the hold): one `settle` row, no reads. For the request path, which knows the request
+    was neither refunded nor settled; (kind, ref) being unique, a second settlement of the
+    same request fails instead of paying twice. Returns the charge that stands."""
+    final = final_charge(held, cost)
+    _apply(session, user_id=user_id, amount=held - final, kind=SETTLE, ref=ref, model=model,
+           note=f"used {format_credits(final)} of {format_credits(held)} held")
+    return final
+
+
 def settle(session: Session, *, ref: str, cost: int, note: str | None = None, commit: bool = True) -> int | None:
     """Settle request `ref` at `cost` micro-credits, capped at its hold: the difference
     comes back in one `settle` row. Returns the charge that stands, or None when nothing

@@ -80,7 +80,9 @@ async def chat_completions(request: Request) -> Response:
             ctx.upstream_id = data.get("id")
             billing.bill(runtime, ctx, entry, data.get("usage"), n=plan.n, prompt_bytes=len(content),
                          completion_bytes=_choices_bytes(data.get("choices")))
-            return Response(orjson.dumps(data), media_type="application/json")
+            answer = Response(orjson.dumps(data), media_type="application/json")
+            billing.finish(runtime, ctx)
+            return answer
         upstream = await chat.open_stream(content)
     except UpstreamError as exc:
         await runtime.refund(ctx, str(exc))
@@ -172,6 +174,7 @@ class Relay:
         self.closed = True
         if not self.settled:
             self.bill(None)
+        billing.finish(self.runtime, self.ctx)  # nothing when the request was refunded
         with anyio.CancelScope(shield=True):  # runs while being cancelled by a disconnect
             await self.upstream.aclose()
 
