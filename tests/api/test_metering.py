@@ -281,3 +281,41 @@ def test_parallel_metered_calls_never_overspend(database_url, tmp_path, engine, 
         assert eventually(lambda: credits_of(engine, user) == 1 - ok * HELLO_CHARGE)
     with session_for(engine) as s:
         assert credits.balance(s, user_id=user.id) == credits.ledger_sum(s, user_id=user.id) >= 0
+
+
+@BOTH
+def test_a_fault_after_pricing_refunds_the_hold_and_settles_nothing(database_url, tmp_path, engine, upstream):
+    """The upstream's answer (with its usage) cannot be encoded again: a 500 after the hold
+    and after pricing; the hold comes back once and no settlement is ever written."""
+    per_token(engine)
+    user = make_user(engine, credits=5)
+    key = make_key(engine, user)
+    app = app_for(database_url, tmp_path, upstream)
+    with serve(app) as (base, _):
+        r = chat(base, key, "deep")
+        assert (r.status_code, r.json()["error"]["code"]) == (500, "internal_error")
+        rid = r.headers["x-request-id"]
+        held = -ledger(engine, rid)[0][1]
+        time.sleep(0.2)  # time for any (wrong) background settlement to land
+        assert ledger(engine, rid) == [("charge", -held), ("refund", held)]
+        assert credits_of(engine, user) == 5
+        assert log_row(app, engine, rid).credit_cost == 0
+
+
+def test_margin_of_a_metered_request(database_url, tmp_path, engine, upstream):
+    """One request, end to end: held, used, settled, and its margin against the upstream's cost."""
+    from store.margin import margin_by_model_day
+
+    per_token(engine)
+    user = make_user(engine, credits=5)
+    key = make_key(engine, user)
+    app = app_for(database_url, tmp_path, upstream)
+    with serve(app) as (base, _):
+        rid = chat(base, key).headers["x-request-id"]
+        assert eventually(lambda: len(ledger(engine, rid)) == 2)
+        log_row(app, engine, rid)
+    with session_for(engine) as s:
+        [row] = [m for m in margin_by_model_day(s, credits_per_usd=Decimal(100)) if m.model == MODEL]
+    # charged 0.010044 credits; the upstream reported $0.000017 = 0.0017 credits at 100/USD
+    assert (row.requests, row.prompt_tokens, row.completion_tokens) == (1, 11, 3)
+    assert (row.charged, row.upstream_usd, row.unpriced, row.margin) == (10_044, 17, 0, 10_044 - 1_700)
