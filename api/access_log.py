@@ -23,6 +23,8 @@ import time
 
 import orjson
 
+from store.money import json_credits
+
 from .context import RequestContext
 
 LOGGER = "platform.access"
@@ -70,7 +72,7 @@ class AccessLog:
             "stream": ctx.stream,
             "user_id": key.user_id if key else None,
             "key_id": key.key_id if key else None,
-            "credit_cost": ctx.credit_cost,
+            "credit_cost": json_credits(ctx.credit_cost),  # credits, as the API shows them (3, 0.046)
             "client": ctx.client,
         })
         if b"sk_live_" in line:
