@@ -21,6 +21,7 @@ from api.runtime import Runtime
 from store.db import get_engine, session_for
 from store.migrate import migrate
 from store.models import LedgerEntry
+from store.money import MICRO
 from store.settings import Settings
 
 from ..conftest import TEST_SECRET, make_settings, reset_postgres
@@ -90,4 +91,4 @@ def test_fuzz_target_really_charges_an_accepted_request(fuzzed):
     r = httpx.post(fuzzed.base_url + "/chat/completions", headers={"Authorization": f"Bearer {fuzzed.key}"},
                    json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]}, timeout=15)
     assert r.status_code == 200
-    assert fuzzed.ledger() == (before[0] + 1, before[1] - 3)
+    assert fuzzed.ledger() == (before[0] + 1, before[1] - 3 * MICRO)

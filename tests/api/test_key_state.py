@@ -19,6 +19,7 @@ from api.app import create_app
 from store import credits
 from store.db import session_for
 from store.models import ApiKey, LedgerEntry
+from store.money import MICRO
 
 from ..conftest import TEST_SECRET, make_settings
 from ..factories import make_key, make_user
@@ -67,7 +68,7 @@ def test_user_api_access_switched_by_the_cli_applies_to_the_next_call(database_u
         assert chat(base, key).status_code == 200
         assert charges(engine, user.id) == 2
         with session_for(engine) as s:
-            assert credits.balance(s, user_id=user.id) == 10 - 2 * 3
+            assert credits.balance(s, user_id=user.id) == (10 - 2 * 3) * MICRO
 
 
 def test_key_revoked_by_the_cli_is_refused_at_once(database_url, tmp_path, engine, upstream):

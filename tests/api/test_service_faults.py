@@ -10,6 +10,7 @@ import logging
 import socket
 import sqlite3
 import uuid
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -24,7 +25,7 @@ from store.db import session_for
 from store.models import LedgerEntry
 
 from ..conftest import REDIS_URL, make_settings, require
-from ..factories import auth, make_key, make_user
+from ..factories import as_credits, auth, make_key, make_user
 from .test_chat import upstream_completion
 from .test_errors import CHAT, UPSTREAM_CHAT, assert_error, chat_body
 
@@ -104,9 +105,10 @@ def chat(client, secret: str):
     return client.post(CHAT, json=chat_body(), headers=auth(secret))
 
 
-def balance(engine, user) -> tuple[int, int]:
+def balance(engine, user) -> tuple[Decimal, Decimal]:
+    """The balance and the ledger sum, in credits (exact)."""
     with session_for(engine) as s:
-        return credits.balance(s, user_id=user.id), credits.ledger_sum(s, user_id=user.id)
+        return as_credits(credits.balance(s, user_id=user.id)), as_credits(credits.ledger_sum(s, user_id=user.id))
 
 
 async def _recovers(client, secret: str) -> httpx.Response:

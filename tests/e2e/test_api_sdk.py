@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import httpx
 import openai
@@ -12,6 +13,9 @@ from sqlmodel import select
 from store import credits, registry
 from store.db import session_for
 from store.models import RequestLog, User
+from store.money import MICRO
+
+from ..factories import as_credits
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +30,12 @@ def sdk(live_server, key):
     return openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
 
 
-def user_balance(live_server, email: str) -> int:
+def user_balance(live_server, email: str) -> Decimal:
+    """The user's balance in credits (exact), checked against the ledger sum."""
     with session_for(live_server.engine) as s:
         user = s.exec(select(User).where(User.email == email)).one()
         assert credits.ledger_sum(s, user_id=user.id) == user.balance
-        return user.balance
+        return as_credits(user.balance)
 
 
 def wait_for_log(live_server, request_id: str) -> RequestLog:
@@ -71,8 +76,12 @@ def test_chat_completion_rewrites_model_and_charges(live_server, sdk):
     assert completion.choices[0].message.content == "echo: hello there"
     assert live_server.upstream.app.stats.bodies[-1]["model"] == "vendor/mini-upstream"
     assert user_balance(live_server, "sdk@example.com") == before - 1
+    # the fake upstream counts a prompt token per character of the last message (11) and a
+    # completion token per word of its answer ("echo: hello there": 3); usage.cost is the charge
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (11, 3)
+    assert completion.usage.model_extra["cost"] == 1
     row = wait_for_log(live_server, raw.headers["x-request-id"])
-    assert (row.status, row.model, row.credit_cost, row.total_tokens) == (200, "openai/gpt-5-mini", 1, 5)
+    assert (row.status, row.model, row.credit_cost, row.total_tokens) == (200, "openai/gpt-5-mini", 1 * MICRO, 14)
 
 
 def test_streaming_is_relayed_as_it_arrives(live_server, sdk):
@@ -108,7 +117,7 @@ def test_client_going_away_closes_the_upstream_stream_and_keeps_the_charge(live_
     assert stats.streams_cancelled == cancelled_before + 1
     assert user_balance(live_server, "sdk@example.com") == before - 3
     row = wait_for_log(live_server, request_id)
-    assert (row.stream, row.credit_cost, row.status) == (True, 3, 200)
+    assert (row.stream, row.credit_cost, row.status) == (True, 3 * MICRO, 200)
 
 
 def test_errors_raise_the_sdks_matching_exceptions(live_server, sdk, key):
