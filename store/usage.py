@@ -1,4 +1,5 @@
-"""What the dashboard reads: usage per day, the request-log page, and its CSV export.
+"""What the dashboard reads: usage per day, the request-log page, its CSV export, and the
+credit ledger as lines a person reads (one per request, grant or refund).
 
 The log page is newest first and keyset-paginated on (created_at, id): a page is
 `… WHERE user_id = ? [AND filters] AND (created_at, id) < (:last seen) ORDER BY
@@ -23,7 +24,9 @@ from sqlmodel import Session, select
 
 from .db import session_for
 from .errors import InvalidInput
-from .models import ApiKey, RequestLog, utcnow
+from .credits import CHARGE, SETTLE
+from .models import ApiKey, LedgerEntry, ModelEntry, PendingSettlement, RequestLog, utcnow
+from .money import format_credits
 
 TASK_METHOD = "TASK"  # the log row of an image task's end (see store.tasks), not a request
 MAX_ID = 2**63 - 1  # ids are BIGINTs: a larger number matches nothing and PostgreSQL refuses it
@@ -212,7 +215,7 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, datetime):
         return value.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds") + "Z"
-    text = str(value)
+    text = value if isinstance(value, str) else str(value)
     # A cell starting with one of these runs as a formula in a spreadsheet; a plain
     # number such as a refund's -5 does not, and stays a number.
     if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _PLAIN_NUMBER.fullmatch(text):
@@ -244,8 +247,9 @@ def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int =
             query = _after(_filtered(sa.select(*_CSV_SOURCE), user_id, filters), session, user_id, before_id)
             rows = session.execute(query.order_by(*NEWEST_FIRST).limit(batch)).all()
         for (at, request_id, key_id, *middle, stream, p_tokens, c_tokens, t_tokens, upstream, task, _id) in rows:
-            values = (at, request_id, names.get(key_id), *middle, "true" if stream else "false",
-                      p_tokens, c_tokens, t_tokens, upstream, task)
+            *middle, charged = middle
+            values = (at, request_id, names.get(key_id), *middle, format_credits(charged),
+                      "true" if stream else "false", p_tokens, c_tokens, t_tokens, upstream, task)
             writer.writerow([_cell(v) for v in values])
         yield buffer.getvalue()
         buffer.seek(0)
@@ -253,3 +257,58 @@ def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int =
         if len(rows) < batch:
             return
         before_id = rows[-1].id
+
+
+# ---------------------------------------------------------------- the ledger as lines
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    """One line of the Credits page. A request's hold (`charge` row) and its settlement
+    (`settle` row, when the usage made it cheaper) are one line; a grant and a refund are
+    lines of their own. The lines' amounts add up to the balance, as the rows do."""
+
+    id: int  # the id of the line's first row: the keyset cursor
+    created_at: datetime
+    kind: str  # "grant" | "request" | "refund"
+    amount: int  # micro-credits this line moved: a request's final charge (negative), a grant, a refund
+    model: str | None = None
+    category: str | None = None  # the model's registry category ("chat", "image"), when it is known
+    held: int = 0  # a request's hold, micro-credits
+    settled: bool = False  # a settle row gave part of the hold back
+    settling: bool = False  # the usage is not known yet: the reconciler will settle it
+    note: str | None = None
+    ref: str | None = None
+
+
+def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None) -> list[LedgerLine]:
+    """The user's ledger as lines, newest first; pass the last line's id as `before_id` for
+    the next page. A page reads only its own rows: the lines' first rows by id (every row
+    but a settlement), then the settlements and models of those lines."""
+    query = select(LedgerEntry).where(LedgerEntry.user_id == user_id, LedgerEntry.kind != SETTLE)
+    if before_id is not None:
+        query = query.where(LedgerEntry.id < before_id)
+    firsts = list(session.exec(query.order_by(LedgerEntry.id.desc()).limit(max(1, min(limit, MAX_PAGE)))))
+    refs = [e.ref for e in firsts if e.kind == CHARGE and e.ref]
+    settled: dict[str, int] = {}
+    pending: set[str] = set()
+    if refs:
+        settled = dict(session.execute(sa.select(LedgerEntry.ref, LedgerEntry.amount).where(
+            LedgerEntry.kind == SETTLE, LedgerEntry.ref.in_(refs), LedgerEntry.user_id == user_id)).all())
+        pending = set(session.execute(sa.select(PendingSettlement.ref).where(
+            PendingSettlement.ref.in_(refs), PendingSettlement.user_id == user_id)).scalars())
+    models = {e.model for e in firsts if e.model}
+    categories = dict(session.execute(sa.select(ModelEntry.id, ModelEntry.category).where(
+        ModelEntry.id.in_(models))).all()) if models else {}
+    session.rollback()
+    lines = []
+    for e in firsts:
+        common = dict(id=e.id, created_at=e.created_at, model=e.model, category=categories.get(e.model),
+                      note=e.note, ref=e.ref)
+        if e.kind == CHARGE:
+            back = settled.get(e.ref, 0) if e.ref else 0
+            lines.append(LedgerLine(kind="request", amount=e.amount + back, held=-e.amount,
+                                    settled=e.ref in settled, settling=e.ref in pending, **common))
+        else:  # a grant or a refund (a kind this version does not know is shown as it is)
+            lines.append(LedgerLine(kind=e.kind, amount=e.amount, **common))
+    return lines

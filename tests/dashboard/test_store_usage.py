@@ -1,4 +1,5 @@
-"""The Logs page query, its filters and keyset paging, the CSV export, and usage per day."""
+"""The Logs page query, its filters and keyset paging, the CSV export, usage per day, and
+the ledger as the Credits page's lines."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from store import logs, usage
+from store import credits, logs, usage
+from store.db import session_for
 from store.errors import InvalidInput
+from store.money import parse_credits
 
 from ..factories import make_key, make_user
 
@@ -17,11 +20,13 @@ both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"],
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
 
 
-def log(user_id, n, *, key=1, model="openai/gpt-5", status=200, at=T0, cost=3, **extra) -> dict:
+def log(user_id, n, *, key=1, model="openai/gpt-5", status=200, at=T0, cost="3", **extra) -> dict:
+    """A request-log row; `cost` in credits as a person writes them (`"0.046"`)."""
     row = {name: None for name in logs.LOG_FIELDS}
     row.update(request_id=f"req-{user_id}-{n}", user_id=user_id, api_key_id=key, key_prefix="sk_live_abcd",
                method="POST", endpoint="/api/v1/chat/completions", model=model, status=status,
-               error_code=None if status < 400 else "provider_error", latency_ms=12, credit_cost=cost,
+               error_code=None if status < 400 else "provider_error", latency_ms=12,
+               credit_cost=parse_credits(str(cost)),
                stream=False, created_at=at)
     row.update(extra)
     return row
@@ -118,7 +123,8 @@ def test_csv_export_has_the_filtered_rows_of_that_user_only_and_defuses_formulas
 def test_daily_usage_counts_requests_and_net_credits_per_utc_day(session, engine):
     user = make_user(engine, credits=100)
     today = date(2025, 3, 14)
-    write(session, [log(user.id, 1, at=datetime(2025, 3, 14, 0, 5, tzinfo=timezone.utc), cost=3),
+    write(session, [log(user.id, 1, at=datetime(2025, 3, 14, 0, 5, tzinfo=timezone.utc), cost="0.010044"),
+                    log(user.id, 6, at=datetime(2025, 3, 14, 9, 0, tzinfo=timezone.utc), cost="2.5"),
                     log(user.id, 2, at=datetime(2025, 3, 13, 23, 55, tzinfo=timezone.utc), cost=10),
                     log(user.id, 3, at=datetime(2025, 3, 13, 1, 0, tzinfo=timezone.utc), cost=0),
                     # an image task's end: refunded 10, not a request of its own
@@ -127,7 +133,7 @@ def test_daily_usage_counts_requests_and_net_credits_per_utc_day(session, engine
                     log(user.id, 5, at=datetime(2025, 2, 28, 23, 0, tzinfo=timezone.utc), cost=7)])  # 14 days back
     days = usage.daily_usage(session, user_id=user.id, days=14, today=today)
     assert len(days) == 14 and days[0].day == date(2025, 3, 1) and days[-1].day == today
-    assert [(d.day.day, d.requests, d.credits) for d in days if d.requests] == [(13, 2, 0), (14, 1, 3)]
+    assert [(d.day.day, d.requests, d.credits) for d in days if d.requests] == [(13, 2, 0), (14, 2, 2_510_044)]
 
 
 @both_databases
@@ -140,11 +146,24 @@ def test_key_names(session, engine):
 @both_databases
 def test_a_negative_number_is_written_as_a_number_and_formula_text_is_defused(session, engine):
     user = make_user(engine)
-    write(session, [log(user.id, 1, cost=-5, model="-2+3"), log(user.id, 2, cost=-12, model="-1.5",
+    write(session, [log(user.id, 1, cost=-5, model="-2+3"), log(user.id, 2, cost="-0.000012", model="-1.5",
                                                                  at=T0 + timedelta(seconds=1))])
     rows = list(csv.DictReader(io.StringIO("".join(
         usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter())))))
-    assert [(r["credits"], r["model"]) for r in rows] == [("-12", "-1.5"), ("-5", "'-2+3")]
+    assert [(r["credits"], r["model"]) for r in rows] == [("-0.000012", "-1.5"), ("-5", "'-2+3")]
+
+
+@both_databases
+def test_csv_export_has_each_requests_tokens_and_exact_charge(session, engine):
+    user = make_user(engine)
+    write(session, [log(user.id, 1, cost="0.010044", prompt_tokens=1000, completion_tokens=500, total_tokens=1500),
+                    log(user.id, 2, cost="3", at=T0 + timedelta(seconds=1)),
+                    log(user.id, 3, cost="0", status=502, at=T0 + timedelta(seconds=2))])
+    rows = list(csv.DictReader(io.StringIO("".join(
+        usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter())))))
+    assert [(r["credits"], r["prompt_tokens"], r["completion_tokens"], r["total_tokens"]) for r in rows] == [
+        ("0", "", "", ""), ("3", "", "", ""), ("0.010044", "1000", "500", "1500")]
+    assert "upstream_cost" not in rows[0]  # what the upstream charged the platform is not the user's
 
 
 @pytest.mark.parametrize("key", [str(2**63), "99999999999999999999999", "²", "٣"])
@@ -155,3 +174,65 @@ def test_a_key_filter_out_of_range_or_not_ascii_digits_is_refused(key):
 
 def test_the_largest_key_id_is_a_valid_filter():
     assert usage.LogFilter.parse(key=str(2**63 - 1)).api_key_id == 2**63 - 1
+
+
+# ---------------------------------------------------------------- the ledger as lines
+
+
+def _hold(session, user, ref, held, *, model="openai/gpt-5", settle_at=None, refund=None):
+    """A request's hold of `held` credits, then (maybe) its settlement at `settle_at` or a refund."""
+    credits.debit_for_request(session, user_id=user.id, cost=parse_credits(held), ref=ref, model=model)
+    if settle_at is not None:
+        credits.settle(session, ref=ref, cost=parse_credits(settle_at))
+    if refund is not None:
+        credits.refund(session, ref=ref, note=refund)
+
+
+@both_databases
+def test_ledger_lines_put_a_requests_hold_and_settlement_on_one_line(session, engine):
+    user = make_user(engine, credits=10)
+    _hold(session, user, "req-a", "0.21", settle_at="0.010044")
+    _hold(session, user, "req-b", "3")  # per_request: the hold is the charge, no settlement
+    _hold(session, user, "task-c", "4", model="google/nano-banana-pro", refund="upstream failed")
+    credits.grant(session, user_id=user.id, amount=parse_credits("2.5"), note="bonus")
+    lines = usage.ledger_lines(session, user_id=user.id)
+    assert [(ln.kind, ln.model, ln.category, ln.amount, ln.held, ln.settled) for ln in lines] == [
+        ("grant", None, None, 2_500_000, 0, False),
+        ("refund", "google/nano-banana-pro", "image", 4_000_000, 0, False),
+        ("request", "google/nano-banana-pro", "image", -4_000_000, 4_000_000, False),
+        ("request", "openai/gpt-5", "chat", -3_000_000, 3_000_000, False),
+        ("request", "openai/gpt-5", "chat", -10_044, 210_000, True),
+        ("grant", None, None, 10_000_000, 0, False),
+    ]
+    assert lines[1].note == "upstream failed" and lines[4].ref == "req-a"
+    with session_for(engine) as s:  # the lines add up to the balance, as the rows do
+        assert sum(ln.amount for ln in lines) == credits.balance(s, user_id=user.id) == 9_489_956
+
+
+@both_databases
+def test_ledger_lines_page_by_keyset_without_gaps_or_repeats(session, engine):
+    user = make_user(engine, credits=100)
+    for i in range(7):
+        _hold(session, user, f"req-{i}", "1", settle_at="0.5")
+    other = make_user(engine, credits=5)
+    _hold(session, other, "theirs", "1", settle_at="0.25")
+    seen, before = [], None
+    while page := usage.ledger_lines(session, user_id=user.id, limit=3, before_id=before):
+        assert len(page) <= 3
+        seen += [ln.ref or ln.kind for ln in page]
+        before = page[-1].id
+    assert seen == [f"req-{i}" for i in range(6, -1, -1)] + ["grant"]
+    assert [ln.amount for ln in usage.ledger_lines(session, user_id=user.id, limit=1)] == [-500_000]
+
+
+@both_databases
+def test_a_hold_waiting_for_its_usage_is_shown_as_settling(session, engine):
+    from store import settlements
+
+    user = make_user(engine, credits=1)
+    _hold(session, user, "req-s", "0.21")
+    settlements.add_pending(session, ref="req-s", user_id=user.id, model="openai/gpt-5", upstream_id="gen-1",
+                            estimate=10_000, first_in_s=5, deadline_s=60)
+    [line, _grant] = usage.ledger_lines(session, user_id=user.id)
+    assert (line.kind, line.amount, line.held, line.settled, line.settling) == ("request", -210_000, 210_000,
+                                                                                False, True)
