@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from . import credits, keys, pricing, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
-from .margin import margin_by_model_day, usd_text
+from .margin import MAX_DAYS, margin_by_model_day, usd_text
 from .money import format_credits, parse_credits
 from .settings import get_settings
 
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registry")
 
-    p = sub.add_parser("margin", help="per model and day: requests, tokens, credits charged, upstream USD, margin")
+    p = sub.add_parser("margin", help="per model and UTC day: requests, tokens, credits charged, upstream USD, margin")
     p.add_argument("--days", type=_int, default=30)
 
     p = sub.add_parser("set-user", help="change a user's API access or role")
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             for entry in registry.list_models(session):
                 print(_model_line(entry), file=out)
         elif args.command == "margin":
-            if not 1 <= args.days <= 3660:
-                raise UsageError("--days must be from 1 to 3660")
+            if not 1 <= args.days <= MAX_DAYS:
+                raise UsageError(f"--days must be from 1 to {MAX_DAYS}")
             print("day\tmodel\trequests\tprompt_tokens\tcompletion_tokens\tcredits_charged\tupstream_usd"
                   "\tmargin_credits\tunpriced_requests", file=out)
             for row in margin_by_model_day(session, credits_per_usd=settings.credits_per_usd, days=args.days):
