@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 
 from store import accounts, keys, sessions, usage, users
 from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
+from store.money import parse_credits
 
 from . import backend, routes
 from .auth import COOKIE_NAME, token_from_cookie_header, viewer_from_cookie
@@ -172,7 +173,7 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         settings = backend.settings()
         try:
             user = await backend.run(accounts.register, email=email, password=password,
-                                     signup_credits=settings.signup_credits)
+                                     signup_credits=parse_credits(settings.signup_credits))  # credits -> micro
         except Conflict:
             return _back(routes.REGISTER, "taken")
         except InvalidInput:

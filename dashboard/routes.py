@@ -10,6 +10,7 @@ IMAGES = "/images"
 ACCOUNT = "/settings/account"
 ADMIN_MODELS = "/admin/models"
 ADMIN_USERS = "/admin/users"
+ADMIN_MARGIN = "/admin/margin"
 
 # Backend routes (FastAPI, in `auth_routes`), and the API's own docs.
 AUTH_REGISTER = "/auth/register"

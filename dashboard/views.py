@@ -1,4 +1,5 @@
-"""What the pages display: plain rows made from store objects, with times as UTC text.
+"""What the pages display: plain rows made from store objects, with times as UTC text and
+money as exact decimal text (`2.5`, `0.046`: store.money.format_credits, never a float).
 
 State vars hold these (never table objects, which carry hashes and would be sent to
 the browser whole).
@@ -9,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 
-from store.models import ApiKey, ImageTask, LedgerEntry, ModelAudit, ModelEntry, RequestLog, User
+from store import pricing
+from store.margin import MarginRow, usd_text
+from store.models import ApiKey, ImageTask, ModelAudit, ModelEntry, RequestLog, User
+from store.money import format_credits
+from store.usage import LedgerLine
 
 
 def fmt_time(value: datetime | None, *, seconds: bool = False) -> str:
@@ -20,8 +25,13 @@ def fmt_time(value: datetime | None, *, seconds: bool = False) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
-def signed(amount: int) -> str:
-    return f"+{amount}" if amount > 0 else str(amount)
+def signed(micro: int) -> str:
+    """Micro-credits as a signed decimal: `+2.5`, `-0.046`, `0`."""
+    return f"+{format_credits(micro)}" if micro > 0 else format_credits(micro)
+
+
+def tokens(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
 
 
 @dataclasses.dataclass
@@ -36,7 +46,7 @@ class LogRow:
     ok: bool = True
     error_code: str = ""
     latency_ms: int = 0
-    credits: int = 0
+    credits: str = "0"  # the request's final charge
     stream: bool = False
     prompt_tokens: str = ""
     completion_tokens: str = ""
@@ -50,15 +60,12 @@ def log_row(row: RequestLog, key_names: dict[int, str]) -> LogRow:
     prefix = f"{row.key_prefix}…" if row.key_prefix else ""
     key = f"{name} · {prefix}" if name else prefix or "—"
 
-    def num(value: int | None) -> str:
-        return "" if value is None else str(value)
-
     return LogRow(
         id=row.id, time=fmt_time(row.created_at, seconds=True), request_id=row.request_id, key=key,
         endpoint=f"{row.method} {row.endpoint.removeprefix('/api/v1')}", model=row.model or "—", status=row.status,
         ok=row.status < 400, error_code=row.error_code or "", latency_ms=row.latency_ms,
-        credits=row.credit_cost, stream=row.stream, prompt_tokens=num(row.prompt_tokens),
-        completion_tokens=num(row.completion_tokens), total_tokens=num(row.total_tokens),
+        credits=format_credits(row.credit_cost), stream=row.stream, prompt_tokens=tokens(row.prompt_tokens),
+        completion_tokens=tokens(row.completion_tokens), total_tokens=tokens(row.total_tokens),
         upstream_id=row.upstream_id or "", task_id=row.task_id or "",
     )
 
@@ -86,23 +93,39 @@ def key_row(key: ApiKey) -> KeyRow:
 
 @dataclasses.dataclass
 class LedgerRow:
+    """One line of the Credits page (store.usage.LedgerLine), as a person reads it."""
+
     id: int = 0
     time: str = ""
-    kind: str = ""
-    amount: str = ""
+    kind: str = ""  # grant | request | refund
+    amount: str = ""  # signed decimal: what the line moved
     positive: bool = True
-    balance_after: int = 0
-    detail: str = ""
+    detail: str = ""  # "Chat openai/gpt-5 · held 0.21, charged 0.010044"
+    ref: str = ""
 
 
-def ledger_row(entry: LedgerEntry) -> LedgerRow:
-    if entry.kind == "grant":
-        detail = entry.note or ("credits added" if entry.amount > 0 else "credits removed")
+_WHAT = {"chat": "Chat", "image": "Image", "embedding": "Embeddings"}
+
+
+def ledger_row(line: LedgerLine) -> LedgerRow:
+    if line.kind == "request":
+        what = " ".join(filter(None, (_WHAT.get(line.category or "", "Request"), line.model)))
+        charged = format_credits(-line.amount)
+        if line.settled:
+            money = f"held {format_credits(line.held)}, charged {charged}"
+        elif line.settling:
+            money = f"held {format_credits(line.held)}, settling once the usage is known"
+        else:
+            money = f"charged {charged}"
+        detail = f"{what} · {money}"
+    elif line.kind == "refund":
+        detail = " · ".join(filter(None, ("Refund", line.model, line.note)))
+    elif line.kind == "grant":
+        detail = line.note or ("credits added" if line.amount > 0 else "credits removed")
     else:
-        detail = " · ".join(part for part in (entry.model, entry.note, entry.ref) if part)
-    return LedgerRow(id=entry.id, time=fmt_time(entry.created_at, seconds=True), kind=entry.kind,
-                     amount=signed(entry.amount), positive=entry.amount > 0,
-                     balance_after=entry.balance_after, detail=detail)
+        detail = " · ".join(filter(None, (line.model, line.note)))
+    return LedgerRow(id=line.id, time=fmt_time(line.created_at, seconds=True), kind=line.kind,
+                     amount=signed(line.amount), positive=line.amount > 0, detail=detail, ref=line.ref or "")
 
 
 @dataclasses.dataclass
@@ -114,34 +137,57 @@ class TaskRow:
     size: str = ""
     status: str = ""
     error: str = ""
-    credits: int = 0
+    credits: str = "0"
     images: list[str] = dataclasses.field(default_factory=list)
 
 
 def task_row(task: ImageTask, urls: list[str]) -> TaskRow:
     return TaskRow(id=task.id, time=fmt_time(task.created_at), model=task.model, prompt=task.prompt,
                    size=task.size or "", status=task.status, error=task.error or "",
-                   credits=task.credit_cost, images=urls)
+                   credits=format_credits(task.credit_cost), images=urls)
 
 
 @dataclasses.dataclass
 class ModelRow:
+    """A registry entry with its prices as decimal text, as the form edits them."""
+
     id: str = ""
     display_name: str = ""
     category: str = ""
     capabilities: str = ""  # comma-separated, as the form edits them
-    credit_cost: int = 0
+    pricing: str = pricing.PER_REQUEST
+    credit_cost: str = "0"  # the per-request fee
+    prompt_price: str = "0"  # per 1M tokens
+    completion_price: str = "0"
+    markup: str = "1"
+    max_output_tokens: str = "16384"
+    price: str = ""  # the prices in one phrase, for the table
+    typical: str = ""  # what a typical call costs (store.pricing.typical_cost)
     enabled: bool = True
     provider: str = ""
     upstream_id: str = ""
     updated: str = ""
 
 
+def price_summary(entry: pricing.Priced) -> str:
+    """`3 per request`, `0.5 + 1.25 / 10 per 1M tokens`, `upstream cost × 1.2 (ref. 1.25 / 10 per 1M)`."""
+    if entry.pricing == pricing.PER_REQUEST:
+        return f"{format_credits(entry.credit_cost)} per request"
+    fee = f"{format_credits(entry.credit_cost)} + " if entry.credit_cost else ""
+    per_1m = f"{format_credits(entry.prompt_price)} in / {format_credits(entry.completion_price)} out per 1M"
+    if entry.pricing == pricing.PER_TOKEN:
+        return fee + per_1m
+    return f"{fee}upstream cost × {format_credits(entry.markup)} (ref. {per_1m})"
+
+
 def model_row(entry: ModelEntry) -> ModelRow:
     return ModelRow(id=entry.id, display_name=entry.display_name, category=entry.category,
-                    capabilities=", ".join(entry.capabilities), credit_cost=entry.credit_cost,
-                    enabled=entry.enabled, provider=entry.provider, upstream_id=entry.upstream_id,
-                    updated=fmt_time(entry.updated_at))
+                    capabilities=", ".join(entry.capabilities), pricing=entry.pricing,
+                    credit_cost=format_credits(entry.credit_cost), prompt_price=format_credits(entry.prompt_price),
+                    completion_price=format_credits(entry.completion_price), markup=format_credits(entry.markup),
+                    max_output_tokens=str(entry.max_output_tokens), price=price_summary(entry),
+                    typical=format_credits(pricing.typical_cost(entry)), enabled=entry.enabled,
+                    provider=entry.provider, upstream_id=entry.upstream_id, updated=fmt_time(entry.updated_at))
 
 
 @dataclasses.dataclass
@@ -157,14 +203,21 @@ def audit_row(row: ModelAudit, changes: dict[str, tuple]) -> AuditRow:
     if row.before is None:
         change = "added"
     else:
-        change = "; ".join(f"{name}: {_short(old)} → {_short(new)}" for name, (old, new) in changes.items())
+        change = "; ".join(f"{name}: {_short(old, name)} → {_short(new, name)}"
+                           for name, (old, new) in changes.items())
     return AuditRow(id=row.id, time=fmt_time(row.created_at, seconds=True), actor=row.actor,
                     model_id=row.model_id, change=change or "no change")
 
 
-def _short(value) -> str:
+# Audited entries hold money as micro-credits (markup in millionths): shown as decimals.
+_DECIMAL_FIELDS = frozenset({"credit_cost", "prompt_price", "completion_price", "markup"})
+
+
+def _short(value, name: str = "") -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "none"
+    if name in _DECIMAL_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        return format_credits(value)
     return str(value)
 
 
@@ -172,12 +225,35 @@ def _short(value) -> str:
 class UserRow:
     id: int = 0
     email: str = ""
-    balance: int = 0
+    balance: str = "0"
     is_admin: bool = False
     api_enabled: bool = True
     created: str = ""
 
 
 def user_row(user: User) -> UserRow:
-    return UserRow(id=user.id, email=user.email, balance=user.balance, is_admin=user.is_admin,
+    return UserRow(id=user.id, email=user.email, balance=format_credits(user.balance), is_admin=user.is_admin,
                    api_enabled=user.api_enabled, created=fmt_time(user.created_at))
+
+
+@dataclasses.dataclass
+class MarginLine:
+    """One model on one UTC day of the Margin page (store.margin.MarginRow)."""
+
+    day: str = ""
+    model: str = ""
+    requests: str = ""
+    prompt_tokens: str = ""
+    completion_tokens: str = ""
+    charged: str = ""  # credits
+    upstream_usd: str = ""  # USD, to the micro-dollar
+    margin: str = ""  # credits
+    negative: bool = False
+    unpriced: int = 0  # requests the upstream reported no cost for
+
+
+def margin_line(row: MarginRow) -> MarginLine:
+    return MarginLine(day=row.day.isoformat(), model=row.model, requests=f"{row.requests:,}",
+                      prompt_tokens=tokens(row.prompt_tokens), completion_tokens=tokens(row.completion_tokens),
+                      charged=format_credits(row.charged), upstream_usd=usd_text(row.upstream_usd),
+                      margin=signed(row.margin), negative=row.margin < 0, unpriced=row.unpriced)

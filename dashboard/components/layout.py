@@ -63,6 +63,7 @@ def sidebar() -> rx.Component:
                     rx.text("Admin", size="1", weight="bold", color_scheme="gray", padding_x="0.75em"),
                     _nav_link("Models", routes.ADMIN_MODELS, "boxes"),
                     _nav_link("Users", routes.ADMIN_USERS, "users"),
+                    _nav_link("Margin", routes.ADMIN_MARGIN, "chart_line"),
                     spacing="1",
                     width="100%",
                 ),

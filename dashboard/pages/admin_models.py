@@ -1,12 +1,19 @@
-"""Admin → Models: the whole registry; Edit and Add model open one form; every change is audited."""
+"""Admin → Models: the whole registry; Edit and Add model open one form; every change is audited.
+
+The form edits the pricing (SPEC, "Metering") with decimals as a person writes them, and
+previews what a typical call would cost at the prices typed (store.pricing.typical_cost).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import reflex as rx
 from sqlmodel import Session
 
-from store import audit, registry
-from store.errors import Conflict, NotFound, StoreError
+from store import audit, pricing, registry
+from store.errors import Conflict, InvalidInput, NotFound, StoreError
+from store.money import format_credits, parse_credits
 
 from .. import backend, routes
 from ..auth import Viewer
@@ -41,23 +48,77 @@ def _save(session: Session, *, actor: Viewer, adding: bool, model_id: str,
     return _rows(session)
 
 
+_MONEY = {"credit_cost": "credit cost", "prompt_price": "prompt price", "completion_price": "completion price",
+          "markup": "markup"}
+PRICE_FIELDS = ("pricing", *_MONEY)
+
+
+def _decimal(text: str, name: str) -> int:
+    """Decimal text as micro-credits (markup as millionths)."""
+    if not text.strip():
+        raise InvalidInput(f"{_MONEY[name]} must be a number such as 2.5")
+    return parse_credits(text, what=_MONEY[name])
+
+
+def _money(form_data: dict, name: str) -> int | None:
+    """A decimal field of the form; None when the form has no such field (left unchanged)."""
+    return None if name not in form_data else _decimal(str(form_data.get(name) or ""), name)
+
+
+def _max_output_tokens(form_data: dict) -> int | None:
+    if "max_output_tokens" not in form_data:
+        return None
+    text = str(form_data.get("max_output_tokens") or "").strip().replace(",", "")
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInput(f"max output tokens must be a whole number from 1 to {registry.MAX_OUTPUT_TOKENS:,}")
+    return int(text)
+
+
 def parse_model_form(form_data: dict) -> dict:
-    """The registry fields from the form's text; raises StoreError with a message to show."""
+    """The registry fields from the form's text; raises StoreError with a message to show.
+    Money is decimal credits (`2.5`, at most 6 places); prices are per 1M tokens."""
     def text(name: str) -> str:
         return str(form_data.get(name, "") or "").strip()
 
-    cost = text("credit_cost")
-    if not cost.isdigit():
-        raise StoreError(f"credit cost must be a whole number from 0 to {registry.MAX_COST}")
     return {
         "display_name": text("display_name"),
         "category": text("category"),
         "capabilities": [c.strip() for c in text("capabilities").split(",") if c.strip()],
-        "credit_cost": int(cost),
+        "pricing": text("pricing") or None,
+        **{name: _money(form_data, name) for name in _MONEY},
+        "max_output_tokens": _max_output_tokens(form_data),
         "enabled": str(form_data.get("enabled", "")).lower() in ("on", "true", "1", "yes"),
         "provider": text("provider"),
         "upstream_id": text("upstream_id"),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class _Prices:
+    """The prices typed into the form, as store.pricing reads an entry."""
+
+    pricing: str
+    credit_cost: int
+    prompt_price: int
+    completion_price: int
+    markup: int
+
+
+def typical_call(draft: dict[str, str]) -> str:
+    """What a typical call costs at the prices typed, in words (or what to fix first)."""
+    mode = draft.get("pricing", pricing.PER_REQUEST)
+    try:
+        prices = _Prices(mode, *(_decimal(draft.get(name, ""), name) for name in _MONEY))
+    except InvalidInput as exc:
+        return f"No preview: {exc}."
+    cost = format_credits(pricing.typical_cost(prices))
+    if mode == pricing.PER_REQUEST:
+        return f"Every call costs {cost} credits (× n when a call asks for n images or choices)."
+    tokens = "1,000 prompt + 500 completion tokens"
+    if mode == pricing.PER_TOKEN:
+        return f"A typical call ({tokens}) costs {cost} credits."
+    return (f"A typical call ({tokens}) costs about {cost} credits at the reference prices × markup; "
+            "the charge follows the upstream's reported cost × markup.")
 
 
 class ModelsAdminState(SessionState):
@@ -69,6 +130,9 @@ class ModelsAdminState(SessionState):
     form: ModelRow = ModelRow()
     form_version: int = 0  # remounts the form's uncontrolled fields when another model is opened
     error: str = ""
+    # The pricing fields as typed, for the live preview (the form itself submits its own values).
+    draft: dict[str, str] = {}
+    preview: str = ""
 
     @rx.event
     async def load(self):
@@ -98,8 +162,18 @@ class ModelsAdminState(SessionState):
 
     def _open(self, row: ModelRow, *, adding: bool) -> None:
         self.form, self.adding, self.error = row, adding, ""
+        self.draft = {name: getattr(row, name) for name in PRICE_FIELDS}
+        self.preview = typical_call(self.draft)
         self.form_version += 1
         self.form_open = True
+
+    @rx.event
+    def set_draft(self, name: str, value: str):
+        """A pricing field changed: recompute the preview. Reads and writes nothing stored
+        (saving goes through `save_model`, which checks the session and role)."""
+        if name in PRICE_FIELDS:
+            self.draft = {**self.draft, name: str(value)[:40]}
+            self.preview = typical_call(self.draft)
 
     @rx.event
     def set_form_open(self, value: bool):
@@ -149,13 +223,10 @@ def _form() -> rx.Component:
                             rx.select.trigger(id="provider", width="100%"),
                             rx.select.content(*[rx.select.item(p, value=p) for p in registry.PROVIDERS]),
                             name="provider", default_value=f.provider)), flex="1"),
-                        rx.box(field("Credit cost", "credit-cost",
-                                     rx.input(id="credit-cost", name="credit_cost", type="number", min=0,
-                                              max=registry.MAX_COST, default_value=f.credit_cost.to_string(),
-                                              required=True)), flex="1"),
                         spacing="3",
                         width="100%",
                     ),
+                    _pricing_fields(),
                     field("Capabilities", "capabilities",
                           rx.input(id="capabilities", name="capabilities", default_value=f.capabilities),
                           hint="Comma-separated, e.g. chat, reasoning"),
@@ -177,10 +248,62 @@ def _form() -> rx.Component:
                 reset_on_submit=False,
                 key=ModelsAdminState.form_version,
             ),
-            max_width="40rem",
+            max_width="44rem",
         ),
         open=ModelsAdminState.form_open,
         on_open_change=ModelsAdminState.set_form_open,
+    )
+
+
+def _decimal_input(label: str, control_id: str, name: str, value: rx.Var, hint: str | None = None,
+                   shown: rx.Var | bool = True) -> rx.Component:
+    """A decimal field (text, so `2.5` and `0.000001` arrive as typed) that feeds the preview.
+    A field the mode does not use is hidden, not removed: its value is still saved as it is."""
+    return rx.box(
+        field(label, control_id, rx.input(id=control_id, name=name, default_value=value, input_mode="decimal",
+                                          on_change=lambda v: ModelsAdminState.set_draft(name, v)),
+              hint=hint),
+        flex="1",
+        min_width="9rem",
+        display=rx.cond(shown, "block", "none"),
+    )
+
+
+def _pricing_fields() -> rx.Component:
+    f, mode = ModelsAdminState.form, ModelsAdminState.draft["pricing"]
+    metered = mode != pricing.PER_REQUEST
+    return rx.vstack(
+        rx.flex(
+            rx.box(field("Pricing", "pricing", rx.select.root(
+                rx.select.trigger(id="pricing", width="100%"),
+                rx.select.content(*[rx.select.item(m, value=m) for m in pricing.MODES]),
+                name="pricing", default_value=f.pricing,
+                on_change=lambda v: ModelsAdminState.set_draft("pricing", v))), flex="1", min_width="9rem"),
+            _decimal_input("Credit cost", "credit-cost", "credit_cost", f.credit_cost,
+                           hint="Credits per request (with token pricing: a fee, may be 0)"),
+            rx.box(field("Max output tokens", "max-output-tokens",
+                         rx.input(id="max-output-tokens", name="max_output_tokens", default_value=f.max_output_tokens,
+                                  input_mode="numeric", required=True),
+                         hint="Cap on max_tokens sent upstream"), flex="1", min_width="9rem"),
+            spacing="3",
+            width="100%",
+            wrap="wrap",
+        ),
+        rx.flex(
+            _decimal_input("Prompt price", "prompt-price", "prompt_price", f.prompt_price,
+                           hint="Credits per 1M prompt tokens", shown=metered),
+            _decimal_input("Completion price", "completion-price", "completion_price", f.completion_price,
+                           hint="Credits per 1M completion tokens", shown=metered),
+            _decimal_input("Markup", "markup", "markup", f.markup, hint="× the upstream's cost, e.g. 1.2",
+                           shown=mode == pricing.UPSTREAM_COST),
+            spacing="3",
+            width="100%",
+            wrap="wrap",
+        ),
+        rx.callout(ModelsAdminState.preview, icon="calculator", color_scheme="gray", size="1", width="100%",
+                   id="price-preview", role="status"),
+        spacing="3",
+        width="100%",
     )
 
 
@@ -190,6 +313,9 @@ def _row(m: rx.Var) -> rx.Component:
         rx.table.cell(m.display_name),
         rx.table.cell(m.category),
         rx.table.cell(m.credit_cost, text_align="right"),
+        rx.table.cell(rx.vstack(rx.text(m.pricing, size="1", weight="medium"),
+                                rx.text(m.price, size="1", color_scheme="gray"), spacing="0")),
+        rx.table.cell(m.typical, text_align="right"),
         rx.table.cell(rx.badge(rx.cond(m.enabled, "enabled", "disabled"), variant="soft",
                                color_scheme=rx.cond(m.enabled, "green", "gray"))),
         rx.table.cell(m.provider),
@@ -208,14 +334,15 @@ def admin_models_page() -> rx.Component:
     return page_shell(
         "Models",
         admin_only(
-            rx.hstack(rx.text("The public model registry: what each model costs and how it is reached.",
+            rx.hstack(rx.text("The public model registry: what each model costs and how it is reached. "
+                              "A typical call is 1,000 prompt and 500 completion tokens.",
                               size="2", color_scheme="gray"), rx.spacer(),
                       rx.button(rx.icon("plus", size=16), "Add model", on_click=ModelsAdminState.start_add),
                       width="100%", align="center"),
             rx.table.root(
                 rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in (
-                    "Model id", "Display name", "Category", "Credit cost", "Status", "Provider", "Upstream id",
-                    "Capabilities", "")])),
+                    "Model id", "Display name", "Category", "Credit cost", "Pricing", "Typical call", "Status",
+                    "Provider", "Upstream id", "Capabilities", "")])),
                 rx.table.body(rx.foreach(ModelsAdminState.models, _row)),
                 variant="surface",
                 size="1",

@@ -7,6 +7,7 @@ from sqlmodel import Session
 
 from store import credits, users
 from store.errors import StoreError
+from store.money import parse_credits
 
 from .. import backend, routes
 from ..components.forms import dialog_actions, error_callout, field
@@ -32,14 +33,13 @@ def _set_flags(session: Session, *, user_id: int, **flags: bool) -> list[UserRow
 
 
 def parse_grant(form_data: dict) -> tuple[int, str]:
-    """(amount, note) from the grant form; raises StoreError with a message to show."""
+    """(amount in micro-credits, note) from the grant form; raises StoreError with a message to show."""
     text = str(form_data.get("amount", "") or "").strip()
-    try:
-        amount = int(text)
-    except ValueError:
-        raise StoreError("amount must be a whole number; negative removes credits") from None
-    if amount == 0 or abs(amount) > 1_000_000_000:
-        raise StoreError("amount must be a whole number other than 0 (at most a billion either way)")
+    if not text:
+        raise StoreError("amount must be a number of credits such as 100 or 2.5; negative removes credits")
+    amount = parse_credits(text)  # InvalidInput (a StoreError) says what is wrong with it
+    if amount == 0 or abs(amount) > credits.MAX_BALANCE:
+        raise StoreError("amount must be a number other than 0 (at most a billion either way)")
     note = str(form_data.get("note", "") or "").strip()
     if not note or len(note) > MAX_NOTE:
         raise StoreError(f"add a note of 1 to {MAX_NOTE} characters saying why")
@@ -149,13 +149,14 @@ def _grant_dialog() -> rx.Component:
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Credits for ", u.email),
-            rx.dialog.description("Balance now: ", u.balance, ". A negative amount removes credits; "
+            rx.dialog.description("Balance now: ", u.balance, " credits. A negative amount removes credits; "
                                   "the balance cannot go below zero.", size="2"),
             rx.form(
                 rx.vstack(
                     rx.el.input(type="hidden", name="user_id", value=u.id.to_string()),
-                    field("Amount", "grant-amount", rx.input(id="grant-amount", name="amount", type="number",
-                                                             required=True, placeholder="e.g. 100 or -20")),
+                    field("Amount", "grant-amount", rx.input(id="grant-amount", name="amount", input_mode="decimal",
+                                                             required=True, placeholder="e.g. 100, 2.5 or -20"),
+                          hint="Credits, up to 6 decimal places."),
                     field("Note", "grant-note", rx.input(id="grant-note", name="note", required=True,
                                                          max_length=MAX_NOTE, placeholder="why, for the ledger")),
                     error_callout(UsersAdminState.error),

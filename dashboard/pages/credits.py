@@ -1,11 +1,13 @@
-"""Credits: the balance and the ledger (grants, charges, refunds), newest first, keyset-paged."""
+"""Credits: the balance and the ledger, newest first, keyset-paged: one line per request
+(its hold and its settlement together), grant and refund (store.usage.ledger_lines)."""
 
 from __future__ import annotations
 
 import reflex as rx
 from sqlmodel import Session
 
-from store import credits
+from store import credits, usage
+from store.money import format_credits
 
 from .. import backend, routes
 from ..components.layout import page_shell
@@ -16,14 +18,14 @@ from ..views import LedgerRow, ledger_row
 PAGE_SIZE = 25
 
 
-def _page(session: Session, *, user_id: int, before_id: int | None) -> tuple[int, list[LedgerRow], bool]:
-    entries = credits.ledger_page(session, user_id=user_id, limit=PAGE_SIZE + 1, before_id=before_id)
-    return (credits.balance(session, user_id=user_id), [ledger_row(e) for e in entries[:PAGE_SIZE]],
-            len(entries) > PAGE_SIZE)
+def _page(session: Session, *, user_id: int, before_id: int | None) -> tuple[str, list[LedgerRow], bool]:
+    lines = usage.ledger_lines(session, user_id=user_id, limit=PAGE_SIZE + 1, before_id=before_id)
+    return (format_credits(credits.balance(session, user_id=user_id)), [ledger_row(e) for e in lines[:PAGE_SIZE]],
+            len(lines) > PAGE_SIZE)
 
 
 class CreditsState(KeysetPaging, SessionState):
-    balance: int = 0
+    balance: str = "0"
     entries: list[LedgerRow] = []
     _rows_var: str = "entries"
 
@@ -44,10 +46,9 @@ def _row(e: rx.Var) -> rx.Component:
         rx.table.cell(e.time, white_space="nowrap"),
         rx.table.cell(rx.badge(e.kind, variant="soft",
                                color_scheme=rx.match(e.kind, ("grant", "blue"), ("refund", "green"), "gray"))),
-        rx.table.cell(rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium"),
-                      text_align="right"),
-        rx.table.cell(e.balance_after, text_align="right"),
         rx.table.cell(e.detail),
+        rx.table.cell(rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium"),
+                      text_align="right", white_space="nowrap"),
     )
 
 
@@ -57,9 +58,10 @@ def credits_page() -> rx.Component:
         rx.card(
             rx.vstack(
                 rx.text("Balance", size="2", color_scheme="gray"),
-                rx.heading(CreditsState.balance.to_string() + " credits", size="7", id="balance"),
-                rx.text("Each request costs its model's credit price; a failed upstream call is refunded. "
-                        "Ask an admin for more credits.", size="1", color_scheme="gray"),
+                rx.heading(CreditsState.balance + " credits", size="7", id="balance"),
+                rx.text("A request holds the most it can cost, then is charged what its usage says and the "
+                        "rest comes back; a failed call is refunded. Ask an admin for more credits.",
+                        size="1", color_scheme="gray"),
                 spacing="1",
             ),
         ),
@@ -69,9 +71,8 @@ def credits_page() -> rx.Component:
             rx.table.root(
                 rx.table.header(rx.table.row(
                     rx.table.column_header_cell("Time (UTC)"), rx.table.column_header_cell("Kind"),
-                    rx.table.column_header_cell("Amount", text_align="right"),
-                    rx.table.column_header_cell("Balance after", text_align="right"),
                     rx.table.column_header_cell("Details"),
+                    rx.table.column_header_cell("Amount", text_align="right"),
                 )),
                 rx.table.body(rx.foreach(CreditsState.entries, _row)),
                 variant="surface",

@@ -139,9 +139,16 @@ def status_badge(status: rx.Var, ok: rx.Var) -> rx.Component:
     return rx.badge(status, color_scheme=rx.cond(ok, "green", "red"), variant="soft")
 
 
+def _tokens(r: rx.Var) -> rx.Var:
+    """`1,000 / 500`, or a dash for a request without usage."""
+    return rx.cond((r.prompt_tokens != "") | (r.completion_tokens != ""),
+                   r.prompt_tokens + " / " + r.completion_tokens, "—")
+
+
 def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
     """The log rows as a table; with `details`, each row has a button that opens its details."""
-    headers = ["Time (UTC)", "Key", "Endpoint", "Model", "Status", "Error code", "Latency", "Credits"]
+    headers = ["Time (UTC)", "Key", "Endpoint", "Model", "Status", "Error code", "Latency",
+               "Tokens (prompt / completion)", "Credits"]
 
     def row(r: rx.Var) -> rx.Component:
         cells = [
@@ -152,7 +159,8 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
             rx.table.cell(status_badge(r.status, r.ok)),
             rx.table.cell(r.error_code),
             rx.table.cell(r.latency_ms.to_string() + " ms", white_space="nowrap"),
-            rx.table.cell(r.credits),
+            rx.table.cell(_tokens(r), white_space="nowrap"),
+            rx.table.cell(r.credits, text_align="right"),
         ]
         if details:
             cells.append(rx.table.cell(rx.icon_button(rx.icon("panel_right_open", size=16), size="1", variant="ghost",
@@ -231,7 +239,7 @@ def _detail_dialog() -> rx.Component:
                 item("Status", status_badge(d.status, d.ok)),
                 item("Error code", d.error_code),
                 item("Latency", d.latency_ms.to_string() + " ms"),
-                item("Credits", d.credits),
+                item("Credits charged", d.credits),
                 item("Streamed", rx.cond(d.stream, "yes", "no")),
                 item("Tokens (prompt / completion / total)",
                      d.prompt_tokens + " / " + d.completion_tokens + " / " + d.total_tokens),

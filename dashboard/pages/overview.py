@@ -6,6 +6,7 @@ import reflex as rx
 from sqlmodel import Session
 
 from store import credits, usage
+from store.money import MICRO, format_credits
 
 from .. import backend, routes
 from ..components.layout import page_shell
@@ -23,10 +24,10 @@ def _overview(session: Session, *, user_id: int) -> tuple[int, list[usage.DayUsa
 
 
 class OverviewState(SessionState):
-    balance: int = 0
-    chart: list[dict[str, str | int]] = []
+    balance: str = "0"
+    chart: list[dict[str, str | int | float]] = []
     requests_total: int = 0
-    credits_total: int = 0
+    credits_total: str = "0"
     recent: list[LogRow] = []
 
     @rx.event
@@ -36,10 +37,15 @@ class OverviewState(SessionState):
         viewer = await self._viewer()
         if viewer is None:
             return
-        self.balance, days, self.recent = await backend.run(_overview, user_id=viewer.id)
-        self.chart = [{"day": d.day.strftime("%b %d"), "requests": d.requests, "credits": d.credits} for d in days]
+        balance, days, self.recent = await backend.run(_overview, user_id=viewer.id)
+        self.balance = format_credits(balance)
+        # The chart's bar heights are the one place a number is handed over for drawing, not
+        # for reading: each day's exact sum is converted once (the tooltip shows that day's
+        # decimal, 6 places at most, which a float carries exactly as text).
+        self.chart = [{"day": d.day.strftime("%b %d"), "requests": d.requests, "credits": d.credits / MICRO}
+                      for d in days]
         self.requests_total = sum(d.requests for d in days)
-        self.credits_total = sum(d.credits for d in days)
+        self.credits_total = format_credits(sum(d.credits for d in days))
 
 
 def _stat(label: str, value: rx.Var, note: str = "") -> rx.Component:
@@ -55,14 +61,14 @@ def _stat(label: str, value: rx.Var, note: str = "") -> rx.Component:
     )
 
 
-def _chart(title: str, key: str, color: str) -> rx.Component:
+def _chart(title: str, key: str, color: str, *, decimals: bool = False) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.text(title, size="2", weight="medium"),
             rx.recharts.bar_chart(
                 rx.recharts.cartesian_grid(stroke_dasharray="3 3", vertical=False),
                 rx.recharts.x_axis(data_key="day", tick_line=False, font_size=11),
-                rx.recharts.y_axis(allow_decimals=False, width=40, font_size=11),
+                rx.recharts.y_axis(allow_decimals=decimals, width=48, font_size=11),
                 rx.recharts.graphing_tooltip(),
                 rx.recharts.bar(data_key=key, fill=color, radius=[3, 3, 0, 0], name=title),
                 data=OverviewState.chart,
@@ -81,16 +87,16 @@ def overview() -> rx.Component:
     return page_shell(
         "Overview",
         rx.flex(
-            _stat("Balance", OverviewState.balance.to_string() + " credits", "Each request costs its model's price."),
+            _stat("Balance", OverviewState.balance + " credits", "Each request is charged for its usage."),
             _stat(f"Requests, last {DAYS} days", OverviewState.requests_total.to_string()),
-            _stat(f"Credits spent, last {DAYS} days", OverviewState.credits_total.to_string()),
+            _stat(f"Credits spent, last {DAYS} days", OverviewState.credits_total),
             spacing="4",
             wrap="wrap",
             width="100%",
         ),
         rx.flex(
             _chart("Requests per day", "requests", "var(--accent-9)"),
-            _chart("Credits spent per day", "credits", "var(--amber-9)"),
+            _chart("Credits spent per day", "credits", "var(--amber-9)", decimals=True),
             spacing="4",
             wrap="wrap",
             width="100%",

@@ -80,9 +80,10 @@ async def test_sign_up_creates_a_plain_user_with_signup_credits_and_signs_in(web
         assert attribute.lower() in cookie.lower()
     assert "secure" not in cookie.lower()  # plain http here; https sets Secure
     [user] = users_in(engine)
-    assert (user.email, user.is_admin, user.balance) == ("new@example.com", False, SIGNUP_CREDITS)
+    # SIGNUP_CREDITS is in credits; the store keeps micro-credits
+    assert (user.email, user.is_admin, user.balance) == ("new@example.com", False, SIGNUP_CREDITS * 1_000_000)
     with session_for(engine) as s:
-        assert credits.ledger_sum(s, user_id=user.id) == SIGNUP_CREDITS
+        assert credits.ledger_sum(s, user_id=user.id) == SIGNUP_CREDITS * 1_000_000
         assert len(s.exec(select(UserSession)).all()) == 1
 
 

@@ -13,6 +13,7 @@ import inspect
 import pytest
 
 from dashboard.pages.account import CHANGED, AccountState
+from dashboard.pages.admin_margin import MarginAdminState
 from dashboard.pages.admin_models import ModelsAdminState
 from dashboard.pages.admin_users import UsersAdminState
 from dashboard.pages.api_keys import KeysState
@@ -56,6 +57,7 @@ USER_CALLS = [
     (AccountState, "load", ()),
     (ModelsAdminState, "load", ()),
     (UsersAdminState, "load", ()),
+    (MarginAdminState, "load", ()),
 ]
 EVERY_CALL = USER_CALLS + ADMIN_CALLS
 # Pages that anyone may see: signed out, they show the landing page or the sign-in form.
@@ -63,8 +65,9 @@ PUBLIC = {(OverviewState, "load"), (AuthPageState, "load")}
 # Handlers that only change what the tab shows (a dialog open, a filter field); they read
 # and write no account data, so they need no session. All are plain, synchronous methods.
 UI_ONLY = {"setvar", "dismiss_new_key", "ask_revoke", "cancel_revoke", "set_detail_open", "set_key",
-           "set_model", "set_status", "set_since", "set_until", "set_form_open", "set_grant_open"}
-ADMIN_STATES = {ModelsAdminState, UsersAdminState}
+           "set_model", "set_status", "set_since", "set_until", "set_form_open", "set_grant_open",
+           "set_draft"}  # the model form's price preview: computed from what was typed, nothing stored
+ADMIN_STATES = {ModelsAdminState, UsersAdminState, MarginAdminState}
 
 
 def page_states() -> set[type[SessionState]]:
@@ -101,7 +104,7 @@ def with_data(engine, person) -> dict:
     with session_for(engine) as s:
         logs.write_request_logs(s, [log(person.id, i, status=200 if i % 2 else 502) for i in range(60)])
         for i in range(30):
-            credits.grant(s, user_id=person.id, amount=1, note=f"gift {i}")
+            credits.grant(s, user_id=person.id, amount=1_500_000, note=f"gift {i}")
         return {"key": keys.list_keys(s, user_id=person.id)[0].id,
                 "log": usage.logs_page(s, user_id=person.id)[0].id}
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from dashboard.pages.admin_margin import MarginAdminState
 from dashboard.pages.admin_models import ModelsAdminState
 from dashboard.pages.admin_users import UsersAdminState
 from dashboard.pages.api_keys import KeysState
@@ -24,6 +25,7 @@ from dashboard.state import NOT_ADMIN
 from store import credits, keys, logs, registry, sessions, tasks, usage, users
 from store.db import session_for
 from store.models import ApiKey, LedgerEntry, ModelAudit, User, utcnow
+from store.money import parse_credits
 
 from ..conftest import TEST_SECRET
 from ..factories import make_key, make_user
@@ -32,7 +34,7 @@ from .test_store_usage import log
 
 PAGES = [(OverviewState, "/"), (KeysState, "/settings/api-keys"), (CreditsState, "/credits"),
          (LogsState, "/logs"), (ImagesState, "/images"), (ModelsAdminState, "/admin/models"),
-         (UsersAdminState, "/admin/users")]
+         (UsersAdminState, "/admin/users"), (MarginAdminState, "/admin/margin")]
 
 
 def snapshot(engine) -> dict:
@@ -64,7 +66,7 @@ async def test_signed_out_pages_send_you_to_sign_in_and_back(state_cls, path, da
 
 async def test_signed_out_home_is_the_landing_page(dash_settings):
     state = state_for(OverviewState, cookie="", path="/")
-    assert await state.load() is None and not state.signed_in and state.balance == 0
+    assert await state.load() is None and not state.signed_in and state.balance == "0"
 
 
 @pytest.mark.parametrize("cookie", ["", "platform_session=forged-token", "other=1"])
@@ -96,6 +98,7 @@ ADMIN_CALLS = [
     (UsersAdminState, "grant_credits", ({"user_id": USER, "amount": "1000", "note": "free money"},)),
     (UsersAdminState, "set_api_enabled", (USER, False)),
     (UsersAdminState, "set_admin", (USER, True)),
+    (MarginAdminState, "set_days", ("7",)),
 ]
 
 
@@ -132,6 +135,7 @@ async def test_a_plain_user_on_an_admin_page_gets_no_admin_data(state_cls, path,
     assert await state.load() is None
     assert state.is_admin is False
     assert getattr(state, "models", []) == [] and getattr(state, "users", []) == []
+    assert getattr(state, "rows", []) == [] and getattr(state, "totals", {}) == {}
 
 
 async def test_a_role_change_applies_to_the_very_next_event(admin, engine):
@@ -220,11 +224,11 @@ async def test_nobody_can_touch_someone_elses_key(user, engine):
 async def test_credits_page_balance_and_ledger_newest_first_paged(user, engine):
     with session_for(engine) as s:
         for i in range(30):
-            credits.grant(s, user_id=user.id, amount=1, note=f"gift {i}")
+            credits.grant(s, user_id=user.id, amount=parse_credits("0.5"), note=f"gift {i}")
     state = state_for(CreditsState, cookie=cookie_for(engine, user))
     await state.load()
-    assert state.balance == 130 and len(state.entries) == 25 and state.has_next
-    assert state.entries[0].detail == "gift 29" and state.entries[0].amount == "+1"
+    assert state.balance == "115" and len(state.entries) == 25 and state.has_next
+    assert state.entries[0].detail == "gift 29" and state.entries[0].amount == "+0.5"
     await state.next_page()
     assert state.page == 2 and [e.detail for e in state.entries] == [f"gift {i}" for i in range(4, -1, -1)] + [
         "starting credits"] and not state.has_next
@@ -232,17 +236,40 @@ async def test_credits_page_balance_and_ledger_newest_first_paged(user, engine):
     assert state.page == 1 and state.entries[0].detail == "gift 29"
 
 
+async def test_credits_page_shows_each_request_as_one_line_with_its_hold_and_charge(user, engine):
+    with session_for(engine) as s:
+        credits.debit_for_request(s, user_id=user.id, cost=parse_credits("0.21"), ref="req-1", model="openai/gpt-5")
+        credits.settle(s, ref="req-1", cost=parse_credits("0.010044"))
+        credits.debit_for_request(s, user_id=user.id, cost=parse_credits("3"), ref="req-2", model="openai/gpt-5")
+        credits.debit_for_request(s, user_id=user.id, cost=parse_credits("10"), ref="task-3",
+                                  model="google/nano-banana-pro")
+        credits.refund(s, ref="task-3", note="provider error")
+        credits.grant(s, user_id=user.id, amount=parse_credits("-1.25"), note="correction")
+    state = state_for(CreditsState, cookie=cookie_for(engine, user))
+    await state.load()
+    assert state.balance == "95.739956"
+    assert [(e.kind, e.detail, e.amount, e.positive) for e in state.entries] == [
+        ("grant", "correction", "-1.25", False),
+        ("refund", "Refund · google/nano-banana-pro · provider error", "+10", True),
+        ("request", "Image google/nano-banana-pro · charged 10", "-10", False),
+        ("request", "Chat openai/gpt-5 · charged 3", "-3", False),
+        ("request", "Chat openai/gpt-5 · held 0.21, charged 0.010044", "-0.010044", False),
+        ("grant", "starting credits", "+100", True),
+    ]
+
+
 async def test_overview(user, engine):
     key = make_key(engine, user)
     with session_for(engine) as s:
         key_id = keys.verify_key(s, secret_key=TEST_SECRET, raw=key).key_id
-        logs.write_request_logs(s, [log(user.id, i, key=key_id, at=utcnow()) for i in range(12)])
-        credits.grant(s, user_id=user.id, amount=5, note="bonus")
+        logs.write_request_logs(s, [log(user.id, i, key=key_id, at=utcnow(), cost="0.046") for i in range(12)])
+        credits.grant(s, user_id=user.id, amount=parse_credits("5.5"), note="bonus")
     state = state_for(OverviewState, cookie=cookie_for(engine, user))
     await state.load()
-    assert state.signed_in and state.balance == 105
-    assert len(state.chart) == 14 and state.chart[-1]["requests"] == 12 and state.chart[-1]["credits"] == 36
-    assert (state.requests_total, state.credits_total) == (12, 36)
+    assert state.signed_in and state.balance == "105.5"
+    assert len(state.chart) == 14 and state.chart[-1]["requests"] == 12 and state.chart[-1]["credits"] == 0.552
+    assert (state.requests_total, state.credits_total) == (12, "0.552")
+    assert state.recent[0].credits == "0.046"
     assert len(state.recent) == 10 and state.recent[0].request_id == f"req-{user.id}-11"
     assert state.recent[0].key == "test key · sk_live_abcd…" and state.recent[0].model == "openai/gpt-5"
 
@@ -264,6 +291,20 @@ async def test_logs_filters_paging_and_details(user, engine):
     assert state.export_href == "/export/logs.csv?status=429"
     await state.show_detail(state.rows[0].id)
     assert state.detail_open and state.detail.request_id == state.rows[0].request_id
+
+
+async def test_logs_show_each_requests_tokens_and_exact_charge(user, engine):
+    with session_for(engine) as s:
+        logs.write_request_logs(s, [
+            log(user.id, 1, cost="0.010044", prompt_tokens=1000, completion_tokens=500, total_tokens=1500),
+            log(user.id, 2, cost="3", at=utcnow()),
+        ])
+    state = state_for(LogsState, cookie=cookie_for(engine, user))
+    await state.load()
+    assert [(r.credits, r.prompt_tokens, r.completion_tokens) for r in state.rows] == [
+        ("3", "", ""), ("0.010044", "1,000", "500")]
+    await state.show_detail(state.rows[1].id)
+    assert (state.detail.credits, state.detail.total_tokens) == ("0.010044", "1,500")
 
 
 async def test_bad_log_filters_change_nothing(user, engine):
@@ -292,12 +333,12 @@ async def test_images_lists_your_tasks_with_signed_thumbnail_urls(user, engine):
     with session_for(engine) as s:
         task, _ = tasks.create_task(s, user_id=user.id, model="google/nano-banana-pro", provider="replicate",
                                     upstream_id="google/nano-banana-pro", prompt="a red bicycle", size="1024x1024",
-                                    n=1, unit_cost=4, timeout_s=600)
+                                    n=1, unit_cost=parse_credits("0.25"), timeout_s=600)
         tasks.complete_task(s, task_id=task.id, token=None, outputs=[f"{task.id}/0.png"])
     state = state_for(ImagesState, cookie=cookie_for(engine, user))
     await state.load()
     [row] = state.tasks
-    assert (row.prompt, row.status, row.credits) == ("a red bicycle", "succeeded", 4)
+    assert (row.prompt, row.status, row.credits) == ("a red bicycle", "succeeded", "0.25")
     assert row.images[0].startswith(f"/api/v1/files/{task.id}/0.png?expires=") and "sig=" in row.images[0]
     other = make_user(engine)
     other_state = state_for(ImagesState, cookie=cookie_for(engine, other))
@@ -324,10 +365,61 @@ async def test_admin_edits_a_model_and_the_change_is_audited(admin, engine):
     assert toast_says(result, "Saved") and state.form_open is False and state.error == ""
     with session_for(engine) as s:
         entry = registry.get_model(s, model_id="openai/gpt-5-mini")
-    assert (entry.credit_cost, entry.enabled, entry.capabilities) == (9, False, ["chat", "reasoning"])
+    assert (entry.credit_cost, entry.enabled, entry.capabilities) == (9_000_000, False, ["chat", "reasoning"])
     change = state.changes[0]  # newest first
     assert change.actor == admin.email and change.model_id == "openai/gpt-5-mini"
     assert "credit_cost: 1 → 9" in change.change and "enabled: True → False" in change.change
+
+
+async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_call(admin, engine):
+    state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin), path="/admin/models")
+    await state.load()
+    await state.start_edit("openai/gpt-5-mini")
+    assert state.draft == {"pricing": "per_request", "credit_cost": "1", "prompt_price": "0",
+                           "completion_price": "0", "markup": "1"}
+    assert state.preview == "Every call costs 1 credits (× n when a call asks for n images or choices)."
+    for name, value in (("pricing", "per_token"), ("credit_cost", "0.001"), ("prompt_price", "1.25"),
+                        ("completion_price", "10")):
+        state.set_draft(name, value)
+    # 0.001 + 1,000 × 1.25 / 1M + 500 × 10 / 1M
+    assert state.preview == "A typical call (1,000 prompt + 500 completion tokens) costs 0.00725 credits."
+    state.set_draft("completion_price", "ten")
+    assert state.preview == "No preview: completion price must be a number such as 2.5."
+    form = {**MODEL_FORM, "pricing": "per_token", "credit_cost": "0.001", "prompt_price": "1.25",
+            "completion_price": "10", "markup": "1", "max_output_tokens": "8,000"}
+    assert toast_says(await state.save_model(form), "Saved")
+    with session_for(engine) as s:
+        entry = registry.get_model(s, model_id="openai/gpt-5-mini")
+    assert (entry.pricing, entry.credit_cost, entry.prompt_price, entry.completion_price, entry.markup,
+            entry.max_output_tokens) == ("per_token", 1_000, 1_250_000, 10_000_000, 1_000_000, 8_000)
+    [row] = [m for m in state.models if m.id == "openai/gpt-5-mini"]
+    assert (row.pricing, row.credit_cost, row.price, row.typical) == (
+        "per_token", "0.001", "0.001 + 1.25 in / 10 out per 1M", "0.00725")
+    assert set(state.changes[0].change.split("; ")) == {
+        "pricing: per_request → per_token", "credit_cost: 1 → 0.001", "prompt_price: 0 → 1.25",
+        "completion_price: 0 → 10", "max_output_tokens: 16384 → 8000", "capabilities: chat → chat, reasoning"}
+
+    await state.start_edit("openai/gpt-5-mini")  # the form opens with the saved prices
+    state.set_draft("pricing", "upstream_cost")
+    state.set_draft("markup", "1.2")
+    # 0.001 + (1,000 × 1.25 + 500 × 10) / 1M × 1.2 at the reference prices
+    assert state.preview.startswith("A typical call (1,000 prompt + 500 completion tokens) costs about 0.0085 "
+                                    "credits at the reference prices × markup")
+    await state.save_model({**form, "pricing": "upstream_cost", "markup": "1.2"})
+    assert state.changes[0].change == "pricing: per_token → upstream_cost; markup: 1 → 1.2"
+    [row] = [m for m in state.models if m.id == "openai/gpt-5-mini"]
+    assert row.price == "0.001 + upstream cost × 1.2 (ref. 1.25 in / 10 out per 1M)"
+
+
+async def test_a_preview_changes_nothing_stored(admin, engine):
+    before = snapshot(engine)
+    state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin))
+    await state.load()
+    await state.start_edit("openai/gpt-5")
+    state.set_draft("credit_cost", "0.5")
+    state.set_draft("is_admin", "true")  # not a price: ignored
+    assert state.preview.startswith("Every call costs 0.5 credits") and "is_admin" not in state.draft
+    assert snapshot(engine) == before
 
 
 async def test_admin_adds_a_model(admin, engine):
@@ -343,7 +435,18 @@ async def test_admin_adds_a_model(admin, engine):
 @pytest.mark.parametrize("change, message", [
     ({"credit_cost": "-1"}, "Credit cost must be"),
     ({"credit_cost": "abc"}, "Credit cost must be"),
-    ({"credit_cost": "1000001"}, "Credit cost must be"),
+    ({"credit_cost": "1000001"}, "Credit cost must be from 0 to 1000000 credits"),
+    ({"credit_cost": "0.0000001"}, "Credit cost has more than 6 decimal places"),
+    ({"credit_cost": ""}, "Credit cost must be a number such as 2.5"),
+    ({"credit_cost": "NaN"}, "Credit cost must be a finite number"),
+    ({"pricing": "per_word"}, "Pricing must be one of per_request, per_token, upstream_cost"),
+    ({"pricing": "per_token", "prompt_price": "1,5"}, "Prompt price must be a number such as 2.5"),
+    ({"pricing": "per_token", "completion_price": "-2"}, "Completion price must be from 0 to"),
+    ({"pricing": "upstream_cost", "markup": "0"}, "Markup must be above 0"),
+    ({"pricing": "upstream_cost", "markup": "1.0000005"}, "Markup has more than 6 decimal places"),
+    ({"max_output_tokens": "0"}, "Max output tokens must be a whole number from 1 to 2,000,000"),
+    ({"max_output_tokens": "lots"}, "Max output tokens must be a whole number"),
+    ({"category": "image", "pricing": "per_token"}, "Only chat models can be priced by tokens"),
     ({"display_name": ""}, "Display_name must be"),
     ({"category": "video"}, "Category must be one of"),
     ({"provider": "nowhere"}, "Provider must be one of"),
@@ -368,26 +471,30 @@ async def test_admin_grants_and_removes_credits_with_a_note(admin, user, engine)
     state = state_for(UsersAdminState, cookie=cookie_for(engine, admin))
     await state.load()
     await state.start_grant(user.id)
-    assert state.grant_open and state.grant_user.email == user.email
-    assert toast_says(await state.grant_credits({"user_id": str(user.id), "amount": "50", "note": "welcome"}),
+    assert state.grant_open and state.grant_user.email == user.email and state.grant_user.balance == "100"
+    assert toast_says(await state.grant_credits({"user_id": str(user.id), "amount": "2.5", "note": "welcome"}),
                       "Credits updated")
-    await state.grant_credits({"user_id": str(user.id), "amount": "-30", "note": "refund reversal"})
-    assert balance(engine, user) == 120
+    await state.grant_credits({"user_id": str(user.id), "amount": "-30.000001", "note": "refund reversal"})
+    assert balance(engine, user) == 72_499_999
     with session_for(engine) as s:
         rows = credits.ledger_page(s, user_id=user.id, limit=2)
-        assert credits.ledger_sum(s, user_id=user.id) == 120
-    assert [(r.amount, r.note, r.actor_user_id) for r in rows] == [(-30, "refund reversal", admin.id),
-                                                                   (50, "welcome", admin.id)]
-    assert [u.balance for u in state.users if u.id == user.id] == [120]
+        assert credits.ledger_sum(s, user_id=user.id) == 72_499_999
+    assert [(r.amount, r.note, r.actor_user_id) for r in rows] == [(-30_000_001, "refund reversal", admin.id),
+                                                                   (2_500_000, "welcome", admin.id)]
+    assert [u.balance for u in state.users if u.id == user.id] == ["72.499999"]
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"amount": "0", "note": "x"}, "Amount must be a whole number other than 0"),
-    ({"amount": "ten", "note": "x"}, "Amount must be a whole number"),
-    ({"amount": "1.5", "note": "x"}, "Amount must be a whole number"),
+    ({"amount": "0", "note": "x"}, "Amount must be a number other than 0"),
+    ({"amount": "0.000000", "note": "x"}, "Amount must be a number other than 0"),
+    ({"amount": "ten", "note": "x"}, "Amount must be a number such as 2.5"),
+    ({"amount": "", "note": "x"}, "Amount must be a number of credits"),
+    ({"amount": "1.0000001", "note": "x"}, "Amount has more than 6 decimal places"),
+    ({"amount": "Infinity", "note": "x"}, "Amount must be a finite number"),
+    ({"amount": "1000000000.000001", "note": "x"}, "Amount must be a number other than 0 (at most a billion"),
     ({"amount": "10", "note": ""}, "Add a note"),
     ({"amount": "10", "note": "n" * 501}, "Add a note"),
-    ({"amount": "-101", "note": "too much"}, "The balance would drop below zero"),
+    ({"amount": "-100.000001", "note": "too much"}, "The balance would drop below zero"),
     ({"amount": "10", "note": "x", "user_id": "999"}, "No such user"),
     ({"amount": "10", "note": "x", "user_id": "abc"}, "No such user"),
 ])

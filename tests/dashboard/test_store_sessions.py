@@ -12,6 +12,7 @@ from sqlmodel import select
 from store import accounts, audit, credits, registry, sessions
 from store.errors import Conflict, InvalidInput
 from store.models import ModelAudit, UserSession
+from store.money import parse_credits
 
 from ..conftest import REDIS_URL, TEST_SECRET, require
 from ..factories import make_user
@@ -56,9 +57,9 @@ def test_sign_out_ends_one_session_and_end_user_sessions_ends_all(session, engin
 
 @both_databases
 def test_register_makes_a_plain_user_with_signup_credits_through_the_ledger(session):
-    user = accounts.register(session, email=" New@Example.com ", password="long enough", signup_credits=25)
-    assert (user.email, user.is_admin, user.balance) == ("new@example.com", False, 25)
-    assert credits.ledger_sum(session, user_id=user.id) == 25
+    user = accounts.register(session, email=" New@Example.com ", password="long enough", signup_credits=25_500_000)
+    assert (user.email, user.is_admin, user.balance) == ("new@example.com", False, 25_500_000)
+    assert credits.ledger_sum(session, user_id=user.id) == 25_500_000
     with pytest.raises(Conflict):
         accounts.register(session, email="new@example.com", password="long enough")
     with pytest.raises(InvalidInput):
@@ -79,28 +80,28 @@ def test_authenticate(session):
 @both_databases
 def test_edit_model_writes_the_audit_row_with_the_change(session):
     entry, _ = registry.set_model(session, actor="admin@example.com", actor_user_id=7, model_id="openai/gpt-5",
-                                  credit_cost=9)
-    assert entry.credit_cost == 9
+                                  credit_cost=parse_credits("0.046"))
+    assert entry.credit_cost == 46_000
     row = session.exec(select(ModelAudit).where(ModelAudit.actor != "seed")).one()
     assert (row.actor, row.actor_user_id, row.model_id) == ("admin@example.com", 7, "openai/gpt-5")
-    assert audit.changed_fields(row) == {"credit_cost": (3, 9)}
+    assert audit.changed_fields(row) == {"credit_cost": (3_000_000, 46_000)}
 
 
 @both_databases
 def test_edit_model_that_fails_or_changes_nothing_records_nothing(session):
     with pytest.raises(InvalidInput):
         registry.set_model(session, actor="a", actor_user_id=1, model_id="openai/gpt-5", credit_cost=-1)
-    registry.set_model(session, actor="a", actor_user_id=1, model_id="openai/gpt-5", credit_cost=3)
+    registry.set_model(session, actor="a", actor_user_id=1, model_id="openai/gpt-5", credit_cost=3_000_000)
     assert {r.actor for r in session.exec(select(ModelAudit))} == {"seed"}  # only the default registry
-    assert registry.get_model(session, model_id="openai/gpt-5").credit_cost == 3
+    assert registry.get_model(session, model_id="openai/gpt-5").credit_cost == 3_000_000
 
 
 @both_databases
 def test_adding_a_model_is_audited_with_no_before(session):
     registry.set_model(session, actor="a", actor_user_id=1, model_id="acme/new", category="chat",
-                       provider="openrouter", credit_cost=2)
+                       provider="openrouter", credit_cost=2_500_000)
     row = audit.recent_changes(session)[0]
-    assert row.before is None and row.after["credit_cost"] == 2
+    assert row.before is None and row.after["credit_cost"] == 2_500_000
 
 
 async def test_login_limiter_per_client_and_per_email_failures():

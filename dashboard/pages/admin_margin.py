@@ -1,0 +1,122 @@
+"""Admin → Margin: per model and UTC day, requests, tokens, credits charged, the upstream's
+cost in USD and the margin (store.margin, the same report as `python -m store margin`)."""
+
+from __future__ import annotations
+
+import reflex as rx
+from sqlmodel import Session
+
+from store.margin import margin_by_model_day, usd_text
+from store.money import format_credits
+
+from .. import backend, routes
+from ..components.layout import admin_only, page_shell
+from ..state import SessionState
+from ..views import MarginLine, margin_line, signed
+
+DAY_CHOICES = ("7", "30", "90")
+DEFAULT_DAYS = "30"
+
+
+def _report(session: Session, *, days: int) -> tuple[list[MarginLine], dict[str, str]]:
+    rate = backend.settings().credits_per_usd
+    rows = margin_by_model_day(session, credits_per_usd=rate, days=days)
+    margin = sum(r.margin for r in rows)
+    totals = {"requests": f"{sum(r.requests for r in rows):,}", "charged": format_credits(sum(r.charged for r in rows)),
+              "upstream_usd": usd_text(sum(r.upstream_usd for r in rows)), "margin": signed(margin),
+              "unpriced": str(sum(r.unpriced for r in rows)), "rate": format_credits(int(rate * 1_000_000))}
+    return [margin_line(r) for r in rows], totals
+
+
+class MarginAdminState(SessionState):
+    rows: list[MarginLine] = []
+    totals: dict[str, str] = {}
+    days: str = DEFAULT_DAYS
+
+    @rx.event
+    async def load(self):
+        self.reset()
+        viewer = await self._viewer()
+        if viewer is None:
+            return self._refusal(viewer)
+        if viewer.is_admin:  # a plain user sees the notice; nothing of the report loads
+            self.rows, self.totals = await backend.run(_report, days=int(self.days))
+
+    @rx.event
+    async def set_days(self, value: str):
+        """Show the last 7, 30 or 90 days; admins only."""
+        viewer = await self._viewer()
+        if (refusal := self._refusal(viewer, admin=True)) is not None:
+            return refusal
+        if value not in DAY_CHOICES:
+            return rx.toast.error("Choose 7, 30 or 90 days.")
+        self.days = value
+        self.rows, self.totals = await backend.run(_report, days=int(value))
+
+
+def _row(r: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(r.day, white_space="nowrap"),
+        rx.table.cell(rx.code(r.model, variant="ghost")),
+        rx.table.cell(r.requests, text_align="right"),
+        rx.table.cell(r.prompt_tokens + " / " + r.completion_tokens, text_align="right", white_space="nowrap"),
+        rx.table.cell(r.charged, text_align="right"),
+        rx.table.cell(r.upstream_usd, text_align="right"),
+        rx.table.cell(rx.text(r.margin, color_scheme=rx.cond(r.negative, "red", "green"), weight="medium"),
+                      text_align="right"),
+        rx.table.cell(rx.cond(r.unpriced > 0, r.unpriced.to_string(), ""), text_align="right"),
+    )
+
+
+def _total(label: str, value: rx.Var) -> rx.Component:
+    return rx.card(rx.vstack(rx.text(label, size="2", color_scheme="gray"), rx.heading(value, size="5"),
+                             spacing="1"), flex="1", min_width="10rem")
+
+
+def admin_margin_page() -> rx.Component:
+    t = MarginAdminState.totals
+    return page_shell(
+        "Margin",
+        admin_only(
+            rx.hstack(
+                rx.text("What was charged against what the upstream reported it cost. Upstream USD becomes "
+                        "credits at ", t["rate"], " credits per USD (CREDITS_PER_USD); requests without a "
+                        "reported cost count as costing 0 (column Unpriced).", size="2", color_scheme="gray"),
+                rx.spacer(),
+                rx.select.root(
+                    rx.select.trigger(aria_label="Days"),
+                    rx.select.content(*[rx.select.item(f"Last {d} days", value=d) for d in DAY_CHOICES]),
+                    value=MarginAdminState.days,
+                    on_change=MarginAdminState.set_days,
+                ),
+                width="100%",
+                align="center",
+            ),
+            rx.flex(
+                _total("Requests", t["requests"]),
+                _total("Credits charged", t["charged"]),
+                _total("Upstream cost (USD)", t["upstream_usd"]),
+                _total("Margin (credits)", t["margin"]),
+                spacing="4",
+                wrap="wrap",
+                width="100%",
+            ),
+            rx.cond(
+                MarginAdminState.rows.length() > 0,
+                rx.table.root(
+                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h, white_space="nowrap") for h in (
+                        "Day (UTC)", "Model", "Requests", "Tokens (prompt / completion)", "Credits charged",
+                        "Upstream USD", "Margin (credits)", "Unpriced")])),
+                    rx.table.body(rx.foreach(MarginAdminState.rows, _row)),
+                    variant="surface",
+                    size="1",
+                    width="100%",
+                ),
+                rx.callout("No charged requests in this period.", icon="info"),
+            ),
+        ),
+    )
+
+
+def add_pages(app: rx.App) -> None:
+    app.add_page(admin_margin_page, route=routes.ADMIN_MARGIN, title="Margin", on_load=MarginAdminState.load)
