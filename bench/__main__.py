@@ -1,6 +1,7 @@
-"""`make bench`: the platform's hop against a zero-delay fake upstream, and LiteLLM's.
+"""`make bench`: the platform's hop against a zero-delay fake upstream (the wrk table), and
+real traffic's shape: streams held open for seconds (the stream table); LiteLLM's beside both.
 
-    python -m bench                      # direct, platform (make run), standalone API
+    python -m bench                      # both tables: direct, platform (make run), standalone API
     BENCH_LITELLM=1 python -m bench      # ... and LiteLLM's proxy as the anchor
     BENCH_DURATION_S=10                  # seconds per wrk run (1 and 16 connections)
     BENCH_SOAK_S=120                     # platform RSS soak at 16 connections (0: skip)
@@ -9,6 +10,16 @@
     BENCH_PROFILE_S=20                   # py-spy the standalone API under load afterwards
     BENCH_PROFILE_TARGET=platform        # ... or the platform instead
     BENCH_PROFILE_CONNECTIONS=1          # ... at this many connections (default 16)
+    BENCH_WRK=0                          # skip the wrk table
+
+    BENCH_STREAMS=0                      # skip the stream table
+    BENCH_STREAM_LEVELS=50,200,1000      # concurrent streams per level; C@MS sets the pace (a bare C
+                                         # is 25 ms apart below 1000, 250 ms apart from 1000 up)
+    BENCH_STREAM_CHUNKS=40               # content chunks per stream
+    BENCH_STREAM_S=20                    # seconds per level during which new streams start
+    BENCH_STREAM_TARGETS=direct,platform,api   # a subset (litellm joins with BENCH_LITELLM=1)
+    BENCH_STREAM_PROFILE_S=20            # py-spy the platform at C = 200 when it misses a stream bar (0: never;
+    BENCH_STREAM_PROFILE=1               #   this: always)
 
 All traffic stays on 127.0.0.1. Results: the table on stdout, and bench/out/results.{json,md}.
 """
@@ -18,11 +29,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import sys
 import threading
 import time
 
-from . import report, targets
+from . import report, stream_bench, stream_report, targets
 from .targets import OUT, Target
 from .wrk import ensure_wrk, run_wrk
 
@@ -86,15 +98,15 @@ def soak(target: Target, seconds: float) -> dict:
             "rps": result.rps, "responses": result.responses, "non2xx": result.non2xx, "log_rows": rows}
 
 
-def main() -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
-    ensure_wrk()
+def wrk_table() -> tuple[str, dict]:
+    """The proxy hop: wrk against every target, the platform's soak, optionally a profile."""
     seconds = _env_float("BENCH_DURATION_S", 10)
     soak_s = _env_float("BENCH_SOAK_S", 120)
     profile_s = _env_float("BENCH_PROFILE_S", 0)
     wanted = os.environ.get("BENCH_TARGETS", "direct,platform,api,api_metered").split(",")
     if os.environ.get("BENCH_LITELLM") == "1" and "litellm" not in wanted:
         wanted.append("litellm")
+    ensure_wrk()
     started = time.time()
     results: list[dict] = []
     soak_result = None
@@ -109,7 +121,7 @@ def main() -> int:
             elif name == "api_metered":
                 target = targets.standalone(base, metered=True)
             else:
-                target = getattr(targets, {"platform": "platform", "api": "standalone", "litellm": "litellm"}[name])(base)
+                target = _make_target(name, base)
             print(f"== {target.label}", flush=True)
             with target.server or contextlib.nullcontext():
                 results.extend(measure(target, seconds))
@@ -124,14 +136,70 @@ def main() -> int:
                     profile = profile_under_load(target, profile_s, int(os.environ.get("BENCH_PROFILE_CONNECTIONS") or 16))
     summary = report.summarize(results, soak_result)
     table = report.render(results, summary, soak_result, loadavg=os.getloadavg(), elapsed=time.time() - started)
-    print()
-    print(table)
     if profile:
-        print()
-        print(profile["text"])
-    (OUT / "results.json").write_text(json.dumps(
-        {"results": results, "summary": summary, "soak": soak_result, "profile": profile}, indent=2))
-    (OUT / "results.md").write_text(table + ("\n\n" + profile["text"] if profile else "") + "\n")
+        table += "\n\n" + profile["text"]
+    return table, {"results": results, "summary": summary, "soak": soak_result, "profile": profile}
+
+
+def stream_table() -> tuple[str, dict]:
+    """Real traffic's shape: C streams held open through each target, for each level."""
+    seconds = _env_float("BENCH_STREAM_S", 20)
+    chunks = int(os.environ.get("BENCH_STREAM_CHUNKS") or 40)
+    levels = stream_bench.parse_levels(os.environ.get("BENCH_STREAM_LEVELS") or "50,200,1000", chunks=chunks,
+                                       interval_ms=25, slow_interval_ms=250)
+    wanted = os.environ.get("BENCH_STREAM_TARGETS", "direct,platform,api").split(",")
+    if os.environ.get("BENCH_LITELLM") == "1" and "litellm" not in wanted:
+        wanted.append("litellm")
+    profile_s = _env_float("BENCH_STREAM_PROFILE_S", 20)
+    started = time.time()
+    results: list[dict] = []
+    profile = None
+    with targets.stream_upstream() as upstream:
+        base = upstream.ready_url.rstrip("/") + "/v1"
+        for name in ("direct", "platform", "api", "litellm"):
+            if name not in wanted:
+                continue
+            target = targets.direct(upstream) if name == "direct" else _make_target(name, base)
+            print(f"== streams: {target.label}", flush=True)
+            with target.server or contextlib.nullcontext():
+                results.extend(stream_bench.measure_streams(target, upstream, levels, seconds))
+                missed = stream_report.failed(stream_report.summarize(results), name)
+                if name == "platform" and profile_s > 0 and (missed or os.environ.get("BENCH_STREAM_PROFILE") == "1"):
+                    from .profile import profile_streams
+
+                    print(f"   py-spy: the platform relaying 200 streams for {profile_s:.0f}s", flush=True)
+                    profile = profile_streams(target, profile_s, concurrency=200, chunks=chunks, interval_ms=25)
+    summary = stream_report.summarize(results)
+    table = stream_report.render(results, summary, seconds=seconds)
+    table += f"\n\nStream table: {time.time() - started:.0f}s; load average at the end " + \
+        " / ".join(f"{x:.2f}" for x in os.getloadavg()) + "."
+    if profile:
+        table += "\n\n" + profile["text"]
+    return table, {"results": results, "summary": summary, "profile": profile}
+
+
+def _make_target(name: str, upstream_base: str) -> Target:
+    factory = {"platform": targets.platform, "api": targets.standalone, "litellm": targets.litellm}[name]
+    return factory(upstream_base)
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    # 1000 streams hold ~3000 sockets across the processes, which inherit this limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    tables, data = [], {}
+    if os.environ.get("BENCH_WRK") != "0":
+        table, data["wrk"] = wrk_table()
+        tables.append(table)
+    if os.environ.get("BENCH_STREAMS") != "0":
+        table, data["streams"] = stream_table()
+        tables.append(table)
+    text = "\n\n".join(tables)
+    print()
+    print(text)
+    (OUT / "results.json").write_text(json.dumps(data, indent=2))
+    (OUT / "results.md").write_text(text + "\n")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""py-spy on a server under wrk load: the functions that hold the most samples.
+"""py-spy on a server under load (wrk's, or the stream load's): the functions that hold the most samples.
 
 `py-spy record --format raw` writes collapsed stacks ("f1;f2;leaf COUNT"); from them come
 each function's own share (the leaf) and its inclusive share (anywhere on the stack),
@@ -8,12 +8,15 @@ over the samples of the server's threads that were doing something (idle waits d
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
-from .targets import OUT, Target
+from .streams import run_streams
+from .targets import OUT, ROOT, Target
 from .wrk import run_wrk
 
 PY_SPY = "py-spy==0.4.3"
@@ -23,7 +26,8 @@ _IDLE = ("Condition.wait (", "Event.wait (", "Queue.get (", "select (", "Popen.p
 
 # Inclusive shares are shown for the request path's layers only (not the server's bootstrap).
 _LAYERS = ("(api/", "(store/", "(starlette/", "(fastapi/", "(httpx/", "(httpcore/", "(sqlalchemy/orm/session",
-           "(sqlalchemy/engine/base", "(anyio/to_thread", "(anyio/_backends", "(sqlmodel/", "(limits/")
+           "(sqlalchemy/engine/base", "(anyio/to_thread", "(anyio/_backends", "(sqlmodel/", "(limits/",
+           "(asyncio/", "(uvicorn/", "(reflex/")
 
 
 def ensure_py_spy() -> str:
@@ -39,18 +43,40 @@ def ensure_py_spy() -> str:
 
 def profile_under_load(target: Target, seconds: float, connections: int = 16, top: int = 25) -> dict:
     """Sample `target`'s server (all its processes) while wrk loads it; returns the top entries."""
-    raw = OUT / f"profile-{target.name}.txt"
     key = target.new_key()
-    command = [ensure_py_spy(), "record", "--format", "raw", "--nolineno", "--gil", "--subprocesses", "--rate", "250",
-               "--duration", str(int(seconds)), "--output", str(raw), "--pid", str(target.server.proc.pid)]
-    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    result = run_wrk(target.url, key=key, connections=connections, seconds=seconds, workdir=OUT)
-    _, err = spy.communicate(timeout=seconds + 60)
-    if not raw.exists():
-        raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
+    with _py_spy(target, seconds) as raw:
+        result = run_wrk(target.url, key=key, connections=connections, seconds=seconds, workdir=OUT)
     return summarize(raw.read_text(), top=top,
                      title=f"py-spy, {target.label}, {connections} connections, {seconds:.0f}s, "
                            f"{result.rps:.0f} req/s under the profiler")
+
+
+def profile_streams(target: Target, seconds: float, *, concurrency: int, chunks: int, interval_ms: float,
+                    top: int = 25) -> dict:
+    """Sample `target`'s server while it relays `concurrency` streams (bench/streams.py)."""
+    key = target.new_key()
+    with _py_spy(target, seconds, name=f"{target.name}-streams") as raw:
+        seen = run_streams(target.url, key=key, concurrency=concurrency, seconds=seconds, chunks=chunks,
+                           interval_ms=interval_ms, cwd=ROOT)
+    return summarize(raw.read_text(), top=top,
+                     title=f"py-spy, {target.label}, {concurrency} streams of {chunks} chunks {interval_ms:g} ms "
+                           f"apart, {seconds:.0f}s, {seen['streams_per_s']:.0f} streams/s under the profiler")
+
+
+@contextlib.contextmanager
+def _py_spy(target: Target, seconds: float, name: str | None = None) -> Iterator[Path]:
+    """py-spy records the server for `seconds` while the block loads it; yields the raw output's path."""
+    raw = OUT / f"profile-{name or target.name}.txt"
+    raw.unlink(missing_ok=True)
+    command = [ensure_py_spy(), "record", "--format", "raw", "--nolineno", "--gil", "--subprocesses", "--rate", "250",
+               "--duration", str(int(seconds)), "--output", str(raw), "--pid", str(target.server.proc.pid)]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield raw
+    finally:
+        _, err = spy.communicate(timeout=seconds + 60)
+    if not raw.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {err.decode(errors='replace')}")
 
 
 def summarize(collapsed: str, *, top: int = 25, title: str = "profile") -> dict:

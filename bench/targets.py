@@ -1,4 +1,4 @@
-"""What the bench measures: the fake upstream itself, the platform two ways, and LiteLLM.
+"""What the bench measures: the fake upstreams themselves, the platform two ways, and LiteLLM.
 
 Every platform target gets its own SQLite database under bench/out/, a user with credits
 for millions of requests and, per run, a fresh unlimited key, so the log rows of one run
@@ -109,6 +109,14 @@ def fake_upstream() -> Server:
     port = free_port()
     return Server("fake upstream", [sys.executable, "-m", "tests.fakes.upstream", str(port)],
                   env=clean_env(PYTHONPATH=str(ROOT)), cwd=ROOT, log_path=OUT / "upstream.log",
+                  ready_url=f"http://127.0.0.1:{port}/")
+
+
+def stream_upstream() -> Server:
+    """bench/stream_upstream.py: N chunks D ms apart, then usage and [DONE]."""
+    port = free_port()
+    return Server("stream upstream", [sys.executable, "-m", "bench.stream_upstream", str(port)],
+                  env=clean_env(PYTHONPATH=str(ROOT)), cwd=ROOT, log_path=OUT / "stream_upstream.log",
                   ready_url=f"http://127.0.0.1:{port}/")
 
 
