@@ -85,7 +85,7 @@ def test_sign_up_create_a_key_use_it_and_see_it_in_logs_and_credits(page, live_s
     email = f"new-{uuid.uuid4().hex[:8]}@example.com"
     sign_up(page, email)
     expect(page.get_by_text("0 credits")).to_be_visible()
-    assert live_server.cli("grant", email, "50", "--note", "browser test").returncode == 0
+    assert live_server.cli("grant", email, "50.5", "--note", "browser test").returncode == 0
 
     open_page(page, "API Keys", "API Keys")
     expect(page.get_by_text("No keys yet")).to_be_visible()  # loaded: the form is live now
@@ -111,19 +111,24 @@ def test_sign_up_create_a_key_use_it_and_see_it_in_logs_and_credits(page, live_s
     sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
     answer = sdk.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "hello"}])
     assert answer.choices[0].message.content == "echo: hello"
+    tokens = f"{answer.usage.prompt_tokens} / {answer.usage.completion_tokens}"
 
     open_page(page, "Logs", "Logs")
     logged = page.get_by_role("row").filter(has_text="openai/gpt-5").filter(has_text="browser key")
     reload_until(page, logged)
     expect(logged).to_contain_text("200")
     expect(logged).to_contain_text("/chat/completions")
+    expect(logged.get_by_role("cell").nth(7)).to_have_text(tokens)  # prompt / completion tokens
+    expect(logged.get_by_role("cell").nth(8)).to_have_text("3")  # the exact charge, in credits
     logged.get_by_role("button", name="Details").click()
     expect(page.get_by_role("dialog")).to_contain_text("Request details")
 
     page.goto("/credits")
-    expect(page.locator("#balance")).to_have_text("47 credits")  # 50 granted, gpt-5 costs 3
-    expect(page.get_by_role("row").filter(has_text="browser test")).to_contain_text("+50")
-    expect(page.get_by_role("row").filter(has_text="charge")).to_contain_text("-3")
+    expect(page.locator("#balance")).to_have_text("47.5 credits")  # 50.5 granted, gpt-5 costs 3
+    expect(page.get_by_role("row").filter(has_text="browser test")).to_contain_text("+50.5")
+    expect(page.get_by_role("row").filter(has_text="Chat openai/gpt-5 · charged 3")).to_contain_text("-3")
+    page.goto("/")
+    expect(page.get_by_text("47.5 credits")).to_be_visible()
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
@@ -141,24 +146,54 @@ def test_admin_edits_a_model_cost_and_the_api_shows_it(page, live_server):
     sign_in(page, *ADMIN)
     open_page(page, "Models", "Models")
     row = page.get_by_role("row").filter(has_text=model_id).filter(has=page.get_by_role("button", name="Edit"))
-    expect(row).to_contain_text("2")
+    expect(row.get_by_role("cell").nth(3)).to_have_text("2")
     row.get_by_role("button", name="Edit").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_label("Credit cost").fill("7")
+    preview = dialog.get_by_role("status")
+    expect(preview).to_have_text("Every call costs 2 credits (× n when a call asks for n images or choices).")
+    dialog.get_by_label("Credit cost").fill("0.0000001")
+    expect(preview).to_have_text("No preview: credit cost has more than 6 decimal places.")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.get_by_role("alert")).to_have_text("Credit cost has more than 6 decimal places.")
+    dialog.get_by_label("Credit cost").fill("0.5")
+    dialog.get_by_label("Pricing").click()
+    page.get_by_role("option", name="per_token").click()
+    dialog.get_by_label("Prompt price").fill("1.25")
+    dialog.get_by_label("Completion price").fill("10")
+    # 0.5 + 1,000 × 1.25 / 1M + 500 × 10 / 1M
+    expect(preview).to_have_text("A typical call (1,000 prompt + 500 completion tokens) costs 0.50625 credits.")
     dialog.get_by_role("button", name="Save").click()
     expect(dialog).to_have_count(0)
-    expect(row.get_by_role("cell").nth(3)).to_have_text("7")
-    expect(page.get_by_role("row").filter(has_text=model_id).filter(has_text=ADMIN[0])).to_contain_text(
-        "credit_cost: 2 → 7")
+    expect(row.get_by_role("cell").nth(3)).to_have_text("0.5")
+    expect(row.get_by_role("cell").nth(4)).to_contain_text("0.5 + 1.25 in / 10 out per 1M")
+    expect(row.get_by_role("cell").nth(5)).to_have_text("0.50625")
+    audited = page.get_by_role("row").filter(has_text=model_id).filter(has_text=ADMIN[0])
+    expect(audited).to_contain_text("credit_cost: 2 → 0.5")
+    expect(audited).to_contain_text("pricing: per_request → per_token")
 
     deadline = time.monotonic() + 10
     while True:  # the API caches the registry for a second
         listed = httpx.get(f"{live_server.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-        costs = {m["id"]: m["credit_cost"] for m in listed.json()["data"]}
-        if costs.get(model_id) == 7 or time.monotonic() > deadline:
+        prices = {m["id"]: (m["credit_cost"], m["pricing"]) for m in listed.json()["data"]}
+        if prices.get(model_id, (None,))[0] == 0.5 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert costs[model_id] == 7
+    assert prices[model_id] == (0.5, {"mode": "per_token", "request": 0.5, "prompt": 1.25, "completion": 10})
+
+
+def test_an_admin_sees_the_margin_of_each_model_and_day(page, live_server):
+    key = live_server.user_with_key(f"margin-{uuid.uuid4().hex[:6]}@example.com", credits=10)
+    sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
+    sdk.chat.completions.create(model="openai/gpt-5-mini", messages=[{"role": "user", "content": "margin"}])
+
+    sign_in(page, *ADMIN)
+    open_page(page, "Margin", "Margin")
+    row = page.get_by_role("row").filter(has_text="openai/gpt-5-mini")
+    reload_until(page, row)  # request logs are written in batches
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    expect(row.get_by_role("cell").nth(0)).to_have_text(today)
+    expect(page.get_by_role("columnheader", name="Upstream USD")).to_be_visible()
+    expect(page.get_by_role("columnheader", name="Margin (credits)")).to_be_visible()
 
 
 def test_a_plain_user_sees_no_admin_controls(page, live_server):
@@ -177,6 +212,7 @@ def test_a_plain_user_sees_no_admin_controls(page, live_server):
     expect(nav.get_by_role("link", name="Overview")).to_be_visible()
     expect(nav.get_by_role("link", name="Models")).to_have_count(0)
     expect(nav.get_by_role("link", name="Users")).to_have_count(0)
+    expect(nav.get_by_role("link", name="Margin")).to_have_count(0)
     expect(page.get_by_role("button", name="Edit")).to_have_count(0)
     expect(page.get_by_role("button", name="Add model")).to_have_count(0)
     expect(page.get_by_role("table")).to_have_count(0)
