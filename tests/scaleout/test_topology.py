@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from store import credits
 from store.db import session_for
 
-from ..factories import auth, make_key, make_user
+from ..factories import as_credits, auth, make_key, make_user
 from .conftest import METRICS_TOKEN, Topology
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -54,9 +55,10 @@ def rows_for_key(topology: Topology, key_prefix: str) -> int:
                             {"p": key_prefix}).scalar_one()
 
 
-def money(topology: Topology, user) -> tuple[int, int]:
+def money(topology: Topology, user) -> tuple[Decimal, Decimal]:
+    """The balance and the ledger sum, in credits (exact)."""
     with session_for(topology.engine) as s:
-        return credits.balance(s, user_id=user.id), credits.ledger_sum(s, user_id=user.id)
+        return as_credits(credits.balance(s, user_id=user.id)), as_credits(credits.ledger_sum(s, user_id=user.id))
 
 
 async def test_a_limit_of_10_per_minute_lets_exactly_10_through_across_both_processes(topology):
