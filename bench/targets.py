@@ -175,7 +175,7 @@ def litellm(upstream_base: str) -> Target:
         print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} (once)", flush=True)
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-            subprocess.run([str(venv / "bin" / "python"), "-m", "ensurepip", "-q"], check=True)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "ensurepip"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                         f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
         stamp.touch()
