@@ -10,6 +10,7 @@ BUN_VERSION := 1.4.4
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS := $(VENV)/.installed
+DEV_DEPS := $(VENV)/.installed-dev
 TOOLS := .tools
 BUN := $(TOOLS)/node_modules/.bin/bun
 BUN_STAMP := $(TOOLS)/.bun-$(BUN_VERSION)
@@ -32,6 +33,15 @@ $(DEPS): requirements.txt
 		echo "installing requirements.txt into $(VENV)"; \
 		$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt; \
 		cp requirements.txt $@; \
+	fi
+
+# The test-only packages (requirements-dev.txt), on top of the runtime ones.
+$(DEV_DEPS): requirements-dev.txt $(DEPS)
+	@if cmp -s requirements-dev.txt $@; then touch $@; else \
+		set -e; \
+		echo "installing requirements-dev.txt into $(VENV)"; \
+		$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt; \
+		cp requirements-dev.txt $@; \
 	fi
 
 deps: $(DEPS)
@@ -66,7 +76,7 @@ chromium:
 		export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
 	fi
 
-test: $(DEPS) $(BUN_STAMP) chromium
+test: $(DEV_DEPS) $(BUN_STAMP) chromium
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 # The proxy-hop benchmark (never part of `make test`): wrk against a zero-delay fake

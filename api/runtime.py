@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, TypeVar
 
+import aiohttp
 import anyio
 import httpx
 
@@ -30,7 +31,7 @@ from .access_log import AccessLog
 from .errors import ApiError
 from .metrics import Metrics
 from .providers.openrouter import OpenRouterChat
-from .providers.transport import UpstreamTransport, env_proxy_applies
+from .providers.upstream_http import create_session
 from .providers.images import ImageProvider
 from .ratelimit import KeyRateLimiter
 from .worker import PipelineWorker, build_providers
@@ -57,7 +58,7 @@ class Runtime:
             on_dropped=self.metrics.log_rows_dropped.inc,
         )
         self.http: httpx.AsyncClient | None = None
-        self.upstream: UpstreamTransport | None = None
+        self.upstream: aiohttp.ClientSession | None = None
         self.chat: OpenRouterChat | None = None
         self.image_providers: dict[str, ImageProvider] = {}
         self._unsubscribe: Callable[[], None] | None = None
@@ -75,17 +76,14 @@ class Runtime:
         self.started = True
         timeout = httpx.Timeout(self.settings.upstream_timeout_s, connect=min(10.0, self.settings.upstream_timeout_s))
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-        self.http = httpx.AsyncClient(timeout=timeout, limits=limits)
-        # The chat hop gets the lean pool unless a proxy from the environment applies.
-        if not env_proxy_applies(self.settings.openrouter_base_url):
-            self.upstream = UpstreamTransport(limits=limits)
+        self.http = httpx.AsyncClient(timeout=timeout, limits=limits)  # images, the reconciler
+        self.upstream = create_session(self.settings)  # the chat hop (aiohttp)
         self.chat = OpenRouterChat(
-            self.http,
+            self.upstream,
             base_url=self.settings.openrouter_base_url,
             api_key=self.settings.openrouter_api_key,
             timeout_s=self.settings.upstream_timeout_s,
             retries=self.settings.upstream_retries,
-            transport=self.upstream,
         )
         self.image_providers = build_providers(self.http, self.settings)
         self._unsubscribe = subscribe_caches(self.keys, self.registry)
@@ -103,7 +101,7 @@ class Runtime:
             await self.quiesce()
             await self.http.aclose()
             if self.upstream is not None:
-                await self.upstream.aclose()
+                await self.upstream.close()
                 self.upstream = None
             await anyio.to_thread.run_sync(self.logs.close)
             if self._executor is not None:

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     # Upstream 429/5xx and connection failures are retried this many times, with
     # backoff, but only while nothing has been sent to the client.
     upstream_retries: int = Field(1, ge=0, le=5)
+    # The chat hop's aiohttp connector (api/providers/upstream_http.py): connections in use
+    # at once (more wait for one), how long an idle one is kept, and a CA file to trust
+    # (an upstream with a self-signed certificate); proxies come from HTTPS_PROXY/NO_PROXY.
+    upstream_max_connections: int = Field(1000, gt=0)
+    upstream_keepalive_s: float = Field(30.0, gt=0)
+    upstream_ca_file: str | None = None
     # Prefix of the rate-limit counters in Redis (two deployments may share one Redis).
     rate_limit_namespace: str = "platform-rl"
     db_pool_size: int = Field(10, gt=0)
@@ -82,7 +88,8 @@ class Settings(BaseSettings):
     # comma-separated. Empty: the socket peer is the client (dashboard/client_address.py).
     trusted_proxies: str = ""
 
-    @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password", "metrics_token")
+    @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password",
+                     "metrics_token", "upstream_ca_file")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -98,8 +98,17 @@ def make_settings(database_url: str, tmp_path, **overrides) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url, tmp_path) -> Settings:
-    return make_settings(database_url, tmp_path)
+def chat_upstream():
+    """A scripted chat upstream over real sockets (tests/fakes/scripted.py); `settings` points at it."""
+    from .fakes.scripted import ScriptedUpstream
+
+    with ScriptedUpstream() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def settings(database_url, tmp_path, chat_upstream) -> Settings:
+    return make_settings(database_url, tmp_path, openrouter_base_url=chat_upstream.base_url)
 
 
 @pytest.fixture

@@ -10,34 +10,56 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
-import httpx
+import aiohttp
 import orjson
 
 from . import UpstreamError, upstream_message
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, what is read for its message
+
+
+class UpstreamStream:
+    """An upstream answer being streamed: its lines as they arrive, and `aclose`."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """Each line, without its end (LF or CRLF), as soon as it is whole. Any line
+        length: an event carrying a whole base64 image is one line."""
+        pending = b""
+        async for part in self.response.content.iter_any():
+            if pending:
+                part = pending + part
+            *whole, pending = part.split(b"\n")
+            for line in whole:
+                yield line[:-1] if line.endswith(b"\r") else line
+        if pending:
+            yield pending[:-1] if pending.endswith(b"\r") else pending
+
+    async def aclose(self) -> None:
+        """Hand the connection back when the answer was read to its end, else close it."""
+        if self.response.content.at_eof():
+            self.response.release()
+        else:
+            self.response.close()
 
 
 class OpenRouterChat:
-    """Chat completions upstream. With `transport` (the runtime's UpstreamTransport) each call
-    goes straight to it, skipping AsyncClient's per-request layers; without, through `client`."""
+    """Chat completions upstream over the process's aiohttp session (providers.upstream_http)."""
 
-    def __init__(self, client: httpx.AsyncClient, *, base_url: str, api_key: str | None,
-                 timeout_s: float, retries: int = 1, backoff_s: float = 0.25,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = client
-        self._transport = transport
-        self._url = httpx.URL(f"{base_url}/chat/completions")
+    def __init__(self, session: aiohttp.ClientSession | None, *, base_url: str, api_key: str | None,
+                 timeout_s: float, retries: int = 1, backoff_s: float = 0.25) -> None:
+        self._session = session
+        self._url = f"{base_url}/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        # What httpx.Request(content=...) would add, built once: Host, then ours.
-        self._raw_headers = [(b"Host", self._url.netloc), *((k.encode(), v.encode()) for k, v in self._headers.items())]
-        self._extensions = {"timeout": client.timeout.as_dict()}
-        # A plain completion runs under one deadline of its own (below), so its reads need none.
-        self._extensions_whole = {"timeout": {**client.timeout.as_dict(), "read": None}}
         self._timeout_s = timeout_s
         self._retries = retries
         self._backoff_s = backoff_s
-        self.configured = bool(api_key)
+        self.configured = bool(api_key) and session is not None
 
     async def complete(self, content: bytes) -> dict[str, Any]:
         """One non-streaming completion of the serialised request `content`; returns the
@@ -53,12 +75,14 @@ class OpenRouterChat:
             raise UpstreamError("Upstream provider returned an error", detail=upstream_message(answer))
         return data
 
-    async def open_stream(self, content: bytes) -> httpx.Response:
+    async def open_stream(self, content: bytes) -> UpstreamStream:
         """Start a streaming completion of the serialised request `content`; the caller must
-        close the returned response."""
+        `aclose` what it gets."""
         return await self._retrying(self._open_once, content)
 
     async def _retrying(self, once, content: bytes):
+        """Retries what UPSTREAM_RETRIES allows: an upstream 429/5xx, or a connection that
+        never opened; never a request that may have reached the upstream unanswered."""
         attempt = 0
         while True:
             try:
@@ -69,89 +93,62 @@ class OpenRouterChat:
             await asyncio.sleep(self._backoff_s * (2**attempt))
             attempt += 1
 
-    def _request(self, content: bytes, extensions: dict) -> httpx.Request:
-        # stream= rather than content=: the headers httpx would derive are ready-made
-        headers = [*self._raw_headers, (b"Content-Length", str(len(content)).encode())]
-        return httpx.Request("POST", self._url, headers=headers, stream=httpx.ByteStream(content),
-                             extensions=extensions)
+    async def _post(self, content: bytes) -> aiohttp.ClientResponse:
+        assert self._session is not None
+        try:
+            return await self._session.post(self._url, data=content, headers=self._headers)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            raise UpstreamError("Upstream provider timed out", timeout=True) from None
+        except aiohttp.ClientConnectorError as exc:  # nothing was sent
+            raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
+        except aiohttp.ClientError as exc:  # sent, perhaps received: not sent again
+            raise UpstreamError(f"Upstream provider failed ({type(exc).__name__})") from None
 
     async def _complete_once(self, content: bytes) -> bytes:
         """The upstream's body, read whole under one deadline of `timeout_s`."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                if self._transport is None:
-                    response = await self._client.send(
-                        self._client.build_request("POST", self._url, content=content, headers=self._headers))
-                    answer = response.content
-                else:
-                    response = await self._transport.handle_async_request(
-                        self._request(content, self._extensions_whole))
-                    try:
-                        if "content-encoding" in response.headers:
-                            answer = await response.aread()
-                        else:  # the raw stream: the body as sent, without httpx's decoder layers
-                            answer = b"".join([part async for part in response.stream])
-                    finally:
-                        await response.aclose()
-        except (httpx.TimeoutException, TimeoutError):
+                response = await self._post(content)
+                try:
+                    answer = await response.read()
+                finally:
+                    response.release()
+        except TimeoutError:
             raise UpstreamError("Upstream provider timed out", timeout=True) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"Upstream provider failed ({type(exc).__name__})") from None
         _check_status(response, answer)
         return answer
 
-    async def _open_once(self, content: bytes) -> httpx.Response:
-        try:
-            if self._transport is None:
-                response = await self._client.send(
-                    self._client.build_request("POST", self._url, content=content, headers=self._headers),
-                    stream=True)
-            else:
-                response = await self._transport.handle_async_request(self._request(content, self._extensions))
-        except httpx.TimeoutException:
-            raise UpstreamError("Upstream provider timed out", timeout=True) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
-        if response.status_code != 200:
+    async def _open_once(self, content: bytes) -> UpstreamStream:
+        response = await self._post(content)
+        if response.status != 200:
             try:
-                answer = await _read_some(response, ERROR_BODY_LIMIT)
-            except httpx.HTTPError:
+                answer = await response.content.read(ERROR_BODY_LIMIT)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 answer = b""
             finally:
-                await response.aclose()
+                response.close()
             _check_status(response, answer)
-        return response
+        return UpstreamStream(response)
 
 
-ERROR_BODY_LIMIT = 64 * 1024  # of an error answer, what is read for its message
-
-
-async def _read_some(response: httpx.Response, limit: int) -> bytes:
-    parts, size = [], 0
-    async for part in response.aiter_raw():
-        parts.append(part)
-        size += len(part)
-        if size >= limit:
-            break
-    return b"".join(parts)[:limit]
-
-
-def _check_status(response: httpx.Response, answer: bytes) -> None:
-    if response.status_code != 200:
-        raise UpstreamError.from_status(response.status_code, answer[:ERROR_BODY_LIMIT], response.headers,
+def _check_status(response: aiohttp.ClientResponse, answer: bytes) -> None:
+    if response.status != 200:
+        raise UpstreamError.from_status(response.status, answer[:ERROR_BODY_LIMIT], response.headers,
                                         retry_statuses=RETRY_STATUSES)
 
 
-async def relay_events(response: httpx.Response) -> AsyncIterator[tuple[list[str], dict[str, Any] | None]]:
+async def relay_events(stream: UpstreamStream) -> AsyncIterator[tuple[list[bytes], dict[str, Any] | None]]:
     """Yield each server-sent event of an upstream stream as soon as its blank line arrives.
 
     Yields (the event's lines, its JSON data object or None). Comments, `[DONE]` and
     anything not a JSON object come with None. Raises UpstreamError if the upstream
     breaks off or stalls past the read timeout.
     """
-    lines: list[str] = []
+    lines: list[bytes] = []
     try:
-        async for line in response.aiter_lines():
+        async for line in stream.lines():
             if line:
                 lines.append(line)
                 continue
@@ -160,16 +157,16 @@ async def relay_events(response: httpx.Response) -> AsyncIterator[tuple[list[str
                 lines = []
         if lines:
             yield _event(lines)
-    except httpx.TimeoutException:
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
         raise UpstreamError("Upstream provider timed out mid-stream", timeout=True) from None
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise UpstreamError(f"Upstream stream broke off ({type(exc).__name__})") from None
 
 
-def _event(lines: list[str]) -> tuple[list[str], dict[str, Any] | None]:
-    data_lines = [line[5:].lstrip() for line in lines if line.startswith("data:")]
-    payload = "\n".join(data_lines)
-    if not data_lines or payload == "[DONE]":
+def _event(lines: list[bytes]) -> tuple[list[bytes], dict[str, Any] | None]:
+    data_lines = [line[5:].lstrip() for line in lines if line.startswith(b"data:")]
+    payload = b"\n".join(data_lines)
+    if not data_lines or payload == b"[DONE]":
         return lines, None
     try:
         parsed = orjson.loads(payload)

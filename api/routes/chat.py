@@ -195,8 +195,8 @@ async def _relay(relay: Relay) -> AsyncIterator[bytes]:
         try:
             async for lines, data in relay_events(relay.upstream):
                 if data is None:
-                    done = done or lines == ["data: [DONE]"]
-                    yield ("\n".join(lines) + "\n\n").encode()
+                    done = done or (len(lines) == 1 and lines[0].replace(b" ", b"") == b"data:[DONE]")
+                    yield b"\n".join(lines) + b"\n\n"
                     continue
                 failure = _stream_failure(data)
                 if failure is not None:

@@ -1,4 +1,5 @@
-"""Chat completions against an upstream faked at the transport (pytest-httpx)."""
+"""Chat completions against a scripted upstream over real sockets (tests/fakes/scripted.py):
+the chat hop's aiohttp client is exercised as it ships."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from decimal import Decimal
 import httpx
 import orjson
 import pytest
-from pytest_httpx import IteratorStream
 from sqlmodel import select
 
 from store import credits
@@ -15,9 +15,22 @@ from store.db import session_for
 from store.models import LedgerEntry, RequestLog
 from store.money import MICRO
 
-from ..conftest import TEST_SECRET, flush_logs
+from ..conftest import TEST_SECRET, flush_logs, make_settings
+from ..fakes.scripted import ScriptedUpstream
+from ..fakes.upstream import free_port
 from ..factories import auth, credits_of, make_key, make_user
-from .test_errors import CHAT, UPSTREAM_CHAT, assert_error, chat_body
+from .test_errors import CHAT, assert_error, chat_body
+
+
+@pytest.fixture
+def upstream():
+    with ScriptedUpstream() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def settings(database_url, tmp_path, upstream):
+    return make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url, upstream_timeout_s=0.5)
 
 
 def upstream_completion(model: str = "openai/gpt-5-upstream") -> dict:
@@ -50,19 +63,19 @@ def log_row(engine, app, request_id: str) -> RequestLog:
         return s.exec(select(RequestLog).where(RequestLog.request_id == request_id)).one()
 
 
-async def test_completion_rewrites_model_both_ways_and_charges_once(client, app, engine, user_key, httpx_mock, session):
+async def test_completion_rewrites_model_both_ways_and_charges_once(client, app, engine, user_key, upstream, session):
     from store import registry
 
     registry.set_model(session, actor="test", model_id="openai/gpt-5", upstream_id="openai/gpt-5-upstream")
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion())
+    upstream.add(json=upstream_completion())
     user, secret = user_key
     r = await client.post(CHAT, json=chat_body(temperature=0.5), headers=auth(secret))
     assert r.status_code == 200
     assert r.json()["model"] == "openai/gpt-5"
     assert r.json()["choices"][0]["message"]["content"] == "Hello!"
-    sent = httpx_mock.get_requests()[0]
+    sent = upstream.requests[0]
     # the caller sent no max_tokens: the model's cap (max_output_tokens, default 16384) goes up
-    assert orjson.loads(sent.content) == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream",
+    assert sent.json() == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream",
                                           "max_tokens": 16384}
     assert sent.headers["authorization"] == "Bearer test-openrouter-key"
     assert balance(engine, user) == 7
@@ -72,8 +85,8 @@ async def test_completion_rewrites_model_both_ways_and_charges_once(client, app,
     assert (row.user_id, row.key_prefix, row.endpoint, row.method) == (user.id, secret[:12], CHAT, "POST")
 
 
-async def test_upstream_500_is_502_and_refunded(client, app, engine, user_key, httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=500, json={"error": "boom"})
+async def test_upstream_500_is_502_and_refunded(client, app, engine, user_key, upstream):
+    upstream.add(status=500, json={"error": "boom"})
     user, secret = user_key
     r = await client.post(CHAT, json=chat_body(), headers=auth(secret))
     assert_error(r, 502, "provider_error")
@@ -85,38 +98,42 @@ async def test_upstream_500_is_502_and_refunded(client, app, engine, user_key, h
     assert (row.status, row.error_code, row.credit_cost) == (502, "provider_error", 0)
 
 
-async def test_upstream_timeout_is_504_and_refunded(client, engine, user_key, httpx_mock):
-    httpx_mock.add_exception(httpx.ReadTimeout("slow"), url=UPSTREAM_CHAT)
+async def test_upstream_timeout_is_504_and_refunded(client, engine, user_key, upstream):
+    upstream.add(stall=3)  # past UPSTREAM_TIMEOUT_S (0.5 s here)
     user, secret = user_key
     assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 504, "provider_error")
     assert balance(engine, user) == 10
 
 
-async def test_upstream_unreachable_is_502_and_refunded(client, engine, user_key, httpx_mock):
-    httpx_mock.add_exception(httpx.ConnectError("refused"), url=UPSTREAM_CHAT)
-    user, secret = user_key
-    assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 502, "provider_error")
-    assert balance(engine, user) == 10
-
-
-async def test_upstream_malformed_json_is_502_and_refunded(client, engine, user_key, httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, content=b"{not json")
-    user, secret = user_key
-    assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 502, "provider_error")
-    assert balance(engine, user) == 10
-
-
-async def test_upstream_500_is_retried_once_when_configured(settings, engine, user_key, httpx_mock):
+async def test_upstream_unreachable_is_502_and_refunded(settings, engine, user_key):
     from api.app import create_app
 
-    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=503)
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion())
+    app = create_app(settings.model_copy(update={"openrouter_base_url": f"http://127.0.0.1:{free_port()}/v1"}))
+    async with app.state.runtime.running():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            r = await c.post(CHAT, json=chat_body(), headers=auth(user_key[1]))
+    assert_error(r, 502, "provider_error")
+    assert balance(engine, user_key[0]) == 10
+
+
+async def test_upstream_malformed_json_is_502_and_refunded(client, engine, user_key, upstream):
+    upstream.add(body=b"{not json")
+    user, secret = user_key
+    assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 502, "provider_error")
+    assert balance(engine, user) == 10
+
+
+async def test_upstream_500_is_retried_once_when_configured(settings, engine, user_key, upstream):
+    from api.app import create_app
+
+    upstream.add(status=503)
+    upstream.add(json=upstream_completion())
     app = create_app(settings.model_copy(update={"upstream_retries": 1}))
     async with app.state.runtime.running():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             r = await c.post(CHAT, json=chat_body(), headers=auth(user_key[1]))
     assert r.status_code == 200
-    assert len(httpx_mock.get_requests()) == 2
+    assert len(upstream.requests) == 2
     assert balance(engine, user_key[0]) == 7
 
 
@@ -133,13 +150,12 @@ def chunk(content: str, model: str = "openai/gpt-5", **extra) -> dict:
             "choices": [{"index": 0, "delta": {"content": content}}], **extra}
 
 
-async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, engine, user_key, httpx_mock):
+async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, engine, user_key, upstream):
     usage = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
     events = sse(chunk("Hel"), chunk("lo"), chunk("!"), chunk("", usage=usage), "[DONE]")
     # split one event across two network chunks to prove events are reassembled
     pieces = [events[0][:10], events[0][10:], *events[1:]]
-    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(pieces),
-                            headers={"content-type": "text/event-stream"})
+    upstream.add(chunks=pieces)
     user, secret = user_key
     r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(secret))
     assert r.status_code == 200
@@ -149,42 +165,38 @@ async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, eng
     parsed = [orjson.loads(d) for d in data_lines[:-1]]
     assert [p["choices"][0]["delta"]["content"] for p in parsed] == ["Hel", "lo", "!", ""]
     assert {p["model"] for p in parsed} == {"openai/gpt-5"}
-    sent = orjson.loads(httpx_mock.get_requests()[0].content)
+    sent = upstream.requests[0].json()
     assert (sent["stream"], sent["stream_options"]) == (True, {"include_usage": True})  # always asked for usage
     assert balance(engine, user) == 7
     row = log_row(engine, app, r.headers["x-request-id"])
     assert (row.stream, row.status, row.credit_cost, row.total_tokens) == (True, 200, 3 * MICRO, 6)
 
 
-async def test_finished_stream_without_done_from_upstream_still_ends_with_done(client, engine, user_key, httpx_mock):
+async def test_finished_stream_without_done_from_upstream_still_ends_with_done(client, engine, user_key, upstream):
     finished = {"index": 0, "delta": {}, "finish_reason": "stop"}
-    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(sse(chunk("a"), chunk("", choices=[finished]))))
+    upstream.add(chunks=sse(chunk("a"), chunk("", choices=[finished])))
     r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(user_key[1]))
     assert r.text.rstrip().endswith("data: [DONE]")
     assert balance(engine, user_key[0]) == 7  # delivered: the charge stands
 
 
-async def test_stream_that_ends_unfinished_is_an_error_event_and_refunded(client, engine, user_key, httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(sse(chunk("a"))))
+async def test_stream_that_ends_unfinished_is_an_error_event_and_refunded(client, engine, user_key, upstream):
+    upstream.add(chunks=sse(chunk("a")))
     r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(user_key[1]))
     last = r.text.rstrip().splitlines()[-1]
     assert orjson.loads(last[6:])["error"]["code"] == "provider_error"
     assert balance(engine, user_key[0]) == 10
 
 
-async def test_stream_upstream_error_status_is_502_and_refunded(client, engine, user_key, httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=500, content=b"oops")
+async def test_stream_upstream_error_status_is_502_and_refunded(client, engine, user_key, upstream):
+    upstream.add(status=500, body=b"oops")
     user, secret = user_key
     assert_error(await client.post(CHAT, json=chat_body(stream=True), headers=auth(secret)), 502, "provider_error")
     assert balance(engine, user) == 10
 
 
-async def test_stream_cut_by_upstream_ends_with_error_event_and_refund(client, app, engine, user_key, httpx_mock):
-    def cut():
-        yield sse(chunk("partial"))[0]
-        raise httpx.RemoteProtocolError("peer closed connection")
-
-    httpx_mock.add_response(url=UPSTREAM_CHAT, stream=IteratorStream(cut()))
+async def test_stream_cut_by_upstream_ends_with_error_event_and_refund(client, app, engine, user_key, upstream):
+    upstream.add(chunks=sse(chunk("partial")), cut=True)  # the connection drops mid-stream
     user, secret = user_key
     r = await client.post(CHAT, json=chat_body(stream=True), headers=auth(secret))
     assert r.status_code == 200

@@ -14,12 +14,12 @@ from store.models import LedgerEntry
 
 from ..factories import auth, make_key, make_user
 from .test_chat import upstream_completion
-from .test_errors import CHAT, UPSTREAM_CHAT, chat_body
+from .test_errors import CHAT, chat_body
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
-async def test_parallel_requests_never_overspend(client, engine, httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion(), is_reusable=True)
+async def test_parallel_requests_never_overspend(client, engine, chat_upstream):
+    chat_upstream.add(json=upstream_completion(), reusable=True)
     user = make_user(engine, credits=30)  # gpt-5 costs 3: enough for 10
     secret = make_key(engine, user)
     responses = await asyncio.gather(
@@ -27,7 +27,7 @@ async def test_parallel_requests_never_overspend(client, engine, httpx_mock):
     )
     assert Counter(r.status_code for r in responses) == {200: 10, 402: 30}
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 402} == {"insufficient_credits"}
-    assert len(httpx_mock.get_requests()) == 10
+    assert len(chat_upstream.requests) == 10
     with session_for(engine) as s:
         assert credits.balance(s, user_id=user.id) == 0
         assert credits.ledger_sum(s, user_id=user.id) == 0

@@ -13,7 +13,6 @@ from store.money import MICRO
 
 from ..factories import auth, make_key, make_user
 
-UPSTREAM_CHAT = "https://upstream.test/api/v1/chat/completions"
 CHAT = "/api/v1/chat/completions"
 
 
@@ -153,11 +152,11 @@ async def test_provider_without_credentials_is_503(settings, funded, tmp_path):
     assert_error(r, 503, "provider_not_configured")
 
 
-async def test_insufficient_credits_is_402_and_never_calls_upstream(client, engine, httpx_mock):
+async def test_insufficient_credits_is_402_and_never_calls_upstream(client, engine, chat_upstream):
     user = make_user(engine, credits=2)  # gpt-5 costs 3
     secret = make_key(engine, user)
     assert_error(await client.post(CHAT, json=chat_body(), headers=auth(secret)), 402, "insufficient_credits")
-    assert httpx_mock.get_requests() == []
+    assert chat_upstream.requests == []
     with session_for(engine) as s:
         assert credits.balance(s, user_id=user.id) == 2 * MICRO
 

@@ -14,15 +14,16 @@ from api.app import create_app
 
 from ..conftest import flush_logs, make_settings
 from ..factories import auth, make_key, make_user
-from .test_errors import CHAT, UPSTREAM_CHAT, chat_body
+from .test_errors import CHAT, chat_body
 
 TOKEN = "metrics-token-0123456789"
 
 
 @pytest.fixture
-async def observed(database_url, tmp_path, monkeypatch):
+async def observed(database_url, tmp_path, monkeypatch, chat_upstream):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    application = create_app(make_settings(database_url, tmp_path, metrics_token=TOKEN))
+    application = create_app(make_settings(database_url, tmp_path, metrics_token=TOKEN,
+                                           openrouter_base_url=chat_upstream.base_url))
     async with application.state.runtime.running():
         transport = httpx.ASGITransport(app=application, client=("203.0.113.9", 4711))
         async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
@@ -72,12 +73,12 @@ async def test_metrics_needs_the_bearer_token(observed):
     assert (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).status_code == 200
 
 
-async def test_requests_latency_credits_upstream_errors_and_log_rows_are_counted(observed, engine, httpx_mock):
+async def test_requests_latency_credits_upstream_errors_and_log_rows_are_counted(observed, engine, chat_upstream):
     application, client = observed
     user = make_user(engine, credits=100)
     secret = make_key(engine, user)
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json={"id": "gen-1", "choices": [], "usage": {}})
-    httpx_mock.add_response(url=UPSTREAM_CHAT, status_code=500)
+    chat_upstream.add(json={"id": "gen-1", "choices": [], "usage": {}})
+    chat_upstream.add(status=500)
     assert (await client.post(CHAT, json=chat_body(), headers=auth(secret))).status_code == 200
     assert (await client.post(CHAT, json=chat_body(), headers=auth(secret))).status_code == 502
     assert (await client.post(CHAT, json=chat_body("made/up"), headers=auth(secret))).status_code == 404
@@ -104,11 +105,11 @@ async def test_requests_latency_credits_upstream_errors_and_log_rows_are_counted
 
 
 async def test_access_log_is_one_json_line_per_request_with_its_id_and_never_a_key(observed, engine, access_lines,
-                                                                                  httpx_mock):
+                                                                                  chat_upstream):
     application, client = observed
     user = make_user(engine, credits=100)
     secret = make_key(engine, user)
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json={"id": "gen-1", "choices": [], "usage": {}})
+    chat_upstream.add(json={"id": "gen-1", "choices": [], "usage": {}})
     ok = await client.post(CHAT, json=chat_body(), headers=auth(secret))
     bad_key = await client.post(CHAT, json=chat_body(), headers=auth(secret[:-4] + "AAAA"))
     key_in_path = await client.get(f"/api/v1/{secret}")

@@ -18,7 +18,7 @@ from api.app import create_app
 from ..conftest import REDIS_URL, require
 from ..factories import auth, make_key, make_user
 from .test_chat import upstream_completion
-from .test_errors import CHAT, UPSTREAM_CHAT, assert_error, chat_body
+from .test_errors import CHAT, assert_error, chat_body
 
 IMAGES = "/api/v1/images/generations"
 
@@ -29,9 +29,9 @@ def redis_url():
 
 
 @pytest.fixture
-def upstream(httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion(), is_reusable=True)
-    return httpx_mock
+def upstream(chat_upstream):
+    chat_upstream.add(json=upstream_completion(), reusable=True)
+    return chat_upstream
 
 
 def chat(client, secret: str):

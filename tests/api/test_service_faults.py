@@ -27,7 +27,7 @@ from store.models import LedgerEntry
 from ..conftest import REDIS_URL, make_settings, require
 from ..factories import as_credits, auth, make_key, make_user
 from .test_chat import upstream_completion
-from .test_errors import CHAT, UPSTREAM_CHAT, assert_error, chat_body
+from .test_errors import CHAT, assert_error, chat_body
 
 TEST_TIMEOUT_S = 20  # no test here may hang, whatever the code under test does
 
@@ -88,9 +88,9 @@ async def redis_stand_in():
 
 
 @pytest.fixture
-def upstream(httpx_mock):
-    httpx_mock.add_response(url=UPSTREAM_CHAT, json=upstream_completion(), is_reusable=True)
-    return httpx_mock
+def upstream(chat_upstream):
+    chat_upstream.add(json=upstream_completion(), reusable=True)
+    return chat_upstream
 
 
 @contextlib.asynccontextmanager
@@ -125,7 +125,7 @@ async def _recovers(client, secret: str) -> httpx.Response:
 async def test_rate_limit_store_failure_is_503_with_retry_after_then_recovers(
     mode, redis_stand_in, database_url, tmp_path, engine, upstream, caplog
 ):
-    settings = make_settings(database_url, tmp_path, redis_url=redis_stand_in.url,
+    settings = make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url, redis_url=redis_stand_in.url,
                              rate_limit_namespace=f"test-{uuid.uuid4().hex}")
     user = make_user(engine, credits=100)
     secret = make_key(engine, user, rpm=5)
@@ -170,7 +170,8 @@ async def test_a_held_sqlite_write_lock_stalls_no_read_and_fails_a_debit_with_50
     database_url, tmp_path, engine, upstream
 ):
     # key and registry caches off: every read below reaches the database
-    settings = make_settings(database_url, tmp_path, sqlite_busy_timeout_s=1.0, key_cache_ttl_s=0)
+    settings = make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url, sqlite_busy_timeout_s=1.0,
+                             key_cache_ttl_s=0)
     user = make_user(engine, credits=30)
     secret = make_key(engine, user, rpm=0)
     async with asyncio.timeout(TEST_TIMEOUT_S), serving(settings) as client:

@@ -66,8 +66,9 @@ def log_row(engine, app, request_id):
 
 
 def busy_upstream_connections(app) -> int:
-    pool = app.state.runtime.http._transport._pool
-    return sum(1 for c in pool.connections if not c.is_idle())
+    """Upstream connections still handed out by the chat hop's aiohttp connector (its
+    acquired set: aiohttp has no public count of connections in use)."""
+    return len(app.state.runtime.upstream.connector._acquired)
 
 
 def settle(spy, baseline: int) -> int:
