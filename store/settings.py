@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     replicate_base_url: str = "https://api.replicate.com/v1"
     upstream_timeout_s: float = Field(120.0, gt=0)
     default_rate_limit_per_minute: int = Field(60, ge=0)
-    signup_credits: int = Field(0, ge=0)
+    signup_credits: Decimal = Field(Decimal(0), ge=0, le=10**9, decimal_places=6)  # credits, decimals allowed
     media_dir: Path = DATA_DIR / "media"
     max_body_bytes: int = Field(1_048_576, gt=0)
     admin_email: str | None = None
