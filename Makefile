@@ -79,9 +79,11 @@ chromium:
 test: $(DEV_DEPS) $(BUN_STAMP) chromium
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-# The proxy-hop benchmark (never part of `make test`): wrk against a zero-delay fake
-# upstream, the platform as `make run` serves it and the API alone; BENCH_LITELLM=1 adds
-# LiteLLM's proxy (installed into bench/out/litellm-venv). See bench/__main__.py.
+# The benchmark (never part of `make test`), two tables: wrk against a zero-delay fake
+# upstream, and C = 50/200/1000 streams held open through a fake upstream that paces its
+# chunks; targets: direct, the platform as `make run` serves it, the API alone;
+# BENCH_LITELLM=1 adds LiteLLM's proxy (installed into bench/out/litellm-venv).
+# BENCH_STREAMS=0 / BENCH_WRK=0 skip a table. See docs/benchmarks.md, bench/__main__.py.
 bench: $(DEPS) $(BUN_STAMP)
 	$(PY) -m bench
 
