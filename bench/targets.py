@@ -79,6 +79,7 @@ def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
     """A fresh migrated SQLite database with one user holding plenty of credits. `metered`:
     the benchmarked model is priced per token, so every request also writes its settlement."""
     path = OUT / f"{name}.db"
+    get_engine(f"sqlite:///{path}").dispose()  # a second table's run: no pooled connection to the old file
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{path}"
