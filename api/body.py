@@ -29,26 +29,3 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError("invalid_request", "Request body must be a JSON object")
     return data
-
-
-def require_model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if model is None or model == "":
-        raise ApiError("model_required")
-    if not isinstance(model, str) or len(model) > 200:
-        raise ApiError("invalid_request", "`model` must be a string of at most 200 characters")
-    return model
-
-
-def check_types(body: dict[str, Any], rules: dict[str, tuple[type | tuple[type, ...], float | None, float | None]]) -> None:
-    """Reject present fields of the wrong type or out of range (booleans are not numbers)."""
-    for name, (types, low, high) in rules.items():
-        if name not in body or body[name] is None:
-            continue
-        value = body[name]
-        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-            raise ApiError("invalid_request", f"`{name}` has the wrong type")
-        if not isinstance(value, types):
-            raise ApiError("invalid_request", f"`{name}` has the wrong type")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ApiError("invalid_request", f"`{name}` must be between {low} and {high}")

@@ -6,7 +6,10 @@ turns one into bytes, so the shape cannot drift between routes and middleware.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import orjson
+from pydantic import BaseModel
 from starlette.responses import Response
 
 # code -> (HTTP status, default message)
@@ -50,3 +53,26 @@ def error_body(code: str, message: str) -> bytes:
 def error_response(exc: ApiError) -> Response:
     return Response(error_body(exc.code, exc.message), status_code=exc.status,
                     media_type="application/json", headers=exc.headers)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str
+
+
+class ErrorBody(BaseModel):
+    """Every error's body (the OpenAPI document's responses are generated from it and CODES)."""
+
+    error: ErrorDetail
+
+
+def _responses() -> dict[int | str, dict]:
+    codes: dict[int, list[str]] = defaultdict(list)
+    for code, (status, _) in CODES.items():
+        codes[status].append(code)
+    codes[504].append("provider_error (upstream timeout)")
+    return {status: {"model": ErrorBody, "description": ", ".join(names)} for status, names in sorted(codes.items())}
+
+
+ERRORS = _responses()  # `responses=` of every route

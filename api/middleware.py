@@ -1,21 +1,21 @@
-"""Wraps the `/api/v1` app: gives each request its context and id, adds the id and the
-rate-limit headers to every response, turns any escaped exception into the error shape,
-and queues exactly one log row per request when it ends (streams included).
+"""ASGI middleware of the API.
 
-The hot endpoints (`direct`: chat completions, models, key) are called straight from
-here. Each takes only the `Request` and returns a `Response`, so FastAPI's routing,
-dependency and exception-middleware layers add nothing for them but cost about a fifth
-of the hop's CPU (py-spy, see docs/production.md); every other path, a wrong method or
-a trailing slash included, goes through the FastAPI app as before.
+`ApiMiddleware` wraps the `/api/v1` app: gives each request its context and id, adds the
+id and the rate-limit headers to every response, turns any escaped exception into the
+error shape, and queues exactly one log row per request when it ends (streams included).
+
+`PrintablePath` sits on the top-level app: a path with a control character (`/api/v1/x%0Ay`
+decodes to a newline) would not match Starlette's mount pattern, which stops at a
+newline, and would fall through to the dashboard outside the error shape. It percent-
+encodes such characters again, so the path is routed like any other and answered by
+the API (a 404 in the error shape, logged).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Mapping
+from urllib.parse import quote
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import RequestContext
@@ -24,14 +24,11 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 
 class ApiMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Runtime, direct: Mapping[tuple[str, str], Endpoint] | None = None) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
-        self.direct = dict(direct or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,18 +51,13 @@ class ApiMiddleware:
                 ]
             await send(message)
 
-        root = scope.get("root_path", "")
-        endpoint = self.direct.get((scope["method"], scope["path"][len(root):])) if scope["path"].startswith(root) else None
         try:
-            if endpoint is None:
-                try:
-                    await self.app(scope, receive, send_with_headers)
-                finally:
-                    route = scope.get("route")  # set by the v1 app's router when a route matched
-                    ctx.route = root + route.path if route is not None and hasattr(route, "path") else None
-            else:
-                ctx.route = scope["path"]
-                await self._call_direct(endpoint, ctx, scope, receive, send_with_headers)
+            try:
+                await self.app(scope, receive, send_with_headers)
+            finally:
+                route = scope.get("route")  # set by the v1 app's router when a route matched
+                root = scope.get("root_path", "")
+                ctx.route = root + route.path if route is not None and hasattr(route, "path") else None
         except Exception as exc:
             if exc is ctx.unhandled:  # answered in the error shape by the v1 app's handler
                 log.error("request %s failed", ctx.request_id, exc_info=exc)
@@ -79,13 +71,13 @@ class ApiMiddleware:
         finally:
             self.runtime.record(ctx)
 
-    async def _call_direct(self, endpoint: Endpoint, ctx: RequestContext, scope: Scope, receive: Receive,
-                           send: Send) -> None:
-        """What the FastAPI app does for these routes: call, map an ApiError to its response."""
-        scope["app"] = self.app
-        try:
-            response = await endpoint(Request(scope, receive))
-        except ApiError as exc:
-            ctx.error_code = exc.code
-            response = error_response(exc)
-        await response(scope, receive, send)
+
+class PrintablePath:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].isprintable():
+            path = "".join(c if c.isprintable() else quote(c) for c in scope["path"])
+            scope = {**scope, "path": path}
+        await self.app(scope, receive, send)

@@ -4,66 +4,38 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-import httpx
-import orjson
-from fastapi import APIRouter, Request
 import anyio
+import orjson
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from ..body import check_types, read_json_object, require_model
-from ..context import RequestContext
-from ..errors import ApiError, error_body
-from ..guard import admit, context_of, runtime_of
-from .. import billing
-from ..chat_policy import UpstreamChat, upstream_chat
-from ..providers import UpstreamError, clean_message
-from ..providers.openrouter import relay_events
-from ..runtime import Runtime
 from store.models import ModelEntry
 from store.pricing import prompt_token_bound
+
+from .. import billing
+from ..chat_policy import UpstreamChat, upstream_chat
+from ..context import RequestContext
+from ..deps import CallerKey, ChatBody, ContextDep, RuntimeDep
+from ..errors import ERRORS, ApiError, error_body
+from ..providers import UpstreamError, clean_message
+from ..providers.openrouter import UpstreamStream, relay_events
+from ..runtime import Runtime
+from ..schemas import ChatCompletionRequest, request_body
 from ..streaming import RelayResponse
-from .docs import CHAT_REQUEST, ERRORS
 
 router = APIRouter()
-
-_NUMERIC = (int, float)
-_FIELD_RULES = {
-    "stream": (bool, None, None),
-    "temperature": (_NUMERIC, 0, 2),
-    "top_p": (_NUMERIC, 0, 1),
-    "max_tokens": (int, 1, 2**31 - 1),
-    "max_completion_tokens": (int, 1, 2**31 - 1),
-    "n": (int, 1, 128),
-    "presence_penalty": (_NUMERIC, -2, 2),
-    "frequency_penalty": (_NUMERIC, -2, 2),
-    "stream_options": (dict, None, None),
-    "tools": (list, None, None),
-    "stop": ((str, list), None, None),
-}
-
-
-def _validate(body: dict[str, Any]) -> tuple[str, bool]:
-    model = require_model(body)
-    messages = body.get("messages")
-    if messages is None or messages == []:
-        raise ApiError("messages_required")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise ApiError("invalid_request", "`messages` must be a list of message objects")
-    check_types(body, _FIELD_RULES)
-    return model, bool(body.get("stream"))
 
 
 @router.post(
     "/chat/completions",
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for server-sent events)",
-    openapi_extra={"requestBody": CHAT_REQUEST},
+    openapi_extra=request_body(ChatCompletionRequest),
     responses=ERRORS,
 )
-async def chat_completions(request: Request) -> Response:
-    runtime, ctx = runtime_of(request), context_of(request)
-    await admit(request)
-    body = await read_json_object(request, runtime.settings.max_body_bytes)
-    model_id, stream = _validate(body)
+async def chat_completions(key: CallerKey, request: ChatBody, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+    """Checked in the spec's order (key, limit, body, model, provider, credits), charged once, relayed."""
+    body = request.model_dump(exclude_unset=True)
+    model_id, stream = body["model"], bool(body.get("stream"))
     ctx.model, ctx.stream = model_id, stream
     entry = await runtime.model_for(model_id, "chat")
     chat = runtime.chat
@@ -152,7 +124,7 @@ class Relay:
     __slots__ = ("upstream", "runtime", "ctx", "entry", "model_id", "plan", "prompt_bytes", "relayed_bytes",
                  "settled", "closed")
 
-    def __init__(self, upstream: httpx.Response, runtime: Runtime, ctx: RequestContext, entry: ModelEntry,
+    def __init__(self, upstream: UpstreamStream, runtime: Runtime, ctx: RequestContext, entry: ModelEntry,
                  model_id: str, plan: UpstreamChat, prompt_bytes: int) -> None:
         self.upstream = upstream
         self.runtime, self.ctx, self.entry, self.model_id, self.plan = runtime, ctx, entry, model_id, plan

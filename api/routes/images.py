@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -19,52 +18,23 @@ from store import signing, tasks
 from store.errors import Conflict, InsufficientCredits
 from store.models import ImageTask
 
-from ..body import check_types, read_json_object, require_model
-from ..errors import ApiError
-from ..guard import admit, authenticate, context_of, runtime_of
+from ..deps import CallerKey, ContextDep, ImageBody, ReaderKey, RuntimeDep
+from ..errors import ERRORS, ApiError
 from ..providers import UpstreamError
 from ..providers.images import ImageJob
 from ..runtime import Runtime
+from ..schemas import ImageGenerationRequest, request_body
 from ..webhooks import valid_webhook_url
-from .docs import ERRORS, IMAGE_REQUEST
 
 router = APIRouter()
 TASK_ERRORS = ERRORS | {404: ERRORS[404] | {"description": "task_not_found"}}
 FILE_ERRORS = {403: ERRORS[403] | {"description": "invalid_signature"}, 404: ERRORS[404] | {"description": "not_found"}}
 
-SIZE_RE = re.compile(r"([1-9][0-9]{1,4})x([1-9][0-9]{1,4})")
-MIN_SIDE, MAX_SIDE = 64, 8192
-MAX_PROMPT_CHARS = 32_000
 MAX_IDEMPOTENCY_KEY = 200
 TASK_ID_RE = re.compile(r"img_[0-9a-f]{32}")
-# Control characters other than \n \r \t: no prompt needs them, and PostgreSQL cannot store NUL.
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 # How long the submitting request keeps workers off its task while it submits upstream.
 SUBMIT_HOLD_MARGIN_S = 30.0
-
-
-def _validate(body: dict[str, Any]) -> tuple[str, str, str | None, int, str | None]:
-    model = require_model(body)
-    prompt = body.get("prompt")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-        raise ApiError("prompt_required")
-    if not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS:
-        raise ApiError("invalid_request", f"`prompt` must be a string of at most {MAX_PROMPT_CHARS} characters")
-    if CONTROL_RE.search(prompt):
-        raise ApiError("invalid_request", "`prompt` must not contain control characters other than \\n, \\r and \\t")
-    check_types(body, {"n": (int, 1, 4), "size": (str, None, None), "webhook_url": (str, None, None)})
-    size = body.get("size")
-    if size is not None:
-        match = SIZE_RE.fullmatch(size)
-        if match is None or not all(MIN_SIDE <= int(side) <= MAX_SIDE for side in match.groups()):
-            raise ApiError("invalid_request", f"`size` must be WIDTHxHEIGHT, each {MIN_SIDE} to {MAX_SIDE}")
-    if body.get("response_format") not in (None, "url"):
-        raise ApiError("invalid_request", "`response_format` must be \"url\"")
-    webhook_url = body.get("webhook_url")
-    if webhook_url is not None and not valid_webhook_url(webhook_url):
-        raise ApiError("invalid_request", "`webhook_url` must be an http(s) URL of at most 2000 characters")
-    return model, prompt, size, body.get("n") or 1, webhook_url
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -93,14 +63,14 @@ def _answer(task: ImageTask, request: Request, runtime: Runtime, status: str | N
 @router.post(
     "/images/generations",
     summary="Start an image generation task; answers at once with the task",
-    openapi_extra={"requestBody": IMAGE_REQUEST},
+    openapi_extra=request_body(ImageGenerationRequest),
     responses=ERRORS,
 )
-async def create_image(request: Request) -> Response:
-    runtime, ctx = runtime_of(request), context_of(request)
-    key = await admit(request)
-    body = await read_json_object(request, runtime.settings.max_body_bytes)
-    model_id, prompt, size, n, webhook_url = _validate(body)
+async def create_image(key: CallerKey, body: ImageBody, request: Request, runtime: RuntimeDep,
+                       ctx: ContextDep) -> Response:
+    model_id, prompt, size, n, webhook_url = body.model, body.prompt, body.size, body.n, body.webhook_url
+    if webhook_url is not None and not valid_webhook_url(webhook_url):
+        raise ApiError("invalid_request", "`webhook_url` must be an http(s) URL of at most 2000 characters")
     idempotency_key = _idempotency_key(request)
     ctx.model = model_id
     entry = await runtime.model_for(model_id, "image")
@@ -140,9 +110,8 @@ async def create_image(request: Request) -> Response:
 
 
 @router.get("/images/generations/{task_id}", summary="Read an image task (the caller's own)", responses=TASK_ERRORS)
-async def get_image(task_id: str, request: Request) -> Response:
-    runtime, ctx = runtime_of(request), context_of(request)
-    key = await authenticate(request)
+async def get_image(task_id: str, key: ReaderKey, request: Request, runtime: RuntimeDep,
+                    ctx: ContextDep) -> Response:
     if not TASK_ID_RE.fullmatch(task_id):
         raise ApiError("task_not_found")
     task = await runtime.db(tasks.get_task_for_user, task_id=task_id, user_id=key.user_id)
@@ -153,9 +122,8 @@ async def get_image(task_id: str, request: Request) -> Response:
 
 
 @router.get("/images/webhook-secret", summary="The secret that signs your webhook deliveries", responses=ERRORS)
-async def webhook_secret(request: Request) -> Response:
-    key = await authenticate(request)
-    secret = signing.webhook_secret(runtime_of(request).settings.secret_key, key.user_id)
+async def webhook_secret(key: ReaderKey, runtime: RuntimeDep) -> Response:
+    secret = signing.webhook_secret(runtime.settings.secret_key, key.user_id)
     return Response(orjson.dumps({"object": "webhook_secret", "secret": secret,
                                   "header": "X-Platform-Signature", "algorithm": "hmac-sha256"}),
                     media_type="application/json")
@@ -166,8 +134,7 @@ async def webhook_secret(request: Request) -> Response:
     summary="A generated file, through a signed URL (no bearer key)",
     responses=FILE_ERRORS,
 )
-async def get_file(path: str, request: Request) -> Response:
-    runtime = runtime_of(request)
+async def get_file(path: str, request: Request, runtime: RuntimeDep) -> Response:
     expires, sig = request.query_params.get("expires"), request.query_params.get("sig")
     if not signing.verify_media(runtime.settings.secret_key, path, expires, sig):
         raise ApiError("invalid_signature")

@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from store.money import json_credits
 from store.registry import public_view
 
-from ..guard import authenticate, runtime_of
-from .docs import ERRORS
+from ..deps import ReaderKey, RuntimeDep
+from ..errors import ERRORS
 
 router = APIRouter()
 
 
 @router.get("/models", summary="List the enabled public models", responses=ERRORS)
-async def list_models(request: Request) -> Response:
-    await authenticate(request)
-    models = await runtime_of(request).models()
+async def list_models(key: ReaderKey, runtime: RuntimeDep) -> Response:
+    models = await runtime.models()
     data = [public_view(m) for m in models.values() if m.enabled]
     data.sort(key=lambda m: (m["category"], m["id"]))
     return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
 
 @router.get("/key", summary="Describe the calling key and its user's credit balance", responses=ERRORS)
-async def describe_key(request: Request) -> Response:
-    key = await authenticate(request)
-    balance = await runtime_of(request).balance(key.user_id)
+async def describe_key(key: ReaderKey, runtime: RuntimeDep) -> Response:
+    balance = await runtime.balance(key.user_id)
     body = {
         "object": "api_key",
         "name": key.name,

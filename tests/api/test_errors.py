@@ -253,7 +253,7 @@ async def test_oversized_bodies_on_every_endpoint_are_413_and_change_nothing(set
 async def test_unhandled_error_on_a_routed_path_answers_in_the_error_shape(app, client):
     """Any route of the v1 app, not only the hot ones: an exception it does not handle is a
     500 in the error shape (never Starlette's plain-text page), with the request id."""
-    v1 = app.api_mount.app.app  # ApiMiddleware -> the v1 FastAPI app
+    v1 = app.state.v1
 
     @v1.get("/test-only/explodes")
     async def explodes():

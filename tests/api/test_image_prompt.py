@@ -28,7 +28,7 @@ async def test_prompt_with_a_control_character_is_400(client, engine, prompt):
 
 
 def test_newlines_and_tabs_are_kept():
-    from api.routes.images import _validate
+    from api.schemas import ImageGenerationRequest, parse
 
     prompt = "a cat\r\nin a hat\tat noon"
-    assert _validate({"model": "google/nano-banana-pro", "prompt": prompt})[1] == prompt
+    assert parse(ImageGenerationRequest, {"model": "google/nano-banana-pro", "prompt": prompt}).prompt == prompt

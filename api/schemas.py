@@ -1,0 +1,125 @@
+"""The request bodies the API accepts, as pydantic models.
+
+Each is validated after the size-limited read (`api.deps`), and the OpenAPI document's
+request bodies are generated from them (`request_body`). A missing or empty required
+field answers its own code (`model_required`, `messages_required`, `prompt_required`);
+any other problem is `invalid_request` naming the field. Types are strict (a boolean
+is not a number, a string not an integer). Chat requests allow unknown fields here:
+what goes upstream is decided by the request policy (`api.chat_policy`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import CODES, ApiError
+
+MAX_INT32 = 2**31 - 1
+MAX_PROMPT_CHARS = 32_000
+MIN_SIDE, MAX_SIDE = 64, 8192
+# Control characters other than \n \r \t: no prompt needs them, and PostgreSQL cannot store NUL.
+_CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    model: str | None = Field(None, max_length=200, examples=["openai/gpt-5"])
+
+    @model_validator(mode="after")
+    def _model_given(self):
+        if not self.model:
+            raise PydanticCustomError("model_required", "Model is required")
+        return self
+
+
+class ChatCompletionRequest(_Body):
+    """OpenAI's chat-completions request; fields not listed pass validation untouched."""
+
+    model_config = ConfigDict(strict=True, extra="allow", json_schema_extra={"required": ["model", "messages"]})
+
+    messages: list[dict[str, Any]] | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
+    n: int | None = Field(None, ge=1, le=128)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    tools: list[Any] | None = None
+    stop: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _messages_given(self):
+        if not self.messages:
+            raise PydanticCustomError("messages_required", "Messages are required")
+        return self
+
+
+class ImageGenerationRequest(_Body):
+    """The seed's image request, plus `webhook_url` for a signed POST when the task ends."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"required": ["model", "prompt"]})
+
+    prompt: str | None = Field(None, examples=["A cinematic photo of a robot reading API docs"])
+    size: str | None = Field(None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", examples=["1024x1024"])
+    n: int = Field(1, ge=1, le=4)
+    response_format: Literal["url"] | None = None
+    webhook_url: str | None = Field(None, max_length=2000, description="receives a signed POST when the task ends")
+
+    @field_validator("prompt")
+    @classmethod
+    def _clean_prompt(cls, prompt: str | None) -> str | None:
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(f"must be at most {MAX_PROMPT_CHARS} characters")
+        if prompt is not None and not _CONTROL.isdisjoint(prompt):
+            raise ValueError("must not contain control characters other than \\n, \\r and \\t")
+        return prompt
+
+    @field_validator("size")
+    @classmethod
+    def _sides(cls, size: str | None) -> str | None:
+        if size is not None and not all(MIN_SIDE <= int(side) <= MAX_SIDE for side in size.split("x")):
+            raise ValueError(f"must be WIDTHxHEIGHT, each {MIN_SIDE} to {MAX_SIDE}")
+        return size
+
+    @model_validator(mode="after")
+    def _prompt_given(self):
+        if self.prompt is None or not self.prompt.strip():
+            raise PydanticCustomError("prompt_required", "Prompt is required")
+        return self
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    """`data` as a `model`, or the ApiError a caller sees."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _api_error(exc) from None
+
+
+def _api_error(exc: ValidationError) -> ApiError:
+    errors = exc.errors(include_url=False, include_context=False)
+    for error in errors:  # a missing field outranks a wrong one, as before
+        if error["type"] in CODES:
+            return ApiError(error["type"])
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "value_error":  # our own rules: "`prompt` must not contain …"
+        return ApiError("invalid_request", f"`{where}` {first['msg'].removeprefix('Value error, ')}")
+    return ApiError("invalid_request", f"`{where}`: {first['msg']}" if where else first["msg"])
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The route's `openapi_extra` request body, generated from `model`."""
+    schema = orjson.loads(orjson.dumps(model.model_json_schema(ref_template="#/components/schemas/{model}")))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
