@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import reflex as rx
 
+from .auth import Viewer
+from .state import viewer_required
+
 
 class KeysetPaging(rx.State, mixin=True):
     has_next: bool = False
@@ -25,20 +28,16 @@ class KeysetPaging(rx.State, mixin=True):
         self.page = len(self._cursors) + 1
 
     @rx.event
-    async def next_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def next_page(self, viewer: Viewer):
         rows = getattr(self, self._rows_var)
         if self.has_next and rows:
             self._cursors = [*self._cursors, rows[-1].id]
             await self._fetch(viewer.id)
 
     @rx.event
-    async def previous_page(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def previous_page(self, viewer: Viewer):
         if self._cursors:
             self._cursors = self._cursors[:-1]
             await self._fetch(viewer.id)

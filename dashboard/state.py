@@ -1,12 +1,16 @@
-"""The base state: who is signed in, resolved from the session cookie on the server.
+"""The base state and its guard: who is signed in, resolved from the session cookie on the server.
 
 Every page state inherits `SessionState`; every handler that reads or changes account
-data starts with `viewer = await self._viewer()` and `_refusal(viewer, …)`. Nothing
-about the person is trusted from the browser: the vars below are only for display.
+data is decorated `@viewer_required` or `@admin_required`, which resolve the person
+afresh for each event and hand them to the handler. Nothing about the person is
+trusted from the browser: the vars below are only for display.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import Any, Awaitable, Callable, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
 import reflex as rx
@@ -15,6 +19,9 @@ from . import routes
 from .auth import Viewer, viewer_from_cookie
 
 NOT_ADMIN = "Only admins can do that."
+
+S = TypeVar("S", bound="SessionState")
+P = ParamSpec("P")
 
 
 class SessionState(rx.State):
@@ -42,13 +49,46 @@ class SessionState(rx.State):
         base.is_admin = bool(viewer and viewer.is_admin)
         return viewer
 
-    def _refusal(self, viewer: Viewer | None, *, admin: bool = False):
-        """The event that answers a refused call (None when the call may go ahead)."""
+
+def viewer_required(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]]
+                    ) -> Callable[Concatenate[S, P], Awaitable[Any]]:
+    """An event handler for a signed-in person, who is passed to it as `viewer`.
+
+    Signed out (or the session ended), the handler does not run: the browser is sent to
+    sign in and back, and the tab has already forgotten what it held (`_viewer`).
+    """
+    return _guard(handler, admin=False)
+
+
+def admin_required(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]]
+                   ) -> Callable[Concatenate[S, P], Awaitable[Any]]:
+    """As `viewer_required`, and a signed-in person who is not an admin gets `NOT_ADMIN`."""
+    return _guard(handler, admin=True)
+
+
+def _guard(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]], *, admin: bool
+           ) -> Callable[Concatenate[S, P], Awaitable[Any]]:
+    if not inspect.iscoroutinefunction(handler):
+        raise TypeError(f"{handler.__qualname__}: a guarded handler must be `async def`")
+    signature = inspect.signature(handler)
+    self_param, viewer_param, *params = signature.parameters.values()
+    if viewer_param.name != "viewer":
+        raise TypeError(f"{handler.__qualname__}: a guarded handler takes `viewer` after `self`")
+
+    @functools.wraps(handler)
+    async def guarded(self: S, *args: P.args, **kwargs: P.kwargs) -> Any:
+        viewer = await self._viewer()
         if viewer is None:
             return rx.redirect(login_url(self.router.url.path))
         if admin and not viewer.is_admin:
             return rx.toast.error(NOT_ADMIN)
-        return None
+        return await handler(self, viewer, *args, **kwargs)
+
+    # Reflex reads the parameters and their types of a handler to call it with the
+    # event's payload: those of `handler`, less `viewer`, which comes from the cookie.
+    guarded.__signature__ = signature.replace(parameters=[self_param, *params])  # type: ignore[attr-defined]
+    guarded.__annotations__ = {k: v for k, v in handler.__annotations__.items() if k != "viewer"}
+    return guarded
 
 
 def login_url(back_to: str | None) -> str:

@@ -12,10 +12,11 @@ import reflex as rx
 from store.users import MAX_PASSWORD_BYTES, MIN_PASSWORD_LEN
 
 from .. import routes
+from ..auth import Viewer
 from ..auth_routes import error_message
 from ..components.forms import error_callout, field, post_form
 from ..components.layout import page_shell
-from ..state import SessionState
+from ..state import SessionState, viewer_required
 
 CHANGED = "Password changed. Every other session of yours has been signed out; this browser stays signed in."
 
@@ -25,11 +26,9 @@ class AccountState(SessionState):
     notice: str = ""
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         params = self.router.url.query_parameters
         self.error = error_message(params.get("error", ""), params.get("wait"))
         self.notice = CHANGED if params.get("changed") == "1" and not self.error else ""

@@ -10,8 +10,9 @@ from store.margin import margin_by_model_day, usd_text
 from store.money import format_credits
 
 from .. import backend, routes
+from ..auth import Viewer
 from ..components.layout import admin_only, page_shell
-from ..state import SessionState
+from ..state import SessionState, admin_required, viewer_required
 from ..views import MarginLine, margin_line, signed
 
 DAY_CHOICES = ("7", "30", "90")
@@ -34,20 +35,16 @@ class MarginAdminState(SessionState):
     days: str = DEFAULT_DAYS
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if viewer is None:
-            return self._refusal(viewer)
         if viewer.is_admin:  # a plain user sees the notice; nothing of the report loads
             self.rows, self.totals = await backend.run(_report, days=int(self.days))
 
     @rx.event
-    async def set_days(self, value: str):
+    @admin_required
+    async def set_days(self, viewer: Viewer, value: str):
         """Show the last 7, 30 or 90 days; admins only."""
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
         if value not in DAY_CHOICES:
             return rx.toast.error("Choose 7, 30 or 90 days.")
         self.days = value

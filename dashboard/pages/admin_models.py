@@ -19,7 +19,7 @@ from .. import backend, routes
 from ..auth import Viewer
 from ..components.forms import dialog_actions, error_callout, field
 from ..components.layout import admin_only, page_shell
-from ..state import SessionState
+from ..state import SessionState, admin_required, viewer_required
 from ..views import AuditRow, ModelRow, audit_row, model_row
 
 AUDIT_ROWS = 20
@@ -135,29 +135,23 @@ class ModelsAdminState(SessionState):
     preview: str = ""
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if viewer is None:
-            return self._refusal(viewer)
         if viewer.is_admin:  # a plain user sees the notice; nothing of the registry loads
             self.models, self.changes = await backend.run(_rows)
 
     @rx.event
-    async def start_edit(self, model_id: str):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
+    @admin_required
+    async def start_edit(self, viewer: Viewer, model_id: str):
         found = [m for m in self.models if m.id == model_id]
         if not found:
             return rx.toast.error("That model is gone; reload the page.")
         self._open(found[0], adding=False)
 
     @rx.event
-    async def start_add(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
+    @admin_required
+    async def start_add(self, viewer: Viewer):
         self._open(ModelRow(category="chat", provider="openrouter", capabilities="chat", enabled=True), adding=True)
 
     def _open(self, row: ModelRow, *, adding: bool) -> None:
@@ -180,11 +174,9 @@ class ModelsAdminState(SessionState):
         self.form_open = value
 
     @rx.event
-    async def save_model(self, form_data: dict):
+    @admin_required
+    async def save_model(self, viewer: Viewer, form_data: dict):
         """Create (`mode` "add") or edit a registry entry; admins only; bad input changes nothing."""
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
         try:
             fields = parse_model_form(form_data)
             self.models, self.changes = await backend.run(

@@ -10,9 +10,10 @@ from store.errors import StoreError
 from store.money import parse_credits
 
 from .. import backend, routes
+from ..auth import Viewer
 from ..components.forms import dialog_actions, error_callout, field
 from ..components.layout import admin_only, page_shell
-from ..state import SessionState
+from ..state import SessionState, admin_required, viewer_required
 from ..views import UserRow, user_row
 
 MAX_NOTE = 500
@@ -53,19 +54,15 @@ class UsersAdminState(SessionState):
     error: str = ""
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if viewer is None:
-            return self._refusal(viewer)
         if viewer.is_admin:
             self.users = await backend.run(_rows)
 
     @rx.event
-    async def start_grant(self, user_id: int):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
+    @admin_required
+    async def start_grant(self, viewer: Viewer, user_id: int):
         found = [u for u in self.users if u.id == int(user_id)]
         if found:
             self.grant_user, self.grant_open, self.error = found[0], True, ""
@@ -75,11 +72,9 @@ class UsersAdminState(SessionState):
         self.grant_open = value
 
     @rx.event
-    async def grant_credits(self, form_data: dict):
+    @admin_required
+    async def grant_credits(self, viewer: Viewer, form_data: dict):
         """Add or remove credits through the ledger, with the admin as actor and a note."""
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
         try:
             user_id = int(form_data.get("user_id", 0))
             amount, note = parse_grant(form_data)
@@ -92,20 +87,16 @@ class UsersAdminState(SessionState):
         return rx.toast.success("Credits updated")
 
     @rx.event
-    async def set_api_enabled(self, user_id: int, enabled: bool):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
+    @admin_required
+    async def set_api_enabled(self, viewer: Viewer, user_id: int, enabled: bool):
         try:
             self.users = await backend.run(_set_flags, user_id=int(user_id), api_enabled=bool(enabled))
         except StoreError as exc:
             return rx.toast.error(str(exc))
 
     @rx.event
-    async def set_admin(self, user_id: int, is_admin: bool):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer, admin=True)) is not None:
-            return refusal
+    @admin_required
+    async def set_admin(self, viewer: Viewer, user_id: int, is_admin: bool):
         if int(user_id) == viewer.id and not is_admin:
             return rx.toast.error("You cannot remove your own admin role; ask another admin.")
         try:

@@ -17,10 +17,11 @@ from store import keys
 from store.errors import StoreError
 
 from .. import backend, routes
+from ..auth import Viewer
 from ..auth_routes import RATE_LIMIT_ERROR
 from ..components.forms import error_callout, field
 from ..components.layout import page_shell
-from ..state import SessionState
+from ..state import SessionState, viewer_required
 from ..views import KeyRow, key_row
 
 NEW_KEY_ID = "new-key"
@@ -76,28 +77,22 @@ class KeysState(SessionState):
     revoke_name: str = ""
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         self.default_rate_limit = str(backend.settings().default_rate_limit_per_minute)
         self.keys = await backend.run(_rows, user_id=viewer.id)
 
     @rx.event
-    async def create_key(self, form_data: dict):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def create_key(self, viewer: Viewer, form_data: dict):
         self.new_key_name = ""
         return rx.call_script(create_script(form_data), callback=KeysState.key_created)
 
     @rx.event
-    async def key_created(self, outcome: dict):
+    @viewer_required
+    async def key_created(self, viewer: Viewer, outcome: dict):
         """What the page script reports: the new key's name, or why there is none."""
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         outcome = outcome if isinstance(outcome, dict) else {}
         self.keys = await backend.run(_rows, user_id=viewer.id)
         if "name" not in outcome:
@@ -112,10 +107,8 @@ class KeysState(SessionState):
         return rx.call_script(CLEAR_SCRIPT)
 
     @rx.event
-    async def set_enabled(self, key_id: int, enabled: bool):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def set_enabled(self, viewer: Viewer, key_id: int, enabled: bool):
         try:
             self.keys = await backend.run(_set_enabled, user_id=viewer.id, key_id=int(key_id), enabled=bool(enabled))
         except StoreError as exc:
@@ -130,10 +123,8 @@ class KeysState(SessionState):
         self.revoke_id, self.revoke_name = 0, ""
 
     @rx.event
-    async def revoke_key(self, key_id: int):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def revoke_key(self, viewer: Viewer, key_id: int):
         self.revoke_id, self.revoke_name = 0, ""
         try:
             self.keys = await backend.run(_revoke, user_id=viewer.id, key_id=int(key_id))

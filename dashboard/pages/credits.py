@@ -10,9 +10,10 @@ from store import credits, usage
 from store.money import format_credits
 
 from .. import backend, routes
+from ..auth import Viewer
 from ..components.layout import page_shell
 from ..paging import KeysetPaging
-from ..state import SessionState
+from ..state import SessionState, viewer_required
 from ..views import LedgerRow, ledger_row
 
 PAGE_SIZE = 25
@@ -30,11 +31,9 @@ class CreditsState(KeysetPaging, SessionState):
     _rows_var: str = "entries"
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         await self._fetch(viewer.id)
 
     async def _load_page(self, user_id: int, before_id: int | None) -> None:

@@ -8,9 +8,10 @@ from sqlmodel import Session
 from store import tasks
 
 from .. import backend, routes
+from ..auth import Viewer
 from ..components.layout import page_shell
 from ..paging import KeysetPaging
-from ..state import SessionState
+from ..state import SessionState, viewer_required
 from ..views import TaskRow, task_row
 
 PAGE_SIZE = 20
@@ -29,21 +30,17 @@ class ImagesState(KeysetPaging, SessionState):
     _rows_var: str = "tasks"
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         await self._fetch(viewer.id)
 
     async def _load_page(self, user_id: int, before_id: str | None) -> None:
         self.tasks, self.has_next = await backend.run(_page, user_id=user_id, before_id=before_id)
 
     @rx.event
-    async def refresh(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def refresh(self, viewer: Viewer):
         await self._fetch(viewer.id)
 
 

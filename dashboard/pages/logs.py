@@ -11,10 +11,11 @@ from store import keys, registry, usage
 from store.errors import StoreError
 
 from .. import backend, routes
+from ..auth import Viewer
 from ..components.forms import error_callout, field
 from ..components.layout import page_shell
 from ..paging import KeysetPaging
-from ..state import SessionState
+from ..state import SessionState, viewer_required
 from ..views import LogRow, log_row
 
 PAGE_SIZE = 50
@@ -63,11 +64,9 @@ class LogsState(KeysetPaging, SessionState):
         return f"{routes.EXPORT_LOGS}?{query}" if query else routes.EXPORT_LOGS
 
     @rx.event
-    async def load(self):
+    @viewer_required
+    async def load(self, viewer: Viewer):
         self.reset()
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         self.key_options, self.model_options = await backend.run(_options, user_id=viewer.id)
         await self._fetch(viewer.id)
 
@@ -76,11 +75,9 @@ class LogsState(KeysetPaging, SessionState):
         self.rows, self.has_next = await backend.run(_page, user_id=user_id, filters=filters, before_id=before_id)
 
     @rx.event
-    async def apply_filters(self, form_data: dict):
+    @viewer_required
+    async def apply_filters(self, viewer: Viewer, form_data: dict):
         """Show the first page under the form's filters; a bad filter changes nothing."""
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
         values = {name: str(form_data.get(name, "") or "") for name in ("key", "model", "status", "since", "until")}
         try:
             filters = usage.LogFilter.parse(**values)
@@ -93,19 +90,15 @@ class LogsState(KeysetPaging, SessionState):
         await self._fetch(viewer.id)
 
     @rx.event
-    async def clear_filters(self):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def clear_filters(self, viewer: Viewer):
         self.key, self.model, self.status, self.since, self.until = "all", "all", "all", "", ""
         self.error, self.applied, self._cursors = "", {}, []
         await self._fetch(viewer.id)
 
     @rx.event
-    async def show_detail(self, log_id: int):
-        viewer = await self._viewer()
-        if (refusal := self._refusal(viewer)) is not None:
-            return refusal
+    @viewer_required
+    async def show_detail(self, viewer: Viewer, log_id: int):
         detail = await backend.run(_detail, user_id=viewer.id, log_id=int(log_id))
         if detail is not None:
             self.detail, self.detail_open = detail, True
