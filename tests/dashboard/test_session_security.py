@@ -22,7 +22,7 @@ from dashboard.pages.credits import CreditsState
 from dashboard.pages.images import ImagesState
 from dashboard.pages.logs import LogsState
 from dashboard.pages.overview import OverviewState
-from dashboard.state import SessionState
+from dashboard.state import SessionState, admin_required, viewer_required
 from store import credits, keys, logs, usage
 from store.db import session_for
 
@@ -87,6 +87,18 @@ def test_every_handler_is_in_these_tables():
     assert every - ui_only == {(cls, name) for cls, name, _ in EVERY_CALL}
     for cls, name in ui_only:  # reading the store takes an await: these cannot
         assert not inspect.iscoroutinefunction(cls.event_handlers[name].fn), (cls, name)
+    for cls, name in every - ui_only:  # the guard's `viewer` comes from the cookie, never from the event
+        assert "viewer" not in cls.event_handlers[name].get_parameters(), (cls, name)
+
+
+def test_the_guard_takes_only_async_handlers_that_take_the_viewer():
+    """A mistake shows when the page module is imported, not at a user's first event."""
+    async def no_viewer(self, key_id: int): ...
+
+    with pytest.raises(TypeError):
+        viewer_required(lambda self, viewer: None)
+    with pytest.raises(TypeError):
+        admin_required(no_viewer)
 
 
 def test_every_admin_handler_is_in_the_plain_user_test():
