@@ -71,4 +71,6 @@ def settle_pending(session: Session, *, ref: str, cost: int, usage: Usage | None
 
 
 def pending_count(session: Session) -> int:
-    return session.execute(sa.select(sa.func.count()).select_from(PendingSettlement)).scalar_one()
+    count = session.execute(sa.select(sa.func.count()).select_from(PendingSettlement)).scalar_one()
+    session.rollback()  # end the read: the next count sees what was committed since
+    return count

@@ -190,6 +190,15 @@ def test_models_show_their_pricing(database_url, tmp_path, engine, upstream):
         assert mini["pricing"] == {"mode": "per_request", "request": 1, "prompt": 0, "completion": 0}
 
 
+def leave_after_the_first_event(base, key) -> str:
+    """Start a slow stream, read one event, hang up; returns the request id."""
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "slow"}]}
+    with httpx.stream("POST", f"{base}/api/v1/chat/completions", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {key}"}) as r:
+        next(r.iter_lines())
+        return r.headers["x-request-id"]
+
+
 async def _reconcile(settings, passes: int = 1) -> int:
     async with httpx.AsyncClient() as http:
         worker = PipelineWorker(settings, http=http)
@@ -204,13 +213,8 @@ def test_abandoned_stream_is_settled_once_from_the_generation_record_across_a_re
     key = make_key(engine, user)
     app = app_for(database_url, tmp_path, upstream, reconcile_backoff_s=0.05)
     upstream.app.generation_delay = 1  # the first ask finds no record yet
-    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "slow"}]}
     with serve(app) as (base, _):
-        with httpx.stream("POST", f"{base}/api/v1/chat/completions", json=body, timeout=10,
-                          headers={"Authorization": f"Bearer {key}"}) as r:
-            rid = r.headers["x-request-id"]
-            lines = r.iter_lines()
-            next(lines)
+        rid = leave_after_the_first_event(base, key)
         assert eventually(lambda: upstream.app.stats.streams_cancelled == 1)
         with session_for(engine) as s:
             assert eventually(lambda: settlements.pending_count(s) == 1)
@@ -241,13 +245,8 @@ def test_without_any_record_the_estimate_settles_after_the_deadline(database_url
     key = make_key(engine, user)
     app = app_for(database_url, tmp_path, upstream, reconcile_backoff_s=0.05, reconcile_deadline_s=0.2)
     upstream.app.generation_delay = 10**6  # the upstream never has a record
-    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "slow"}]}
     with serve(app) as (base, _):
-        with httpx.stream("POST", f"{base}/api/v1/chat/completions", json=body, timeout=10,
-                          headers={"Authorization": f"Bearer {key}"}) as r:
-            rid = r.headers["x-request-id"]
-            lines = r.iter_lines()
-            next(lines)
+        rid = leave_after_the_first_event(base, key)
         with session_for(engine) as s:
             assert eventually(lambda: settlements.pending_count(s) == 1)
             estimate = s.exec(select(PendingSettlement)).one().estimate
