@@ -22,7 +22,7 @@ from store.settings import Settings, get_settings
 from .errors import ApiError, error_response
 from .metrics import metrics_endpoint
 from .middleware import ApiMiddleware, PrintablePath
-from .routes import chat, images, models
+from .routes import chat, images, messages, models, responses
 from .runtime import Runtime
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -42,6 +42,8 @@ def create_v1(runtime: Runtime) -> FastAPI:
     v1.state.runtime = runtime
     v1.include_router(models.router)
     v1.include_router(chat.router)
+    v1.include_router(responses.router)
+    v1.include_router(messages.router)
     v1.include_router(images.router)
 
     @v1.exception_handler(ApiError)

@@ -111,7 +111,7 @@ def _api_error(exc: ValidationError) -> ApiError:
     errors = exc.errors(include_url=False, include_context=False)
     for error in errors:  # a missing field outranks a wrong one, as before
         if error["type"] in CODES:
-            return ApiError(error["type"])
+            return ApiError(error["type"], error["msg"])  # "Input is required" for /responses
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"])
     if first["type"] == "value_error":  # our own rules: "`prompt` must not contain …"
@@ -123,3 +123,52 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The route's `openapi_extra` request body, generated from `model`."""
     schema = orjson.loads(orjson.dumps(model.model_json_schema(ref_template="#/components/schemas/{model}")))
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+class ResponsesRequest(_Body):
+    """OpenAI's Responses request (`POST /responses`). What of it goes upstream, translated
+    to chat completions, and what is refused, is api.translate.responses's to say; fields
+    not listed pass validation untouched."""
+
+    model_config = ConfigDict(strict=True, extra="allow", json_schema_extra={"required": ["model", "input"]})
+
+    input: str | list[dict[str, Any]] | None = Field(None, examples=["Say hello"])
+    instructions: str | None = None
+    stream: bool | None = None
+    max_output_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    user: str | None = Field(None, max_length=256)
+
+    @model_validator(mode="after")
+    def _input_given(self):
+        if not self.input:
+            raise PydanticCustomError("messages_required", "Input is required")
+        return self
+
+
+class MessagesRequest(_Body):
+    """Anthropic's Messages request (`POST /messages`), translated by api.translate.anthropic;
+    `max_tokens` may be left out (the model's cap applies)."""
+
+    model_config = ConfigDict(strict=True, extra="allow",
+                              json_schema_extra={"required": ["model", "messages", "max_tokens"]})
+
+    messages: list[dict[str, Any]] | None = None
+    system: str | list[dict[str, Any]] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
+    stream: bool | None = None
+    temperature: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=0, le=MAX_INT32)
+    stop_sequences: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _messages_given(self):
+        if not self.messages:
+            raise PydanticCustomError("messages_required", "Messages are required")
+        return self
