@@ -14,8 +14,9 @@ translate (api/translate/). Every one of them bills through api/billing.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, Protocol
 
 import anyio
 import orjson

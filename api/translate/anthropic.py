@@ -132,9 +132,11 @@ def stop_reason(finish_reason: Any) -> str:
 def message(data: dict[str, Any], *, message_id: str) -> dict[str, Any]:
     """The Message for a chat completion (first choice)."""
     choices = data.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    said = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    text = said.get("content") if isinstance(said.get("content"), str) else ""
+    choice: dict[str, Any] = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
+        else {}
+    said = choice.get("message")
+    content = said.get("content") if isinstance(said, dict) else None
+    text = content if isinstance(content, str) else ""
     return {"id": message_id, "type": "message", "role": "assistant", "model": data.get("model"),
             "content": [{"type": "text", "text": text}], "stop_reason": stop_reason(choice.get("finish_reason")),
             "stop_sequence": None, "usage": usage(data.get("usage"))}
@@ -160,9 +162,9 @@ class MessageEvents:
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
 
     def start(self) -> bytes:
-        started = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model_id,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        started: dict[str, Any] = {
+            "id": self.message_id, "type": "message", "role": "assistant", "model": self.model_id, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
         return (sse("message_start", orjson.dumps({"type": "message_start", "message": started}))
                 + sse("ping", b'{"type":"ping"}'))
 

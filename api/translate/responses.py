@@ -176,9 +176,11 @@ def _finished(base: dict[str, Any], text: str, finish_reason: Any, chat_usage: A
 def response(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """The Response for a chat completion (first choice)."""
     choices = data.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-    text = message.get("content") if isinstance(message.get("content"), str) else ""
+    choice: dict[str, Any] = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
+        else {}
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    text = content if isinstance(content, str) else ""
     return _finished(base, text, choice.get("finish_reason"), data.get("usage"))
 
 

@@ -9,13 +9,41 @@ import pytest
 
 from store.money import MICRO
 
-from ..fakes.scripted import sse
 from ..factories import make_key, make_user
+from ..fakes.scripted import sse
 from .test_errors import assert_error
-from .test_responses import (BOTH, USAGE, balance, chunk, completion, events, ledger_kinds,  # noqa: F401
-                             limited_settings, log_rows, post_twice_with_limit_one, stream_chunks, upstream, user_key)
+from .test_responses import (
+    BOTH,
+    balance,
+    chunk,
+    completion,
+    events,
+    ledger_kinds,
+    log_rows,
+    post_twice_with_limit_one,
+    set_model,
+    stream_chunks,
+    with_limiter,
+)
 
 MESSAGES = "/api/v1/messages"
+
+
+@pytest.fixture
+def upstream(chat_upstream, engine):
+    set_model(engine, upstream_id="openai/gpt-5-upstream")
+    return chat_upstream
+
+
+@pytest.fixture
+def user_key(engine):
+    user = make_user(engine, credits=10)
+    return user, make_key(engine, user)
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def limited_settings(request, settings):
+    return with_limiter(settings, request.param)
 
 
 def anthropic_auth(secret: str) -> dict[str, str]:
@@ -50,8 +78,6 @@ async def test_plain_message_translated_both_ways_and_charged_once(client, app, 
 
 
 async def test_max_tokens_is_capped_and_optional(client, engine, user_key, upstream):
-    from .test_responses import set_model
-
     set_model(engine, max_output_tokens=100)
     upstream.add(json=completion(finish="length"), reusable=True)
     for body, sent in ((ask(max_tokens=5000), 100), ({k: v for k, v in ask().items() if k != "max_tokens"}, 100)):

@@ -19,8 +19,8 @@ from store.models import LedgerEntry, RequestLog
 from store.money import MICRO
 
 from ..conftest import REDIS_URL, flush_logs, require
-from ..fakes.scripted import sse
 from ..factories import auth, credits_of, make_key, make_user
+from ..fakes.scripted import sse
 from .test_errors import assert_error
 
 RESPONSES = "/api/v1/responses"
@@ -234,7 +234,8 @@ async def test_input_required_says_input(client, user_key, upstream):
 @BOTH
 async def test_short_balance_is_402_and_the_upstream_is_never_called(client, app, engine, upstream):
     user = make_user(engine, credits=2)
-    r = await client.post(RESPONSES, json={"model": "openai/gpt-5", "input": "hi"}, headers=auth(make_key(engine, user)))
+    secret = make_key(engine, user)
+    r = await client.post(RESPONSES, json={"model": "openai/gpt-5", "input": "hi"}, headers=auth(secret))
     assert_error(r, 402, "insufficient_credits")
     assert upstream.requests == []
     assert balance(engine, user) == 2
@@ -242,12 +243,17 @@ async def test_short_balance_is_402_and_the_upstream_is_never_called(client, app
     assert (row.status, row.error_code) == (402, "insufficient_credits")
 
 
-@pytest.fixture(params=["in-process", "redis"])
-def limited_settings(request, settings):
-    if request.param == "in-process":
+def with_limiter(settings, limiter: str):
+    """The settings with the in-process limiter, or Redis's (skipped without TEST_REDIS_URL)."""
+    if limiter == "in-process":
         return settings
     url = require(REDIS_URL, "TEST_REDIS_URL")
     return settings.model_copy(update={"redis_url": url, "rate_limit_namespace": f"test-{uuid.uuid4().hex}"})
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def limited_settings(request, settings):
+    return with_limiter(settings, request.param)
 
 
 async def post_twice_with_limit_one(limited_settings, engine, upstream, path: str, body: dict, headers) -> list:
@@ -256,9 +262,9 @@ async def post_twice_with_limit_one(limited_settings, engine, upstream, path: st
     user = make_user(engine, credits=10)
     secret = make_key(engine, user, rpm=1)
     app = create_app(limited_settings)
-    async with app.state.runtime.running():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            return [await c.post(path, json=body, headers=headers(secret)) for _ in range(2)]
+    async with app.state.runtime.running(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                              base_url="http://t") as c:
+        return [await c.post(path, json=body, headers=headers(secret)) for _ in range(2)]
 
 
 async def test_second_call_of_the_minute_is_429(limited_settings, engine, upstream):

@@ -146,19 +146,20 @@ def test_responses_stream_error_event_carries_the_platform_error():
 
 
 def test_anthropic_request_to_chat():
-    body = {"model": "m", "max_tokens": 64, "system": [{"type": "text", "text": "be"}, {"type": "text", "text": "brief"}],
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}
+    system = [{"type": "text", "text": "be"}, {"type": "text", "text": "brief"}]
+    body = {"model": "m", "max_tokens": 64, "system": system,
             "temperature": 0.5, "top_k": 5, "stop_sequences": ["END"], "metadata": {"user_id": "u1"}, "stream": True,
             "messages": [{"role": "user", "content": "hi"},
                          {"role": "assistant", "content": [{"type": "text", "text": "yes"}]},
-                         {"role": "user", "content": [
-                             {"type": "text", "text": "look"},
-                             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAA"}}]}]}
+                         {"role": "user", "content": [{"type": "text", "text": "look"}, image]}]}
     assert anthropic.chat_body(body) == {
         "model": "m",
         "messages": [{"role": "system", "content": "be\nbrief"}, {"role": "user", "content": "hi"},
                      {"role": "assistant", "content": "yes"},
                      {"role": "user", "content": [{"type": "text", "text": "look"},
-                                                  {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]}],
+                                                  {"type": "image_url",
+                                                   "image_url": {"url": "data:image/png;base64,AAA"}}]}],
         "max_tokens": 64, "temperature": 0.5, "stream": True, "stop": ["END"], "user": "u1"}
 
 

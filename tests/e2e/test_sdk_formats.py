@@ -110,9 +110,9 @@ def test_errors_raise_each_sdks_matching_exceptions(live_server, oai, claude):
     with pytest.raises(openai.InternalServerError) as failed_too:
         oai.responses.create(model="openai/gpt-5", input="fail:500")
     assert (failed_too.value.status_code, failed_too.value.code) == (502, "provider_error")
-    with pytest.raises(openai.APIError) as cut:  # a stream that breaks off: the SDK raises, credits come back
-        with oai.responses.stream(model="openai/gpt-5", input="cut") as stream:
-            stream.until_done()
+    # a stream that breaks off: the SDK raises, the credits come back
+    with pytest.raises(openai.APIError) as cut, oai.responses.stream(model="openai/gpt-5", input="cut") as stream:
+        stream.until_done()
     assert "broke off" in cut.value.message or "finishing" in cut.value.message
     assert user_balance(live_server, EMAIL) == before  # all refunded
 
