@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     default_rate_limit_per_minute: int = Field(60, ge=0)
     signup_credits: Decimal = Field(Decimal(0), ge=0, le=10**9, decimal_places=6)  # credits, decimals allowed
     media_dir: Path = DATA_DIR / "media"
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    # 20 MiB: room for base64 images in chat (api/body.py reads it with the limit, never whole).
+    max_body_bytes: int = Field(20_971_520, gt=0)
     admin_email: str | None = None
     admin_password: str | None = None
     # How long a verified key stays cached in one process. Revocation in the same
