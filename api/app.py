@@ -22,7 +22,7 @@ from store.settings import Settings, get_settings
 from .errors import ApiError, error_response
 from .metrics import metrics_endpoint
 from .middleware import ApiMiddleware, PrintablePath
-from .routes import chat, images, messages, models, responses
+from .routes import chat, embeddings, images, messages, models, responses
 from .runtime import Runtime
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -45,6 +45,7 @@ def create_v1(runtime: Runtime) -> FastAPI:
     v1.include_router(responses.router)
     v1.include_router(messages.router)
     v1.include_router(images.router)
+    v1.include_router(embeddings.router)
 
     @v1.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):

@@ -96,6 +96,48 @@ class ImageGenerationRequest(_Body):
         return self
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit of inputs in one embeddings request
+
+
+class EmbeddingRequest(_Body):
+    """OpenAI's embeddings request: `input` a string, a list of strings, a token list, or a
+    list of token lists."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"required": ["model", "input"]})
+
+    input: str | list[str] | list[int] | list[list[int]] | None = Field(None, examples=["The food was delicious"])
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1, le=MAX_INT32)
+    user: str | None = Field(None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _inputs(cls, value):
+        if value is None:
+            return value
+        if isinstance(value, str):
+            if not value:
+                raise ValueError("must not be empty")
+            return value
+        if not value:
+            raise ValueError("must not be empty")
+        if len(value) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"must have at most {MAX_EMBEDDING_INPUTS} items")
+        if any(not item for item in value if isinstance(item, (str, list))):
+            raise ValueError("must not contain an empty string or list")
+        if any(isinstance(item, int) and not 0 <= item <= MAX_INT32 for item in value) or any(
+                isinstance(item, list) and not all(0 <= t <= MAX_INT32 for t in item) for item in value):
+            raise ValueError("token ids must be from 0 to 2147483647")
+        return value
+
+    @model_validator(mode="after")
+    def _input_given(self):
+        if self.input is None:
+            # not a code of its own (CODES): answered as invalid_request with this message
+            raise PydanticCustomError("input_missing", "`input` is required")
+        return self
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -123,6 +165,7 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The route's `openapi_extra` request body, generated from `model`."""
     schema = orjson.loads(orjson.dumps(model.model_json_schema(ref_template="#/components/schemas/{model}")))
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
 
 class ResponsesRequest(_Body):
     """OpenAI's Responses request (`POST /responses`). What of it goes upstream, translated

@@ -13,7 +13,9 @@ from .errors import InvalidInput, NotFound
 from .models import ModelAudit, ModelEntry, utcnow
 from .money import MICRO, format_credits, json_credits, parse_credits
 
-CATEGORIES = ("chat", "image")
+CATEGORIES = ("chat", "image", "embedding")
+# Categories whose calls report token usage, so they may be priced by tokens.
+TOKEN_PRICED = ("chat", "embedding")
 PROVIDERS = ("openrouter", "replicate")
 DEFAULT_REGISTRY = Path(__file__).with_name("default_models.json")
 _TEXT_FIELDS = {"display_name": 200, "provider": 50, "upstream_id": 200, "owned_by": 100}
@@ -101,8 +103,8 @@ def set_model(
         )
     for name, value in changes.items():
         setattr(entry, name, value)
-    if entry.category != "chat" and entry.pricing != pricing.PER_REQUEST:
-        raise InvalidInput("only chat models can be priced by tokens; image models are per_request")
+    if entry.category not in TOKEN_PRICED and entry.pricing != pricing.PER_REQUEST:
+        raise InvalidInput("only chat and embedding models can be priced by tokens; image models are per_request")
     after = entry.model_dump(mode="json")
     if before is not None and all(before[k] == v for k, v in after.items() if k not in UNAUDITED):
         session.rollback()

@@ -1,4 +1,4 @@
-"""OpenRouter (or any OpenAI-compatible base URL) for chat completions.
+"""OpenRouter (or any OpenAI-compatible base URL) for chat completions and embeddings.
 
 Bodies pass through as received except `model`, which becomes the registry's upstream
 id on the way up and the public id on the way down. The route serialises the body
@@ -49,12 +49,14 @@ class UpstreamStream:
 
 
 class OpenRouterChat:
-    """Chat completions upstream over the process's aiohttp session (providers.upstream_http)."""
+    """Chat completions (and embeddings) upstream over the process's aiohttp session
+    (providers.upstream_http)."""
 
     def __init__(self, session: aiohttp.ClientSession | None, *, base_url: str, api_key: str | None,
                  timeout_s: float, retries: int = 1, backoff_s: float = 0.25) -> None:
         self._session = session
         self._url = f"{base_url}/chat/completions"
+        self._embeddings_url = f"{base_url}/embeddings"
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self._timeout_s = timeout_s
         self._retries = retries
@@ -64,39 +66,36 @@ class OpenRouterChat:
     async def complete(self, content: bytes) -> dict[str, Any]:
         """One non-streaming completion of the serialised request `content`; returns the
         upstream's parsed JSON body. A 200 whose body is an error is an UpstreamError."""
-        answer = await self._retrying(self._complete_once, content)
-        try:
-            data = orjson.loads(answer)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("Upstream provider returned a malformed body") from None
-        if not isinstance(data, dict):
-            raise UpstreamError("Upstream provider returned a malformed body")
-        if data.get("error") is not None:
-            raise UpstreamError("Upstream provider returned an error", detail=upstream_message(answer))
-        return data
+        return _json_answer(await self._retrying(self._complete_once, content, self._url))
+
+    async def embed(self, content: bytes) -> dict[str, Any]:
+        """One embeddings call of the serialised request `content`: `POST {base}/embeddings`
+        in OpenAI's format, as OpenRouter, OpenAI, vLLM and Ollama serve it. Returns the
+        parsed body; errors, retries and timeouts as for `complete`."""
+        return _json_answer(await self._retrying(self._complete_once, content, self._embeddings_url))
 
     async def open_stream(self, content: bytes) -> UpstreamStream:
         """Start a streaming completion of the serialised request `content`; the caller must
         `aclose` what it gets."""
-        return await self._retrying(self._open_once, content)
+        return await self._retrying(self._open_once, content, self._url)
 
-    async def _retrying(self, once, content: bytes):
+    async def _retrying(self, once, content: bytes, url: str):
         """Retries what UPSTREAM_RETRIES allows: an upstream 429/5xx, or a connection that
         never opened; never a request that may have reached the upstream unanswered."""
         attempt = 0
         while True:
             try:
-                return await once(content)
+                return await once(content, url)
             except UpstreamError as exc:
                 if not exc.retryable or attempt >= self._retries:
                     raise
             await asyncio.sleep(self._backoff_s * (2**attempt))
             attempt += 1
 
-    async def _post(self, content: bytes) -> aiohttp.ClientResponse:
+    async def _post(self, content: bytes, url: str) -> aiohttp.ClientResponse:
         assert self._session is not None
         try:
-            return await self._session.post(self._url, data=content, headers=self._headers)
+            return await self._session.post(url, data=content, headers=self._headers)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamError("Upstream provider timed out", timeout=True) from None
         except aiohttp.ClientConnectorError as exc:  # nothing was sent
@@ -104,11 +103,11 @@ class OpenRouterChat:
         except aiohttp.ClientError as exc:  # sent, perhaps received: not sent again
             raise UpstreamError(f"Upstream provider failed ({type(exc).__name__})") from None
 
-    async def _complete_once(self, content: bytes) -> bytes:
+    async def _complete_once(self, content: bytes, url: str) -> bytes:
         """The upstream's body, read whole under one deadline of `timeout_s`."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._post(content)
+                response = await self._post(content, url)
                 try:
                     answer = await response.read()
                 finally:
@@ -120,8 +119,8 @@ class OpenRouterChat:
         _check_status(response, answer)
         return answer
 
-    async def _open_once(self, content: bytes) -> UpstreamStream:
-        response = await self._post(content)
+    async def _open_once(self, content: bytes, url: str) -> UpstreamStream:
+        response = await self._post(content, url)
         if response.status != 200:
             try:
                 answer = await response.content.read(ERROR_BODY_LIMIT)
@@ -131,6 +130,19 @@ class OpenRouterChat:
                 response.close()
             _check_status(response, answer)
         return UpstreamStream(response)
+
+
+def _json_answer(answer: bytes) -> dict[str, Any]:
+    """The upstream's JSON object; a malformed body, or a 200 whose body is an error, is an UpstreamError."""
+    try:
+        data = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("Upstream provider returned a malformed body") from None
+    if not isinstance(data, dict):
+        raise UpstreamError("Upstream provider returned a malformed body")
+    if data.get("error") is not None:
+        raise UpstreamError("Upstream provider returned an error", detail=upstream_message(answer))
+    return data
 
 
 def _check_status(response: aiohttp.ClientResponse, answer: bytes) -> None:

@@ -217,7 +217,8 @@ async def test_models_lists_enabled_models_with_seed_fields(client, user_key, se
     assert body["object"] == "list"
     ids = [m["id"] for m in body["data"]]
     assert "openai/gpt-5-mini" not in ids
-    assert sorted(ids) == ["anthropic/claude-sonnet-4.5", "google/nano-banana-pro", "openai/gpt-5"]
+    assert sorted(ids) == ["anthropic/claude-sonnet-4.5", "google/nano-banana-pro", "openai/gpt-5",
+                           "openai/text-embedding-3-small"]
     gpt5 = next(m for m in body["data"] if m["id"] == "openai/gpt-5")
     assert isinstance(gpt5.pop("created"), int)
     assert gpt5 == {"id": "openai/gpt-5", "object": "model", "owned_by": "openrouter", "display_name": "GPT-5",

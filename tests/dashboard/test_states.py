@@ -446,7 +446,7 @@ async def test_admin_adds_a_model(admin, engine):
     ({"pricing": "upstream_cost", "markup": "1.0000005"}, "Markup has more than 6 decimal places"),
     ({"max_output_tokens": "0"}, "Max output tokens must be a whole number from 1 to 2,000,000"),
     ({"max_output_tokens": "lots"}, "Max output tokens must be a whole number"),
-    ({"category": "image", "pricing": "per_token"}, "Only chat models can be priced by tokens"),
+    ({"category": "image", "pricing": "per_token"}, "Only chat and embedding models can be priced by tokens"),
     ({"display_name": ""}, "Display_name must be"),
     ({"category": "video"}, "Category must be one of"),
     ({"provider": "nowhere"}, "Provider must be one of"),

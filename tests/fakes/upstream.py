@@ -1,4 +1,5 @@
-"""A fake OpenAI-compatible upstream (chat completions), served for real over HTTP.
+"""A fake OpenAI-compatible upstream (chat completions, embeddings, OpenRouter's Image
+API), served for real over HTTP.
 
 Raw ASGI so that it costs next to nothing per request (the benchmark uses it as the
 zero-delay baseline). What it does depends on the last message's content:
@@ -26,6 +27,14 @@ token) and `cost_details`. Each generation has its own id, and `GET /v1/generati
 answers its record (404 until `generation_delay` asks have been made, as OpenRouter's
 record appears a few seconds after the end).
 
+`POST /v1/embeddings` answers OpenAI's shape: for each input (a string, or a list of token
+ids) the vector [its length, 0.5, -0.25, its index] (cut or padded with 0.125 to
+`dimensions`; every value exact in float32), floats unless `encoding_format: "base64"`;
+usage counts a prompt token per character (or per token id), with OpenRouter's `cost`.
+An input "fail:NNN", "error200" or "malformed" misbehaves as in chat, and "nousage"
+answers without usage. `POST /v1/images` (OpenRouter's Image API) answers `n` small PNGs
+as `b64_json`; `GET /v1/images/models` lists `image_models`.
+
 It records every request body and counts streams that began, finished, or were cut
 off by the other side.
 """
@@ -33,11 +42,14 @@ off by the other side.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+
+from array import array
 
 import orjson
 import uvicorn
@@ -62,6 +74,7 @@ class FakeUpstream:
         self._ids = itertools.count(1)
         self.generations: dict[str, dict] = {}  # id -> OpenRouter's generation record
         self.generation_delay = 0  # asks answered 404 before a record shows
+        self.image_models = ["google/gemini-2.5-flash-image"]  # what GET /images/models lists
 
     def _new_id(self) -> str:
         return f"gen-fake-{next(self._ids)}"
@@ -94,6 +107,20 @@ class FakeUpstream:
                 break
         if scope["path"].endswith("/generation") and scope["method"] == "GET":
             await self._generation(scope, send)
+            return
+        if scope["path"].endswith("/embeddings") and scope["method"] == "POST":
+            await self._embeddings(orjson.loads(body), send)
+            return
+        if scope["path"].endswith("/images/models") and scope["method"] == "GET":
+            await _respond(send, 200, orjson.dumps({"data": [{"id": m} for m in self.image_models]}))
+            return
+        if scope["path"].endswith("/images") and scope["method"] == "POST":
+            request = orjson.loads(body)
+            if self.record:
+                self.stats.bodies.append(request)
+            image = base64.b64encode(PNG).decode()
+            await _respond(send, 200, orjson.dumps({"created": int(time.time()), "id": self._new_id(),
+                                                    "data": [{"b64_json": image}] * request.get("n", 1)}))
             return
         if not scope["path"].endswith("/chat/completions"):
             await _respond(send, 404, b'{"error":{"message":"not found"}}')
@@ -128,6 +155,35 @@ class FakeUpstream:
             answer = _completion(request, f"echo: {content}", gen_id)
             self._record(gen_id, answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"])
             await _respond(send, 200, orjson.dumps(answer))
+
+    async def _embeddings(self, request: dict, send) -> None:
+        if self.record:
+            self.stats.bodies.append(request)
+        given = request["input"]
+        inputs = [given] if isinstance(given, str) or (given and isinstance(given[0], int)) else given
+        first = inputs[0] if isinstance(inputs[0], str) else ""
+        if first.startswith("fail:"):
+            await _respond(send, int(first[5:]), b'{"error":{"message":"upstream says no"}}')
+            return
+        if first == "error200":
+            await _respond(send, 200, b'{"error":{"message":"the model crashed","code":502}}')
+            return
+        if first == "malformed":
+            await _respond(send, 200, b"{this is not json")
+            return
+        dims = request.get("dimensions") or 4
+        data = []
+        for index, item in enumerate(inputs):
+            vector = ([float(len(item)), 0.5, -0.25, float(index)] + [0.125] * dims)[:dims]
+            if request.get("encoding_format") == "base64":
+                vector = base64.b64encode(array("f", vector).tobytes()).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        tokens = sum(len(item) for item in inputs)
+        answer = {"id": self._new_id(), "object": "list", "data": data, "model": request["model"],
+                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "cost": _cost(tokens, 0)}}
+        if first == "nousage":
+            del answer["usage"]
+        await _respond(send, 200, orjson.dumps(answer))
 
     async def _generation(self, scope, send) -> None:
         self.stats.generation_asks += 1
@@ -199,6 +255,10 @@ class FakeUpstream:
             self._record(gen_id, prompt_tokens, sent, cancelled=True)
             raise
 
+
+# A 1x1 PNG, what the Image API answers.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 _BAD_ENDINGS = {
     "errevent": lambda request: b'data: {"error":{"message":"overloaded mid-stream","code":502}}\n\n',

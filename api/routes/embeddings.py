@@ -1,0 +1,127 @@
+"""POST /api/v1/embeddings: OpenAI's embeddings, checked in the spec's order and billed
+per prompt token through the one billing path (hold, bill, finish; refund on failure).
+
+The upstream is asked in the same format (`POST {OPENROUTER_BASE_URL}/embeddings`) and
+always for floats, its default, which every OpenAI-compatible server (OpenRouter, OpenAI,
+vLLM, Ollama) answers; a caller who asked for `base64` (the openai SDKs do by default)
+gets the vectors as little-endian float32, base64-encoded, as OpenAI sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from array import array
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from store.pricing import prompt_token_bound
+
+from .. import billing
+from ..body import read_json_object
+from ..deps import CallerKey, ContextDep, RuntimeDep
+from ..errors import ERRORS, ApiError
+from ..providers import UpstreamError
+from ..schemas import EmbeddingRequest, parse, request_body
+
+router = APIRouter()
+
+
+async def embedding_body(request: Request, runtime: RuntimeDep) -> EmbeddingRequest:
+    return parse(EmbeddingRequest, await read_json_object(request, runtime.settings.max_body_bytes))
+
+
+EmbeddingBody = Annotated[EmbeddingRequest, Depends(embedding_body)]
+
+
+@router.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI-compatible), billed per prompt token",
+    openapi_extra=request_body(EmbeddingRequest),
+    responses=ERRORS,
+)
+async def create_embeddings(key: CallerKey, request: EmbeddingBody, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+    """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
+    model_id = request.model or ""  # validated: present
+    ctx.model = model_id
+    entry = await runtime.model_for(model_id, "embedding")
+    upstream = runtime.chat
+    if entry.provider != "openrouter" or upstream is None or not upstream.configured:
+        raise ApiError("provider_not_configured")
+    content = orjson.dumps(upstream_body(request, entry.upstream_id))
+    # The body's bytes bound the prompt's tokens (a byte-level tokenizer makes at most one
+    # of a byte; the JSON around each input covers a model's added special tokens).
+    await billing.hold(runtime, ctx, entry, prompt_bound=prompt_token_bound(content), max_tokens=0)
+    try:
+        data = await upstream.embed(content)
+        items = vectors(data.get("data"), request.encoding_format or "float")
+        ctx.upstream_id = data.get("id")
+        usage = data.get("usage")
+        if isinstance(usage, dict) and "completion_tokens" not in usage and "prompt_tokens" in usage:
+            usage["completion_tokens"] = 0  # an embedding generates nothing: priced on its prompt alone
+        billing.bill(runtime, ctx, entry, usage, prompt_bytes=len(content))
+        answer: dict[str, Any] = {"object": "list", "data": items, "model": model_id}
+        if usage is not None:
+            answer["usage"] = usage
+        response = Response(orjson.dumps(answer), media_type="application/json")
+        billing.finish(runtime, ctx)
+        return response
+    except UpstreamError as exc:
+        await runtime.refund(ctx, str(exc))
+        raise exc.as_api_error() from None
+    except BaseException as exc:  # a platform fault (or the caller gone) after the debit
+        await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
+        raise
+
+
+def upstream_body(request: EmbeddingRequest, upstream_id: str) -> dict[str, Any]:
+    """What goes upstream: OpenAI's embedding parameters only, the registry's model id, and
+    no `encoding_format` (floats, the default everywhere)."""
+    body: dict[str, Any] = {"model": upstream_id, "input": request.input}
+    if request.dimensions is not None:
+        body["dimensions"] = request.dimensions
+    if request.user is not None:
+        body["user"] = request.user
+    return body
+
+
+def vectors(items: Any, encoding_format: str) -> list[dict[str, Any]]:
+    """The upstream's `data` in the caller's format (float lists, or base64 of float32)."""
+    if not isinstance(items, list) or not items:
+        raise UpstreamError("Upstream provider answered without embeddings")
+    out = []
+    for position, item in enumerate(items):
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        index = item.get("index", position) if isinstance(item, dict) else position
+        try:
+            if encoding_format == "base64":
+                vector = vector if isinstance(vector, str) else to_base64(vector)
+            elif isinstance(vector, str):
+                vector = from_base64(vector)
+            elif not isinstance(vector, list):
+                raise TypeError
+        except (TypeError, ValueError, OverflowError):
+            raise UpstreamError("Upstream provider answered a malformed embedding") from None
+        out.append({"object": "embedding", "index": index, "embedding": vector})
+    return out
+
+
+def to_base64(vector: Any) -> str:
+    """Floats as OpenAI's base64 encoding: little-endian float32."""
+    if not isinstance(vector, list) or any(isinstance(v, bool) for v in vector):
+        raise TypeError("not a list of numbers")
+    packed = array("f", vector)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def from_base64(text: str) -> list[float]:
+    packed = array("f")
+    packed.frombytes(base64.b64decode(text, validate=True))
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tolist()
