@@ -20,11 +20,11 @@ from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from .db import session_for
 from .errors import InvalidInput
-from .credits import CHARGE, SETTLE
+from .credits import CHARGE, GRANT, SETTLE
 from .models import ApiKey, LedgerEntry, ModelEntry, PendingSettlement, RequestLog, utcnow
 from .money import format_credits
 
@@ -312,3 +312,26 @@ def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: 
         else:  # a grant or a refund (a kind this version does not know is shown as it is)
             lines.append(LedgerLine(kind=e.kind, amount=e.amount, **common))
     return lines
+
+
+# ---------------------------------------------------------------- totals (GET /api/v1/key)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditTotals:
+    """A user's credits from one read of the ledger, micro-credits. `used` is the net of
+    every request's rows (charges, settlements, refunds); `balance` the ledger sum (equal
+    to the user's balance); `used + balance` is what was ever granted."""
+
+    used: int
+    balance: int
+
+
+def credit_totals(session: Session, *, user_id: int) -> CreditTotals:
+    """What the user has spent and holds, in one statement (one snapshot)."""
+    kind, amount = col(LedgerEntry.kind), col(LedgerEntry.amount)
+    spent = sa.func.coalesce(sa.func.sum(sa.case((kind != GRANT, amount), else_=0)), 0)
+    total = sa.func.coalesce(sa.func.sum(amount), 0)
+    used, balance = session.execute(sa.select(spent, total).where(col(LedgerEntry.user_id) == user_id)).one()
+    session.rollback()
+    return CreditTotals(used=-int(used), balance=int(balance))

@@ -242,7 +242,9 @@ async def test_key_endpoint_describes_key_and_balance(client, engine):
     r = await client.get("/api/v1/key", headers=auth(secret))
     assert r.status_code == 200
     assert r.json() == {"object": "api_key", "name": "laptop", "prefix": secret[:12],
-                        "rate_limit_per_minute": 7, "credit_balance": 42}
+                        "rate_limit_per_minute": 7, "credit_balance": 42,
+                        "data": {"label": "laptop", "usage": 0, "limit": 42, "limit_remaining": 42,
+                                 "is_free_tier": False, "rate_limit": {"requests": 7, "interval": "1m"}}}
 
 
 async def test_every_request_gets_one_log_row_rejected_ones_too(client, app, engine, user_key):
