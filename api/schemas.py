@@ -70,7 +70,8 @@ class ImageGenerationRequest(_Body):
     prompt: str | None = Field(None, examples=["A cinematic photo of a robot reading API docs"])
     size: str | None = Field(None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", examples=["1024x1024"])
     n: int = Field(1, ge=1, le=4)
-    response_format: Literal["url"] | None = None
+    response_format: Literal["url", "b64_json"] | None = Field(
+        None, description="`b64_json`: the images inline, in an answer that waited (`Prefer: wait=N`)")
     webhook_url: str | None = Field(None, max_length=2000, description="receives a signed POST when the task ends")
 
     @field_validator("prompt")

@@ -3,13 +3,21 @@
 POST answers at once with the task (`status: "pending"`); the pipeline worker
 (`api.worker`) carries it to `succeeded` or `failed`. Checks run in the spec's order:
 key → rate limit → body → model → provider → credits → upstream submission.
+
+With `Prefer: wait=N` (N ≤ 60 seconds, as Replicate takes it) the submission waits for
+the task: succeeded, it answers with `data` filled (`url`s, or `b64_json` when asked),
+as OpenAI's SDKs expect; failed, a `provider_error` (the task was refunded, as always);
+still running at the deadline, the task answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
 import time
 
+import anyio
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
@@ -35,6 +43,9 @@ TASK_ID_RE = re.compile(r"img_[0-9a-f]{32}")
 _MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
 # How long the submitting request keeps workers off its task while it submits upstream.
 SUBMIT_HOLD_MARGIN_S = 30.0
+MAX_WAIT_S = 60  # `Prefer: wait=N`, as Replicate takes it
+# While waiting, the task is read this often (growing by half each time, to the most).
+WAIT_POLL_FIRST_S, WAIT_POLL_MOST_S = 0.05, 1.0
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -44,6 +55,52 @@ def _idempotency_key(request: Request) -> str | None:
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise ApiError("invalid_request", f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters")
     return key
+
+
+def _wait_s(request: Request) -> int | None:
+    """The seconds of `Prefer: wait=N` (bare `wait`: the most), or None without it."""
+    for part in re.split(r"[,;]", ", ".join(request.headers.getlist("prefer"))):
+        name, has_value, value = part.partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not has_value:
+            return MAX_WAIT_S
+        if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_WAIT_S):
+            raise ApiError("invalid_request", f"`Prefer: wait=N` takes N from 1 to {MAX_WAIT_S} seconds")
+        return int(value)
+    return None
+
+
+async def _waited_task(runtime: Runtime, task: ImageTask, wait_s: float) -> ImageTask:
+    """The task once it succeeded or failed, or as it is when `wait_s` ran out."""
+    deadline = time.monotonic() + wait_s
+    pause = WAIT_POLL_FIRST_S
+    while True:
+        latest: ImageTask | None = await runtime.db(tasks.get_task, task_id=task.id)
+        task = latest or task
+        left = deadline - time.monotonic()
+        if task.status not in tasks.ACTIVE or left <= 0:
+            return task
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 1.5, WAIT_POLL_MOST_S)
+
+
+async def _waited_answer(task: ImageTask, response_format: str | None, request: Request,
+                         runtime: Runtime, wait_s: int) -> Response:
+    """A finished task as OpenAI answers: `data` filled, or the task's failure as an error."""
+    if task.status == tasks.FAILED:
+        raise ApiError("provider_error", f"Image generation failed: {task.error or 'no reason given'}")
+    if response_format == "b64_json":
+        files = [runtime.settings.media_dir / path for path in task.outputs]
+        images = await anyio.to_thread.run_sync(lambda: [file.read_bytes() for file in files])
+        view = tasks.public_view(task, urls=[])
+        view["data"] = [{"b64_json": base64.b64encode(image).decode("ascii")} for image in images]
+        answer = Response(orjson.dumps(view), media_type="application/json")
+    else:
+        answer = _answer(task, request, runtime)
+    answer.headers["Preference-Applied"] = f"wait={wait_s}"
+    return answer
 
 
 def _origin(request: Request, runtime: Runtime) -> str:
@@ -72,6 +129,7 @@ async def create_image(key: CallerKey, body: ImageBody, request: Request, runtim
     if webhook_url is not None and not valid_webhook_url(webhook_url):
         raise ApiError("invalid_request", "`webhook_url` must be an http(s) URL of at most 2000 characters")
     idempotency_key = _idempotency_key(request)
+    wait_s = _wait_s(request)
     ctx.model = model_id
     entry = await runtime.model_for(model_id, "image")
     provider = runtime.image_providers.get(entry.provider)
@@ -92,7 +150,7 @@ async def create_image(key: CallerKey, body: ImageBody, request: Request, runtim
         raise ApiError("invalid_request", str(exc)) from None
     ctx.task_id, ctx.upstream_id = task.id, task.provider_task_id
     if not created:  # a retry with the same Idempotency-Key: the same task, no new charge
-        return _answer(task, request, runtime)
+        return await _settled_answer(task, body.response_format, request, runtime, wait_s)
     ctx.credit_cost = task.credit_cost
     if not provider.synchronous:  # synchronous providers run wholly inside the worker
         job = ImageJob(upstream_id=entry.upstream_id, prompt=prompt, size=size, n=n)
@@ -106,7 +164,17 @@ async def create_image(key: CallerKey, body: ImageBody, request: Request, runtim
         task.provider_task_id = ctx.upstream_id = submission.provider_task_id
         await runtime.db(tasks.mark_submitted, task_id=task.id, provider_task_id=submission.provider_task_id,
                          poll_in_s=s.task_poll_interval_s)
-    return _answer(task, request, runtime, status=tasks.PENDING)
+    return await _settled_answer(task, body.response_format, request, runtime, wait_s)
+
+
+async def _settled_answer(task: ImageTask, response_format: str | None, request: Request, runtime: Runtime,
+                          wait_s: int | None) -> Response:
+    """The task answer, or with `Prefer: wait` the finished task's (see the module docstring)."""
+    if wait_s is not None:
+        task = await _waited_task(runtime, task, wait_s)
+        if task.status not in tasks.ACTIVE:
+            return await _waited_answer(task, response_format, request, runtime, wait_s)
+    return _answer(task, request, runtime)
 
 
 @router.get("/images/generations/{task_id}", summary="Read an image task (the caller's own)", responses=TASK_ERRORS)
