@@ -27,7 +27,7 @@ _IDLE = ("Condition.wait (", "Event.wait (", "Queue.get (", "select (", "Popen.p
 # Inclusive shares are shown for the request path's layers only (not the server's bootstrap).
 _LAYERS = ("(api/", "(store/", "(starlette/", "(fastapi/", "(httpx/", "(httpcore/", "(sqlalchemy/orm/session",
            "(sqlalchemy/engine/base", "(anyio/to_thread", "(anyio/_backends", "(sqlmodel/", "(limits/",
-           "(asyncio/", "(uvicorn/", "(reflex/")
+           "(asyncio/", "(uvicorn/", "(aiohttp/", "(reflex/app.py")
 
 
 def ensure_py_spy() -> str:
