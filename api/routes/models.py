@@ -48,19 +48,21 @@ async def describe_key(key: ReaderKey, runtime: RuntimeDep) -> Response:
     `limit_remaining` the balance, and `limit` their sum (all the credits ever granted)."""
     totals = await runtime.db(usage.credit_totals, user_id=key.user_id)
     rpm = key.rate_limit_per_minute
-    return _json({
-        "object": "api_key",
-        "name": key.name,
-        "prefix": key.prefix,
-        "rate_limit_per_minute": rpm,
-        "credit_balance": json_credits(totals.balance),
-        "data": {
-            "label": key.name,
-            "usage": json_credits(totals.used),
-            "limit": json_credits(totals.used + totals.balance),
-            "limit_remaining": json_credits(totals.balance),
-            "is_free_tier": False,
-            # the platform's 0 (unlimited) as -1, so no tool reads it as "no requests allowed"
-            "rate_limit": {"requests": rpm if rpm > 0 else -1, "interval": RATE_LIMIT_INTERVAL},
-        },
-    })
+    return _json(
+        {
+            "object": "api_key",
+            "name": key.name,
+            "prefix": key.prefix,
+            "rate_limit_per_minute": rpm,
+            "credit_balance": json_credits(totals.balance),
+            "data": {
+                "label": key.name,
+                "usage": json_credits(totals.used),
+                "limit": json_credits(totals.used + totals.balance),
+                "limit_remaining": json_credits(totals.balance),
+                "is_free_tier": False,
+                # the platform's 0 (unlimited) as -1, so no tool reads it as "no requests allowed"
+                "rate_limit": {"requests": rpm if rpm > 0 else -1, "interval": RATE_LIMIT_INTERVAL},
+            },
+        }
+    )

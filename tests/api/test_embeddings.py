@@ -42,8 +42,11 @@ def set_model(engine, model_id=MODEL, **fields):
 
 
 async def embed(client, key, body=None, **fields):
-    return await client.post("/api/v1/embeddings", headers=auth(key),
-                             json=body if body is not None else {"model": MODEL, "input": "hello world", **fields})
+    return await client.post(
+        "/api/v1/embeddings",
+        headers=auth(key),
+        json=body if body is not None else {"model": MODEL, "input": "hello world", **fields},
+    )
 
 
 def ledger(engine, ref):
@@ -103,8 +106,10 @@ async def test_base64_is_float32_little_endian_of_the_same_vectors(app, client, 
     r = await embed(client, key, {"model": MODEL, "input": ["ab", "cde"], "encoding_format": "base64"})
     assert r.status_code == 200, r.text
     data = r.json()["data"]
-    assert [(d["index"], floats(d["embedding"])) for d in data] == [(0, [2.0, 0.5, -0.25, 0.0]),
-                                                                    (1, [3.0, 0.5, -0.25, 1.0])]
+    assert [(d["index"], floats(d["embedding"])) for d in data] == [
+        (0, [2.0, 0.5, -0.25, 0.0]),
+        (1, [3.0, 0.5, -0.25, 1.0]),
+    ]
     assert r.json()["usage"] == {"prompt_tokens": 5, "total_tokens": 5, "completion_tokens": 0, "cost": 0.005}
     assert "encoding_format" not in upstream.app.stats.bodies[-1]
     await app.state.runtime.quiesce()
@@ -117,8 +122,10 @@ async def test_token_id_inputs_and_dimensions_pass_through(app, client, engine, 
     key = make_key(engine, user)
     r = await embed(client, key, {"model": MODEL, "input": [[1, 2, 3], [4]], "dimensions": 6, "user": "u-1"})
     assert r.status_code == 200, r.text
-    assert [d["embedding"] for d in r.json()["data"]] == [[3.0, 0.5, -0.25, 0.0, 0.125, 0.125],
-                                                          [1.0, 0.5, -0.25, 1.0, 0.125, 0.125]]
+    assert [d["embedding"] for d in r.json()["data"]] == [
+        [3.0, 0.5, -0.25, 0.0, 0.125, 0.125],
+        [1.0, 0.5, -0.25, 1.0, 0.125, 0.125],
+    ]
     assert upstream.app.stats.bodies[-1] == {"model": MODEL, "input": [[1, 2, 3], [4]], "dimensions": 6, "user": "u-1"}
     await app.state.runtime.quiesce()
     assert credits_of(engine, user) == Decimal("0.996")  # 4 token ids x 0.001
@@ -156,23 +163,33 @@ async def test_unknown_or_other_category_model_is_404(client, engine, upstream, 
 async def test_disabled_embedding_model_is_404_and_chat_refuses_it(client, engine, upstream):
     key = make_key(engine, make_user(engine, credits=5))
     chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-    assert_error(await client.post("/api/v1/chat/completions", headers=auth(key), json=chat), 404,
-                 "model_not_available")
+    assert_error(
+        await client.post("/api/v1/chat/completions", headers=auth(key), json=chat), 404, "model_not_available"
+    )
     set_model(engine, enabled=False)
     assert_error(await embed(client, key), 404, "model_not_available")
     assert upstream.app.stats.bodies == []
 
 
-@pytest.mark.parametrize(("body", "code", "message"), [
-    ({"input": "x"}, "model_required", "Model is required"),
-    ({"model": MODEL}, "invalid_request", "`input` is required"),
-    ({"model": MODEL, "input": ""}, "invalid_request", "`input` must not be empty"),
-    ({"model": MODEL, "input": []}, "invalid_request", "`input` must not be empty"),
-    ({"model": MODEL, "input": "x", "encoding_format": "hex"}, "invalid_request",
-     "`encoding_format`: Input should be 'float' or 'base64'"),
-    ({"model": MODEL, "input": "x", "dimensions": 0}, "invalid_request",
-     "`dimensions`: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        ({"input": "x"}, "model_required", "Model is required"),
+        ({"model": MODEL}, "invalid_request", "`input` is required"),
+        ({"model": MODEL, "input": ""}, "invalid_request", "`input` must not be empty"),
+        ({"model": MODEL, "input": []}, "invalid_request", "`input` must not be empty"),
+        (
+            {"model": MODEL, "input": "x", "encoding_format": "hex"},
+            "invalid_request",
+            "`encoding_format`: Input should be 'float' or 'base64'",
+        ),
+        (
+            {"model": MODEL, "input": "x", "dimensions": 0},
+            "invalid_request",
+            "`dimensions`: Input should be greater than or equal to 1",
+        ),
+    ],
+)
 async def test_bad_bodies_are_400_with_their_code(client, engine, upstream, body, code, message):
     user = make_user(engine, credits=5)
     r = await embed(client, make_key(engine, user), body)
@@ -206,22 +223,26 @@ async def test_provider_not_configured_is_503(database_url, tmp_path, engine, up
 
     from api.app import create_app
 
-    app = create_app(make_settings(database_url, tmp_path, openrouter_api_key=None,
-                                   openrouter_base_url=upstream.base_url))
+    app = create_app(
+        make_settings(database_url, tmp_path, openrouter_api_key=None, openrouter_base_url=upstream.base_url)
+    )
     key = make_key(engine, make_user(engine, credits=5))
     transport = httpx.ASGITransport(app=app)
     async with app.state.runtime.running(), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert_error(await embed(c, key), 503, "provider_not_configured")
 
 
-@pytest.mark.parametrize(("text", "status", "code"), [
-    ("fail:500", 502, "provider_error"),
-    ("fail:401", 502, "provider_error"),
-    ("fail:400", 400, "invalid_request"),
-    ("fail:429", 429, "provider_error"),
-    ("error200", 502, "provider_error"),
-    ("malformed", 502, "provider_error"),
-])
+@pytest.mark.parametrize(
+    ("text", "status", "code"),
+    [
+        ("fail:500", 502, "provider_error"),
+        ("fail:401", 502, "provider_error"),
+        ("fail:400", 400, "invalid_request"),
+        ("fail:429", 429, "provider_error"),
+        ("error200", 502, "provider_error"),
+        ("malformed", 502, "provider_error"),
+    ],
+)
 async def test_upstream_failures_are_refunded_once_and_logged(app, client, engine, upstream, text, status, code):
     user = make_user(engine, credits=5)
     r = await embed(client, make_key(engine, user), {"model": MODEL, "input": text})

@@ -99,8 +99,14 @@ async def test_wait_with_b64_json_answers_the_image_inline(client, engine, calle
 async def test_a_synchronous_provider_waits_the_same(client, engine, caller, upstream):
     user, key = caller
     with session_for(engine) as s:
-        registry.set_model(s, actor="test", model_id="google/gemini-image", category="image",
-                           provider="openrouter", credit_cost=5 * 10**6)
+        registry.set_model(
+            s,
+            actor="test",
+            model_id="google/gemini-image",
+            category="image",
+            provider="openrouter",
+            credit_cost=5 * 10**6,
+        )
     r = await submit(client, key, {"model": "google/gemini-image", "prompt": "a cat"}, Prefer="wait=10")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "succeeded" and len(r.json()["data"]) == 1
@@ -119,8 +125,7 @@ async def test_failed_task_while_waiting_is_provider_error_and_refunded(app, cli
     with session_for(engine) as s:
         [task] = s.exec(select(ImageTask)).all()
     # the submission's row keeps its charge, the task's end row its refund: they sum to 0
-    assert log_rows(app, engine, task.id) == [("POST", 502, "provider_error", 10),
-                                              ("TASK", 502, "provider_error", -10)]
+    assert log_rows(app, engine, task.id) == [("POST", 502, "provider_error", 10), ("TASK", 502, "provider_error", -10)]
 
 
 async def test_task_still_running_at_the_deadline_answers_the_task(client, engine, caller, upstream):
@@ -160,8 +165,9 @@ async def test_without_prefer_the_answer_is_the_pending_task(client, engine, cal
     assert (r.status_code, r.json()["status"], r.json()["data"]) == (200, "pending", [])
 
 
-async def test_idempotent_retry_with_wait_gets_the_same_task_filled_without_a_new_charge(client, engine, caller,
-                                                                                      upstream):
+async def test_idempotent_retry_with_wait_gets_the_same_task_filled_without_a_new_charge(
+    client, engine, caller, upstream
+):
     user, key = caller
     first = await submit(client, key, **{"Idempotency-Key": "k1"})
     again = await submit(client, key, **{"Idempotency-Key": "k1", "Prefer": "wait=10"})
@@ -174,10 +180,12 @@ async def test_idempotent_retry_with_wait_gets_the_same_task_filled_without_a_ne
 async def test_rejections_keep_their_codes_with_wait(client, engine, upstream):
     poor = make_key(engine, make_user(engine, credits=5))
     assert_error(await submit(client, poor, Prefer="wait=5"), 402, "insufficient_credits")
-    assert_error(await submit(client, poor, {**BODY, "model": "openai/gpt-5"}, Prefer="wait=5"), 404,
-                 "model_not_available")
-    assert_error(await client.post("/api/v1/images/generations", json=BODY, headers={"Prefer": "wait=5"}), 401,
-                 "invalid_api_key")
+    assert_error(
+        await submit(client, poor, {**BODY, "model": "openai/gpt-5"}, Prefer="wait=5"), 404, "model_not_available"
+    )
+    assert_error(
+        await client.post("/api/v1/images/generations", json=BODY, headers={"Prefer": "wait=5"}), 401, "invalid_api_key"
+    )
     limited = make_key(engine, make_user(engine, credits=100), rpm=1)
     assert (await submit(client, limited, Prefer="wait=5")).status_code == 200
     assert_error(await submit(client, limited, Prefer="wait=5"), 429, "rate_limit_exceeded")

@@ -38,9 +38,16 @@ async def test_retrieve_shows_the_seeded_embedding_model(client, engine):
     r = await client.get("/api/v1/models/openai/text-embedding-3-small", headers=auth(key))
     body = r.json()
     assert body.pop("created") > 0
-    assert body == {"id": "openai/text-embedding-3-small", "object": "model", "owned_by": "openrouter",
-                    "display_name": "Text Embedding 3 Small", "category": "embedding", "capabilities": ["embedding"],
-                    "credit_cost": 0, "pricing": {"mode": "per_token", "request": 0, "prompt": 2, "completion": 0}}
+    assert body == {
+        "id": "openai/text-embedding-3-small",
+        "object": "model",
+        "owned_by": "openrouter",
+        "display_name": "Text Embedding 3 Small",
+        "category": "embedding",
+        "capabilities": ["embedding"],
+        "credit_cost": 0,
+        "pricing": {"mode": "per_token", "request": 0, "prompt": 2, "completion": 0},
+    }
 
 
 @pytest.mark.parametrize("model_id", ["acme/nope", "openai", "openai/gpt-5/extra", "OPENAI/GPT-5"])
@@ -95,5 +102,11 @@ async def test_key_carries_openrouters_fields_from_the_ledger(client, engine):
     body = r.json()
     # used: 3 + 0.5 + 0 = 3.5; balance 10 + 0.25 - 3.5 = 6.75; granted 10.25
     assert body["credit_balance"] == 6.75
-    assert body["data"] == {"label": "agent", "usage": 3.5, "limit": 10.25, "limit_remaining": 6.75,
-                            "is_free_tier": False, "rate_limit": {"requests": -1, "interval": "1m"}}
+    assert body["data"] == {
+        "label": "agent",
+        "usage": 3.5,
+        "limit": 10.25,
+        "limit_remaining": 6.75,
+        "is_free_tier": False,
+        "rate_limit": {"requests": -1, "interval": "1m"},
+    }

@@ -41,31 +41,46 @@ def upstream():
 
 def settled(engine, ref):
     with session_for(engine) as s:
-        return [(r.kind, r.amount) for r in s.exec(select(LedgerEntry).where(LedgerEntry.ref == ref)
-                                                   .order_by(LedgerEntry.id))]
+        return [
+            (r.kind, r.amount)
+            for r in s.exec(select(LedgerEntry).where(LedgerEntry.ref == ref).order_by(LedgerEntry.id))
+        ]
 
 
 @BOTH
 @pytest.mark.parametrize("options", [None, {"include_usage": False}, {}])
-def test_stream_not_asking_for_usage_is_charged_exactly_from_the_upstreams_usage(database_url, tmp_path, engine,
-                                                                                 upstream, options):
+def test_stream_not_asking_for_usage_is_charged_exactly_from_the_upstreams_usage(
+    database_url, tmp_path, engine, upstream, options
+):
     with session_for(engine) as s:
-        registry.set_model(s, model_id=MODEL, actor="test", pricing="per_token", credit_cost=parse_credits("0.01"),
-                           prompt_price=parse_credits("1.25"), completion_price=parse_credits("10"),
-                           max_output_tokens=1000)
+        registry.set_model(
+            s,
+            model_id=MODEL,
+            actor="test",
+            pricing="per_token",
+            credit_cost=parse_credits("0.01"),
+            prompt_price=parse_credits("1.25"),
+            completion_price=parse_credits("10"),
+            max_output_tokens=1000,
+        )
     user = make_user(engine, credits=5)
     key = make_key(engine, user)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hello world"}], "stream": True}
     if options is not None:
         body["stream_options"] = options
-    app = create_app(make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url,
-                                   run_pipeline_in_process=False))
+    app = create_app(
+        make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url, run_pipeline_in_process=False)
+    )
     with serve(app) as (base, _):
-        r = httpx.post(f"{base}/api/v1/chat/completions", json=body, timeout=10,
-                       headers={"Authorization": f"Bearer {key}"})
+        r = httpx.post(
+            f"{base}/api/v1/chat/completions", json=body, timeout=10, headers={"Authorization": f"Bearer {key}"}
+        )
         assert r.status_code == 200
-        events = [orjson.loads(line[6:]) for line in r.text.splitlines()
-                  if line.startswith("data: ") and line != "data: [DONE]"]
+        events = [
+            orjson.loads(line[6:])
+            for line in r.text.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
         assert r.text.rstrip().endswith("data: [DONE]")
         assert "".join(e["choices"][0]["delta"].get("content", "") for e in events) == "echo: hello world "
         assert all("usage" not in e for e in events)  # the caller did not ask for it

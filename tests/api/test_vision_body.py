@@ -36,8 +36,13 @@ def upstream():
 
 @pytest.fixture
 def served(database_url, tmp_path, upstream):
-    settings = make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url,
-                             run_pipeline_in_process=False, upstream_timeout_s=30)
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        openrouter_base_url=upstream.base_url,
+        run_pipeline_in_process=False,
+        upstream_timeout_s=30,
+    )
     assert settings.max_body_bytes == LIMIT  # the default
     app = create_app(settings)
     with serve(app) as (base, _):
@@ -46,14 +51,20 @@ def served(database_url, tmp_path, upstream):
 
 def image_message(mib: float) -> tuple[list[dict], str]:
     data_url = "data:image/png;base64," + base64.b64encode(os.urandom(int(mib * 1024 * 1024))).decode()
-    parts = [{"type": "text", "text": "What is in this image?"},
-             {"type": "image_url", "image_url": {"url": data_url, "detail": "high"}}]
+    parts = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": data_url, "detail": "high"}},
+    ]
     return [{"role": "user", "content": parts}], data_url
 
 
 def post(base, key, content: bytes | object, **headers):
-    return httpx.post(f"{base}/api/v1/chat/completions", content=content, timeout=60,
-                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", **headers})
+    return httpx.post(
+        f"{base}/api/v1/chat/completions",
+        content=content,
+        timeout=60,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", **headers},
+    )
 
 
 def ledger(engine, ref):
@@ -88,9 +99,16 @@ def test_image_part_of_a_few_mib_is_relayed_unchanged_and_billed(served, engine,
 def test_image_counts_as_2000_prompt_tokens_in_the_hold(served, engine, upstream):
     app, base = served
     with session_for(engine) as s:
-        registry.set_model(s, model_id=MODEL, actor="test", pricing="per_token", credit_cost=parse_credits("0.01"),
-                           prompt_price=parse_credits("1.25"), completion_price=parse_credits("10"),
-                           max_output_tokens=1000)
+        registry.set_model(
+            s,
+            model_id=MODEL,
+            actor="test",
+            pricing="per_token",
+            credit_cost=parse_credits("0.01"),
+            prompt_price=parse_credits("1.25"),
+            completion_price=parse_credits("10"),
+            max_output_tokens=1000,
+        )
     user = make_user(engine, credits=10)
     key = make_key(engine, user)
     messages, data_url = image_message(2)
@@ -123,8 +141,13 @@ def test_body_at_the_limit_is_read_and_one_byte_over_is_413(served, engine, upst
     assert len(over) == LIMIT + 1
     r = post(base, key, over)
     assert r.status_code == 413
-    assert r.json() == {"error": {"message": f"Request body exceeds {LIMIT} bytes", "type": "request_too_large",
-                                  "code": "request_too_large"}}
+    assert r.json() == {
+        "error": {
+            "message": f"Request body exceeds {LIMIT} bytes",
+            "type": "request_too_large",
+            "code": "request_too_large",
+        }
+    }
     assert len(upstream.app.stats.bodies) == seen  # never sent
     assert credits_of(engine, user) == 7  # the first call only
     row = log_row(app, engine, r.headers["x-request-id"])

@@ -110,18 +110,27 @@ def test_models_retrieve(sdk):
 
 def test_images_generate_with_prefer_wait_answers_a_url(live_server, sdk):
     with session_for(live_server.engine) as s:  # an OpenRouter Image API model: the fake upstream serves it
-        registry.set_model(s, actor="test", model_id="acme/image", category="image", provider="openrouter",
-                           upstream_id="google/gemini-2.5-flash-image", credit_cost=2 * MICRO)
+        registry.set_model(
+            s,
+            actor="test",
+            model_id="acme/image",
+            category="image",
+            provider="openrouter",
+            upstream_id="google/gemini-2.5-flash-image",
+            credit_cost=2 * MICRO,
+        )
     time.sleep(1.2)  # an edit from another process shows once the server's 1 s cache expires
     before = balance(live_server)
-    result = sdk.images.generate(model="acme/image", prompt="a lighthouse at dusk", size="1024x1024",
-                                 extra_headers={"Prefer": "wait=30"})
+    result = sdk.images.generate(
+        model="acme/image", prompt="a lighthouse at dusk", size="1024x1024", extra_headers={"Prefer": "wait=30"}
+    )
     assert len(result.data) == 1
     url = result.data[0].url
     assert url.startswith(f"{live_server.api}/files/img_") and "&sig=" in url
     image = httpx.get(url, timeout=10)
     assert (image.status_code, image.headers["content-type"], image.content) == (200, "image/png", PNG)
-    inline = sdk.images.generate(model="acme/image", prompt="the same, inline", response_format="b64_json",
-                                 extra_headers={"Prefer": "wait=30"})
+    inline = sdk.images.generate(
+        model="acme/image", prompt="the same, inline", response_format="b64_json", extra_headers={"Prefer": "wait=30"}
+    )
     assert base64.b64decode(inline.data[0].b64_json) == PNG
     assert balance(live_server) == before - 4  # 2 credits an image, once each
