@@ -50,7 +50,7 @@ class ModelEntry(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=200)
     display_name: str = Field(max_length=200)
-    category: str = Field(max_length=20)  # "chat" | "image"
+    category: str = Field(max_length=20)  # "chat" | "image" | "embedding"
     capabilities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # Metering (store.pricing): the mode, the per-request fee and per-1M-token prices in
     # micro-credits, the markup in millionths (1_000_000 = x1), the cap on max_tokens.
