@@ -24,7 +24,6 @@ _port = int(os.environ.get("PORT") or 3000)
 os.environ["FORWARDED_ALLOW_IPS"] = ""
 
 
-
 def _own_origins(port: int, public_base_url: str | None) -> list[str]:
     """The origins the page's websocket (and any cross-origin call) may come from: this
     site on localhost, and its public address (`PUBLIC_BASE_URL`) behind a proxy."""

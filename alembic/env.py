@@ -1,9 +1,9 @@
 """Alembic environment: the URL comes from the caller (store.migrate) or the settings."""
 
-from alembic import context
 from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from alembic import context
 from store.db import get_engine
 from store.settings import get_settings
 

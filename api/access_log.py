@@ -59,22 +59,24 @@ class AccessLog:
         if not self.enabled:
             return
         key = ctx.key
-        line = orjson.dumps({
-            "ts": _iso_now(),
-            "event": "request",
-            "request_id": ctx.request_id,
-            "method": ctx.method,
-            "path": ctx.endpoint,
-            "status": ctx.status,
-            "error_code": ctx.error_code,
-            "latency_ms": latency_ms,
-            "model": ctx.model,
-            "stream": ctx.stream,
-            "user_id": key.user_id if key else None,
-            "key_id": key.key_id if key else None,
-            "credit_cost": json_credits(ctx.credit_cost),  # credits, as the API shows them (3, 0.046)
-            "client": ctx.client,
-        })
+        line = orjson.dumps(
+            {
+                "ts": _iso_now(),
+                "event": "request",
+                "request_id": ctx.request_id,
+                "method": ctx.method,
+                "path": ctx.endpoint,
+                "status": ctx.status,
+                "error_code": ctx.error_code,
+                "latency_ms": latency_ms,
+                "model": ctx.model,
+                "stream": ctx.stream,
+                "user_id": key.user_id if key else None,
+                "key_id": key.key_id if key else None,
+                "credit_cost": json_credits(ctx.credit_cost),  # credits, as the API shows them (3, 0.046)
+                "client": ctx.client,
+            }
+        )
         if b"sk_live_" in line:
             line = _KEY.sub(b"sk_live_[redacted]", line)
         self._pending.append(line)

@@ -95,8 +95,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.runtime = runtime
-    app.add_route("/metrics", metrics_endpoint(runtime.metrics, runtime.settings.metrics_token),
-                  methods=["GET"], include_in_schema=False)
+    app.add_route(
+        "/metrics",
+        metrics_endpoint(runtime.metrics, runtime.settings.metrics_token),
+        methods=["GET"],
+        include_in_schema=False,
+    )
     app.state.v1 = create_v1(runtime)
     app.mount("/api/v1", ApiMiddleware(app.state.v1, runtime))
     app.add_middleware(PrintablePath)

@@ -76,8 +76,9 @@ async def admit(runtime: Runtime, ctx: RequestContext, body: dict[str, Any]) -> 
         raise ApiError("provider_not_configured")
     plan = upstream_chat(body, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
     content = _serialise(plan.body)  # before the debit: nothing after it may fail on the caller's input
-    await billing.hold(runtime, ctx, entry, prompt_bound=prompt_token_bound(content), max_tokens=plan.max_tokens,
-                       n=plan.n)
+    await billing.hold(
+        runtime, ctx, entry, prompt_bound=prompt_token_bound(content), max_tokens=plan.max_tokens, n=plan.n
+    )
     return ChatCall(runtime, ctx, chat, entry, model_id, plan, content)
 
 
@@ -89,8 +90,15 @@ async def complete(call: ChatCall, render: Callable[[dict[str, Any]], bytes]) ->
         data = await call.chat.complete(call.content)
         data["model"] = call.model_id
         ctx.upstream_id = data.get("id")
-        billing.bill(runtime, ctx, call.entry, data.get("usage"), n=call.plan.n, prompt_bytes=len(call.content),
-                     completion_bytes=_choices_bytes(data.get("choices")))
+        billing.bill(
+            runtime,
+            ctx,
+            call.entry,
+            data.get("usage"),
+            n=call.plan.n,
+            prompt_bytes=len(call.content),
+            completion_bytes=_choices_bytes(data.get("choices")),
+        )
         answer = Response(render(data), media_type="application/json")
         billing.finish(runtime, ctx)
         return answer
@@ -114,8 +122,9 @@ async def stream(call: ChatCall, events: EventFormat) -> Response:
         await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
         raise
     relay = Relay(upstream, call)
-    return RelayResponse(_relay(relay, events), media_type="text/event-stream", headers=SSE_HEADERS,
-                         on_close=relay.close)
+    return RelayResponse(
+        _relay(relay, events), media_type="text/event-stream", headers=SSE_HEADERS, on_close=relay.close
+    )
 
 
 def _serialise(body: dict[str, Any]) -> bytes:
@@ -143,7 +152,8 @@ def _stream_failure(data: dict[str, Any]) -> str | None:
 def _finished(data: dict[str, Any]) -> bool:
     choices = data.get("choices")
     return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+        isinstance(c, dict) and c.get("finish_reason") is not None for c in choices
+    )
 
 
 def _choices_bytes(choices: Any) -> int:
@@ -180,8 +190,15 @@ class Relay:
     def bill(self, usage: Any) -> None:
         self.settled = True
         call = self.call
-        billing.bill(call.runtime, call.ctx, call.entry, usage, n=call.plan.n, prompt_bytes=len(call.content),
-                     completion_bytes=self.relayed_bytes)
+        billing.bill(
+            call.runtime,
+            call.ctx,
+            call.entry,
+            usage,
+            n=call.plan.n,
+            prompt_bytes=len(call.content),
+            completion_bytes=self.relayed_bytes,
+        )
 
     async def close(self) -> None:
         """Once, however the stream ended (even if it never started): a request that was

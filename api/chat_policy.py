@@ -16,13 +16,42 @@ from typing import Any
 # The chat-completions request parameters of OpenAI's API reference that neither route
 # nor buy anything beyond the priced model's tokens (so not `service_tier`, nor
 # `web_search_options`, a paid search).
-ALLOWED = frozenset({
-    "model", "messages", "stream", "stream_options", "temperature", "top_p", "n", "stop",
-    "max_tokens", "max_completion_tokens", "presence_penalty", "frequency_penalty", "logit_bias",
-    "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice", "parallel_tool_calls",
-    "response_format", "reasoning_effort", "modalities", "audio", "prediction", "metadata",
-    "store", "verbosity", "functions", "function_call", "safety_identifier", "prompt_cache_key",
-})
+ALLOWED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "user",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+        "metadata",
+        "store",
+        "verbosity",
+        "functions",
+        "function_call",
+        "safety_identifier",
+        "prompt_cache_key",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

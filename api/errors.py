@@ -36,8 +36,9 @@ CODES: dict[str, tuple[int, str]] = {
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str | None = None, *, status: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str | None = None, *, status: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         default_status, default_message = CODES[code]
         self.code = code
         self.message = message or default_message
@@ -51,8 +52,9 @@ def error_body(code: str, message: str) -> bytes:
 
 
 def error_response(exc: ApiError) -> Response:
-    return Response(error_body(exc.code, exc.message), status_code=exc.status,
-                    media_type="application/json", headers=exc.headers)
+    return Response(
+        error_body(exc.code, exc.message), status_code=exc.status, media_type="application/json", headers=exc.headers
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -54,27 +54,45 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("endpoint", "model", "status")
-        self.requests = Counter("platform_requests", "API requests by endpoint, model and status",
-                                labels, registry=self.registry)
-        self.latency = Histogram("platform_request_duration_seconds", "API request latency in seconds",
-                                 labels, buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.upstream_errors = Counter("platform_upstream_errors", "Requests answered provider_error, by kind",
-                                       ("kind",), registry=self.registry)
-        self.credits_debited = Counter("platform_credits_debited", "Credits held at admission for requests",
-                                       registry=self.registry)
-        self.credits_settled_back = Counter("platform_credits_settled_back",
-                                            "Credits given back when a request settled below its hold",
-                                            registry=self.registry)
-        self.credits_refunded = Counter("platform_credits_refunded", "Credits given back after upstream failures",
-                                        registry=self.registry)
-        self.log_queue = Gauge("platform_log_queue_depth", "Request-log rows waiting to be written",
-                               registry=self.registry, multiprocess_mode="livesum")
+        self.requests = Counter(
+            "platform_requests", "API requests by endpoint, model and status", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "platform_request_duration_seconds",
+            "API request latency in seconds",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "platform_upstream_errors", "Requests answered provider_error, by kind", ("kind",), registry=self.registry
+        )
+        self.credits_debited = Counter(
+            "platform_credits_debited", "Credits held at admission for requests", registry=self.registry
+        )
+        self.credits_settled_back = Counter(
+            "platform_credits_settled_back",
+            "Credits given back when a request settled below its hold",
+            registry=self.registry,
+        )
+        self.credits_refunded = Counter(
+            "platform_credits_refunded", "Credits given back after upstream failures", registry=self.registry
+        )
+        self.log_queue = Gauge(
+            "platform_log_queue_depth",
+            "Request-log rows waiting to be written",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.log_rows = Counter("platform_log_rows_written", "Request-log rows written", registry=self.registry)
-        self.log_rows_set_aside = Counter("platform_log_rows_set_aside", "Request-log rows the database refused",
-                                          registry=self.registry)
-        self.log_rows_dropped = Counter("platform_log_rows_dropped",
-                                        "Request-log rows refused because LOG_QUEUE_MAX rows were waiting",
-                                        registry=self.registry)
+        self.log_rows_set_aside = Counter(
+            "platform_log_rows_set_aside", "Request-log rows the database refused", registry=self.registry
+        )
+        self.log_rows_dropped = Counter(
+            "platform_log_rows_dropped",
+            "Request-log rows refused because LOG_QUEUE_MAX rows were waiting",
+            registry=self.registry,
+        )
         self._series: dict[tuple[str, str, str], tuple] = {}
 
     def observe(self, *, endpoint: str, model: str, status: int, seconds: float, error_code: str | None) -> None:

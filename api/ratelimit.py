@@ -39,8 +39,9 @@ UNLIMITED = Verdict(True, 0, 0, 0)
 
 
 class KeyRateLimiter:
-    def __init__(self, redis_url: str | None = None, namespace: str = "platform-rl",
-                 timeout_s: float = REDIS_TIMEOUT_S) -> None:
+    def __init__(
+        self, redis_url: str | None = None, namespace: str = "platform-rl", timeout_s: float = REDIS_TIMEOUT_S
+    ) -> None:
         uri = f"async+{redis_url}" if redis_url else "async+memory://"
         self._limiter = MovingWindowRateLimiter(counter_storage(uri, key_prefix=namespace, timeout_s=timeout_s))
         self._items: dict[int, RateLimitItemPerMinute] = {}
@@ -104,8 +105,9 @@ class KeyRateLimiter:
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
-            log.error("rate-limit store unavailable, model calls answer 503 until it is back: %s",
-                      exc.storage_error or exc)
+            log.error(
+                "rate-limit store unavailable, model calls answer 503 until it is back: %s", exc.storage_error or exc
+            )
         self._next_try = now + RETRY_AFTER_S
         return _unavailable()
 
@@ -116,8 +118,9 @@ class KeyRateLimiter:
 
 
 def _unavailable() -> ApiError:
-    return ApiError("service_unavailable", "Rate limiter unavailable; retry shortly",
-                    headers={"Retry-After": str(RETRY_AFTER_S)})
+    return ApiError(
+        "service_unavailable", "Rate limiter unavailable; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 def _reset_s(stats, per_minute: int) -> int:

@@ -14,8 +14,9 @@ and its state is in the database, so it picks up where it left off after a resta
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -56,13 +57,22 @@ class Reconciler:
             entry = (await self.db(registry.get_model, model_id=row.model)) if row.model else None
             cost = pricing.charge(entry, usage, credits_per_usd=self.settings.credits_per_usd) if entry else None
             if cost is not None:
-                final = await self.db(settlements.settle_pending, ref=row.ref, cost=cost, usage=usage,
-                                      note=f"settled from the upstream's generation record {row.upstream_id}"[:500])
+                final = await self.db(
+                    settlements.settle_pending,
+                    ref=row.ref,
+                    cost=cost,
+                    usage=usage,
+                    note=f"settled from the upstream's generation record {row.upstream_id}"[:500],
+                )
                 log.info("request %s settled from the generation record at %s", row.ref, final)
                 return True
         if utcnow() >= aware(row.deadline_at):
-            await self.db(settlements.settle_pending, ref=row.ref, cost=row.estimate,
-                          note="settled from an estimate of what was relayed (no usage reported)")
+            await self.db(
+                settlements.settle_pending,
+                ref=row.ref,
+                cost=row.estimate,
+                note="settled from an estimate of what was relayed (no usage reported)",
+            )
             log.info("request %s settled from the estimate", row.ref)
             return True
         wait = min(MAX_BACKOFF_S, self.settings.reconcile_backoff_s * 2 ** max(0, row.attempts - 1))
@@ -74,8 +84,9 @@ class Reconciler:
         if not self.settings.openrouter_api_key:
             return None
         try:
-            response = await self.http.get(f"{self._base}/generation", params={"id": upstream_id},
-                                           headers=self._headers, timeout=10.0)
+            response = await self.http.get(
+                f"{self._base}/generation", params={"id": upstream_id}, headers=self._headers, timeout=10.0
+            )
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
@@ -86,6 +97,10 @@ class Reconciler:
             return None
         if not isinstance(data, dict):
             return None
-        return pricing.usage_from({"prompt_tokens": data.get("tokens_prompt"),
-                                   "completion_tokens": data.get("tokens_completion"),
-                                   "cost": data.get("total_cost")})
+        return pricing.usage_from(
+            {
+                "prompt_tokens": data.get("tokens_prompt"),
+                "completion_tokens": data.get("tokens_completion"),
+                "cost": data.get("total_cost"),
+            }
+        )

@@ -71,7 +71,8 @@ class ImageGenerationRequest(_Body):
     size: str | None = Field(None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$", examples=["1024x1024"])
     n: int = Field(1, ge=1, le=4)
     response_format: Literal["url", "b64_json"] | None = Field(
-        None, description="`b64_json`: the images inline, in an answer that waited (`Prefer: wait=N`)")
+        None, description="`b64_json`: the images inline, in an answer that waited (`Prefer: wait=N`)"
+    )
     webhook_url: str | None = Field(None, max_length=2000, description="receives a signed POST when the task ends")
 
     @field_validator("prompt")
@@ -127,7 +128,8 @@ class EmbeddingRequest(_Body):
         if any(not item for item in value if isinstance(item, (str, list))):
             raise ValueError("must not contain an empty string or list")
         if any(isinstance(item, int) and not 0 <= item <= MAX_INT32 for item in value) or any(
-                isinstance(item, list) and not all(0 <= t <= MAX_INT32 for t in item) for item in value):
+            isinstance(item, list) and not all(0 <= t <= MAX_INT32 for t in item) for item in value
+        ):
             raise ValueError("token ids must be from 0 to 2147483647")
         return value
 
@@ -197,8 +199,9 @@ class MessagesRequest(_Body):
     """Anthropic's Messages request (`POST /messages`), translated by api.translate.anthropic;
     `max_tokens` may be left out (the model's cap applies)."""
 
-    model_config = ConfigDict(strict=True, extra="allow",
-                              json_schema_extra={"required": ["model", "messages", "max_tokens"]})
+    model_config = ConfigDict(
+        strict=True, extra="allow", json_schema_extra={"required": ["model", "messages", "max_tokens"]}
+    )
 
     messages: list[dict[str, Any]] | None = None
     system: str | list[dict[str, Any]] | None = None

@@ -9,7 +9,7 @@ upstream call ends as soon as the client does.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from starlette.responses import StreamingResponse

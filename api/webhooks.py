@@ -23,7 +23,7 @@ import ipaddress
 import re
 import socket
 import ssl
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import anyio
@@ -82,10 +82,18 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def deliver(*, url: str, body: bytes, secret: str, event_id: str, timeout_s: float,
-                  allow_private: bool = False, resolve: Resolver = resolve_host,
-                  is_allowed: Callable[[IPAddress], bool] = is_public_address,
-                  verify: ssl.SSLContext | None = None) -> bool:
+async def deliver(
+    *,
+    url: str,
+    body: bytes,
+    secret: str,
+    event_id: str,
+    timeout_s: float,
+    allow_private: bool = False,
+    resolve: Resolver = resolve_host,
+    is_allowed: Callable[[IPAddress], bool] = is_public_address,
+    verify: ssl.SSLContext | None = None,
+) -> bool:
     """POST one delivery; True when the receiver answered 2xx within `timeout_s`.
 
     `resolve`, `is_allowed` and `verify` (trusted CAs) are for tests: a hostile DNS, an
@@ -111,8 +119,9 @@ async def deliver(*, url: str, body: bytes, secret: str, event_id: str, timeout_
     return False
 
 
-async def _checked_addresses(target: httpx.URL, resolve: Resolver,
-                             is_allowed: Callable[[IPAddress], bool] | None) -> list[str]:
+async def _checked_addresses(
+    target: httpx.URL, resolve: Resolver, is_allowed: Callable[[IPAddress], bool] | None
+) -> list[str]:
     """The addresses to connect to, or none when any of them is not allowed."""
     port = target.port or (443 if target.scheme == "https" else 80)
     addresses = await resolve(target.raw_host.decode("ascii"), port)
@@ -122,8 +131,14 @@ async def _checked_addresses(target: httpx.URL, resolve: Resolver,
     return [str(a) for a in parsed]
 
 
-async def _post(target: httpx.URL, address: str, body: bytes, headers: dict[str, str], timeout_s: float,
-                verify: ssl.SSLContext | None) -> bool:
+async def _post(
+    target: httpx.URL,
+    address: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    verify: ssl.SSLContext | None,
+) -> bool:
     """POST to `address` as if to `target`'s host: the URL names the address, the Host
     header and TLS (SNI, certificate check) name the host.
 
@@ -133,11 +148,16 @@ async def _post(target: httpx.URL, address: str, body: bytes, headers: dict[str,
     """
     pinned = target.copy_with(host=address)
     extensions = {"sni_hostname": target.raw_host.decode("ascii")} if target.scheme == "https" else {}
-    async with httpx.AsyncClient(verify=verify or _default_tls(), trust_env=False, timeout=timeout_s,
-                                 follow_redirects=False) as client:
-        request = client.build_request("POST", pinned, content=body,
-                                       headers={**headers, "Host": target.netloc.decode("ascii")},
-                                       extensions=extensions)
+    async with httpx.AsyncClient(
+        verify=verify or _default_tls(), trust_env=False, timeout=timeout_s, follow_redirects=False
+    ) as client:
+        request = client.build_request(
+            "POST",
+            pinned,
+            content=body,
+            headers={**headers, "Host": target.netloc.decode("ascii")},
+            extensions=extensions,
+        )
         response = await client.send(request, stream=True)
         try:
             read = 0

@@ -58,10 +58,17 @@ def measure(target: Target, seconds: float) -> list[dict]:
         cpu = target.server.cpu_seconds() - cpu_before if target.server else None
         rows = target.rows_for(key, result.responses)
         row = {
-            "target": target.name, "label": target.label, "connections": connections,
-            "rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-            "responses": result.responses, "non2xx": result.non2xx, "socket_errors": result.socket_errors,
-            "log_rows": rows, "load_before": load,
+            "target": target.name,
+            "label": target.label,
+            "connections": connections,
+            "rps": result.rps,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "responses": result.responses,
+            "non2xx": result.non2xx,
+            "socket_errors": result.socket_errors,
+            "log_rows": rows,
+            "load_before": load,
             "rss_mb": target.server.rss_mb() if target.server else None,
             # the server's CPU per response: steadier than latency on a shared machine
             "cpu_ms_per_req": cpu / result.responses * 1000 if cpu is not None and result.responses else None,
@@ -93,9 +100,18 @@ def soak(target: Target, seconds: float) -> dict:
     rows = target.rows_for(key, result.responses)
     at_mark = next((rss for t, rss in samples if t >= mark), samples[0][1] if samples else 0.0)
     at_end = samples[-1][1] if samples else 0.0
-    return {"target": target.name, "seconds": seconds, "mark_s": mark, "rss_mark_mb": at_mark,
-            "rss_end_mb": at_end, "growth_pct": (at_end - at_mark) / at_mark * 100 if at_mark else 0.0,
-            "rps": result.rps, "responses": result.responses, "non2xx": result.non2xx, "log_rows": rows}
+    return {
+        "target": target.name,
+        "seconds": seconds,
+        "mark_s": mark,
+        "rss_mark_mb": at_mark,
+        "rss_end_mb": at_end,
+        "growth_pct": (at_end - at_mark) / at_mark * 100 if at_mark else 0.0,
+        "rps": result.rps,
+        "responses": result.responses,
+        "non2xx": result.non2xx,
+        "log_rows": rows,
+    }
 
 
 def wrk_table() -> tuple[str, dict]:
@@ -128,12 +144,17 @@ def wrk_table() -> tuple[str, dict]:
                 if name == "platform" and soak_s > 0:
                     print(f"   soak: 16 connections for {soak_s:.0f}s", flush=True)
                     soak_result = soak(target, soak_s)
-                    print(f"   RSS {soak_result['rss_mark_mb']:.1f} MB at {soak_result['mark_s']:.0f}s, "
-                          f"{soak_result['rss_end_mb']:.1f} MB at the end", flush=True)
+                    print(
+                        f"   RSS {soak_result['rss_mark_mb']:.1f} MB at {soak_result['mark_s']:.0f}s, "
+                        f"{soak_result['rss_end_mb']:.1f} MB at the end",
+                        flush=True,
+                    )
                 if name == os.environ.get("BENCH_PROFILE_TARGET", "api") and profile_s > 0:
                     from .profile import profile_under_load
 
-                    profile = profile_under_load(target, profile_s, int(os.environ.get("BENCH_PROFILE_CONNECTIONS") or 16))
+                    profile = profile_under_load(
+                        target, profile_s, int(os.environ.get("BENCH_PROFILE_CONNECTIONS") or 16)
+                    )
     summary = report.summarize(results, soak_result)
     table = report.render(results, summary, soak_result, loadavg=os.getloadavg(), elapsed=time.time() - started)
     if profile:
@@ -145,8 +166,9 @@ def stream_table() -> tuple[str, dict]:
     """Real traffic's shape: C streams held open through each target, for each level."""
     seconds = _env_float("BENCH_STREAM_S", 20)
     chunks = int(os.environ.get("BENCH_STREAM_CHUNKS") or 40)
-    levels = stream_bench.parse_levels(os.environ.get("BENCH_STREAM_LEVELS") or "50,200,1000", chunks=chunks,
-                                       interval_ms=25, slow_interval_ms=250)
+    levels = stream_bench.parse_levels(
+        os.environ.get("BENCH_STREAM_LEVELS") or "50,200,1000", chunks=chunks, interval_ms=25, slow_interval_ms=250
+    )
     wanted = os.environ.get("BENCH_STREAM_TARGETS", "direct,platform,api").split(",")
     if os.environ.get("BENCH_LITELLM") == "1" and "litellm" not in wanted:
         wanted.append("litellm")
@@ -171,8 +193,11 @@ def stream_table() -> tuple[str, dict]:
                     profile = profile_streams(target, profile_s, concurrency=200, chunks=chunks, interval_ms=25)
     summary = stream_report.summarize(results)
     table = stream_report.render(results, summary, seconds=seconds)
-    table += f"\n\nStream table: {time.time() - started:.0f}s; load average at the end " + \
-        " / ".join(f"{x:.2f}" for x in os.getloadavg()) + "."
+    table += (
+        f"\n\nStream table: {time.time() - started:.0f}s; load average at the end "
+        + " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        + "."
+    )
     if profile:
         table += "\n\n" + profile["text"]
     return table, {"results": results, "summary": summary, "profile": profile}

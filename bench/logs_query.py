@@ -17,8 +17,8 @@ import random
 import statistics
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -28,39 +28,74 @@ from store.migrate import migrate
 from store.models import RequestLog, User
 
 DAYS = 60
-MODELS = [("openai/gpt-5", 45), ("openai/gpt-5-mini", 35), ("anthropic/claude-sonnet-4.5", 14),
-          ("google/nano-banana-pro", 5), ("acme/rare-model", 0.5), ("nope/unknown", 0.5)]
+MODELS = [
+    ("openai/gpt-5", 45),
+    ("openai/gpt-5-mini", 35),
+    ("anthropic/claude-sonnet-4.5", 14),
+    ("google/nano-banana-pro", 5),
+    ("acme/rare-model", 0.5),
+    ("nope/unknown", 0.5),
+]
 STATUSES = [(200, 92), (402, 3), (429, 2), (502, 2), (404, 1)]
-ERROR_CODES = {402: "insufficient_credits", 429: "rate_limit_exceeded", 502: "provider_error",
-               404: "model_not_available"}
+ERROR_CODES = {
+    402: "insufficient_credits",
+    429: "rate_limit_exceeded",
+    502: "provider_error",
+    404: "model_not_available",
+}
 
 
 def fill(engine, rows: int, *, seed: int = 7) -> tuple[int, list[int], date]:
     """Insert the users and `rows` log rows; returns (benchmarked user id, its key ids, last day)."""
     rng = random.Random(seed)
     with engine.begin() as conn:
-        user_ids = [conn.execute(sa.insert(User).values(email=f"bench{i}@example.com", password_hash="x",
-                                                        is_admin=False, api_enabled=True, balance=0,
-                                                        created_at=datetime.now(timezone.utc))
-                                 .returning(User.id)).scalar_one() for i in range(10)]
+        user_ids = [
+            conn.execute(
+                sa.insert(User)
+                .values(
+                    email=f"bench{i}@example.com",
+                    password_hash="x",
+                    is_admin=False,
+                    api_enabled=True,
+                    balance=0,
+                    created_at=datetime.now(UTC),
+                )
+                .returning(User.id)
+            ).scalar_one()
+            for i in range(10)
+        ]
     main = user_ids[0]
     keys = [1, 2, 3, 4, 5]
     models = rng.choices([m for m, _ in MODELS], [w for _, w in MODELS], k=rows)
     statuses = rng.choices([s for s, _ in STATUSES], [w for _, w in STATUSES], k=rows)
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=DAYS)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=DAYS)
     step = timedelta(days=DAYS) / rows
     batch, written = [], 0
     for i in range(rows):
         owner = main if rng.random() < 0.9 else rng.choice(user_ids[1:])
         status = statuses[i]
-        batch.append({
-            "request_id": f"bench-{i:08d}", "user_id": owner, "api_key_id": rng.choice(keys) if owner == main else 99,
-            "key_prefix": "sk_live_benc", "method": "POST", "endpoint": "/api/v1/chat/completions",
-            "model": models[i], "status": status, "error_code": ERROR_CODES.get(status),
-            "latency_ms": rng.randint(20, 4000), "credit_cost": 3 if status == 200 else 0, "stream": rng.random() < 0.3,
-            "prompt_tokens": 20, "completion_tokens": 200, "total_tokens": 220, "upstream_id": None,
-            "task_id": None, "created_at": start + step * i,
-        })
+        batch.append(
+            {
+                "request_id": f"bench-{i:08d}",
+                "user_id": owner,
+                "api_key_id": rng.choice(keys) if owner == main else 99,
+                "key_prefix": "sk_live_benc",
+                "method": "POST",
+                "endpoint": "/api/v1/chat/completions",
+                "model": models[i],
+                "status": status,
+                "error_code": ERROR_CODES.get(status),
+                "latency_ms": rng.randint(20, 4000),
+                "credit_cost": 3 if status == 200 else 0,
+                "stream": rng.random() < 0.3,
+                "prompt_tokens": 20,
+                "completion_tokens": 200,
+                "total_tokens": 220,
+                "upstream_id": None,
+                "task_id": None,
+                "created_at": start + step * i,
+            }
+        )
         if len(batch) == 50_000 or i == rows - 1:
             with engine.begin() as conn:
                 conn.execute(sa.insert(RequestLog), batch)
@@ -105,10 +140,12 @@ def main(argv: list[str] | None = None) -> None:
 
     mid_day = last_day - timedelta(days=DAYS // 2)
     with session_for(engine) as s:
-        middle_id = s.execute(sa.select(sa.func.max(RequestLog.id)).where(RequestLog.user_id == user_id,
-                                                                           RequestLog.created_at < datetime.combine(
-                                                                               mid_day, datetime.min.time(),
-                                                                               tzinfo=timezone.utc))).scalar_one()
+        middle_id = s.execute(
+            sa.select(sa.func.max(RequestLog.id)).where(
+                RequestLog.user_id == user_id,
+                RequestLog.created_at < datetime.combine(mid_day, datetime.min.time(), tzinfo=UTC),
+            )
+        ).scalar_one()
 
     def page(**filters: str) -> Callable[[], object]:
         parsed = usage.LogFilter.parse(**filters)
@@ -116,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         def run():
             with session_for(engine) as s:
                 return usage.logs_page(s, user_id=user_id, filters=parsed, limit=51)
+
         return run
 
     def deep_page():
@@ -127,8 +165,12 @@ def main(argv: list[str] | None = None) -> None:
             return usage.daily_usage(s, user_id=user_id, days=14)
 
     def export_one_day():
-        return sum(len(chunk) for chunk in usage.export_csv(
-            engine, user_id=user_id, filters=usage.LogFilter.parse(since=str(mid_day), until=str(mid_day))))
+        return sum(
+            len(chunk)
+            for chunk in usage.export_csv(
+                engine, user_id=user_id, filters=usage.LogFilter.parse(since=str(mid_day), until=str(mid_day))
+            )
+        )
 
     cases = [
         ("first page (50 newest)", page(), args.repeat),
@@ -140,8 +182,11 @@ def main(argv: list[str] | None = None) -> None:
         ("filter: status 429 (2 %)", page(status="429"), args.repeat),
         ("filter: status 503 (no match)", page(status="503"), args.repeat),
         ("filter: one day, 30 days back", page(since=str(mid_day), until=str(mid_day)), args.repeat),
-        ("filter: key + rare model + errors", page(key=str(keys[0]), model="acme/rare-model", status="errors"),
-         args.repeat),
+        (
+            "filter: key + rare model + errors",
+            page(key=str(keys[0]), model="acme/rare-model", status="errors"),
+            args.repeat,
+        ),
         ("overview: 14 days per day", overview, max(3, args.repeat // 5)),
         ("CSV export of one day", export_one_day, 3),
     ]

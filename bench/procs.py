@@ -21,8 +21,17 @@ def free_port() -> int:
 class Server:
     """One server (and whatever it forks) on 127.0.0.1, its output in `log_path`."""
 
-    def __init__(self, name: str, command: list[str], *, env: dict[str, str], cwd: Path, log_path: Path,
-                 ready_url: str, ready_timeout: float = 120) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        log_path: Path,
+        ready_url: str,
+        ready_timeout: float = 120,
+    ) -> None:
         self.name = name
         self.command = command
         self.env = env
@@ -32,10 +41,11 @@ class Server:
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             self._wait_ready()
         except BaseException:

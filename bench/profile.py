@@ -12,8 +12,8 @@ import contextlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .streams import run_streams
 from .targets import OUT, ROOT, Target
@@ -25,9 +25,24 @@ _IDLE = ("Condition.wait (", "Event.wait (", "Queue.get (", "select (", "Popen.p
 
 
 # Inclusive shares are shown for the request path's layers only (not the server's bootstrap).
-_LAYERS = ("(api/", "(store/", "(starlette/", "(fastapi/", "(httpx/", "(httpcore/", "(sqlalchemy/orm/session",
-           "(sqlalchemy/engine/base", "(anyio/to_thread", "(anyio/_backends", "(sqlmodel/", "(limits/",
-           "(asyncio/", "(uvicorn/", "(aiohttp/", "(reflex/app.py")
+_LAYERS = (
+    "(api/",
+    "(store/",
+    "(starlette/",
+    "(fastapi/",
+    "(httpx/",
+    "(httpcore/",
+    "(sqlalchemy/orm/session",
+    "(sqlalchemy/engine/base",
+    "(anyio/to_thread",
+    "(anyio/_backends",
+    "(sqlmodel/",
+    "(limits/",
+    "(asyncio/",
+    "(uvicorn/",
+    "(aiohttp/",
+    "(reflex/app.py",
+)
 
 
 def ensure_py_spy() -> str:
@@ -46,21 +61,35 @@ def profile_under_load(target: Target, seconds: float, connections: int = 16, to
     key = target.new_key()
     with _py_spy(target, seconds) as raw:
         result = run_wrk(target.url, key=key, connections=connections, seconds=seconds, workdir=OUT)
-    return summarize(raw.read_text(), top=top,
-                     title=f"py-spy, {target.label}, {connections} connections, {seconds:.0f}s, "
-                           f"{result.rps:.0f} req/s under the profiler")
+    return summarize(
+        raw.read_text(),
+        top=top,
+        title=f"py-spy, {target.label}, {connections} connections, {seconds:.0f}s, "
+        f"{result.rps:.0f} req/s under the profiler",
+    )
 
 
-def profile_streams(target: Target, seconds: float, *, concurrency: int, chunks: int, interval_ms: float,
-                    top: int = 25) -> dict:
+def profile_streams(
+    target: Target, seconds: float, *, concurrency: int, chunks: int, interval_ms: float, top: int = 25
+) -> dict:
     """Sample `target`'s server while it relays `concurrency` streams (bench/streams.py)."""
     key = target.new_key()
     with _py_spy(target, seconds, name=f"{target.name}-streams") as raw:
-        seen = run_streams(target.url, key=key, concurrency=concurrency, seconds=seconds, chunks=chunks,
-                           interval_ms=interval_ms, cwd=ROOT)
-    return summarize(raw.read_text(), top=top,
-                     title=f"py-spy, {target.label}, {concurrency} streams of {chunks} chunks {interval_ms:g} ms "
-                           f"apart, {seconds:.0f}s, {seen['streams_per_s']:.0f} streams/s under the profiler")
+        seen = run_streams(
+            target.url,
+            key=key,
+            concurrency=concurrency,
+            seconds=seconds,
+            chunks=chunks,
+            interval_ms=interval_ms,
+            cwd=ROOT,
+        )
+    return summarize(
+        raw.read_text(),
+        top=top,
+        title=f"py-spy, {target.label}, {concurrency} streams of {chunks} chunks {interval_ms:g} ms "
+        f"apart, {seconds:.0f}s, {seen['streams_per_s']:.0f} streams/s under the profiler",
+    )
 
 
 @contextlib.contextmanager
@@ -68,8 +97,23 @@ def _py_spy(target: Target, seconds: float, name: str | None = None) -> Iterator
     """py-spy records the server for `seconds` while the block loads it; yields the raw output's path."""
     raw = OUT / f"profile-{name or target.name}.txt"
     raw.unlink(missing_ok=True)
-    command = [ensure_py_spy(), "record", "--format", "raw", "--nolineno", "--gil", "--subprocesses", "--rate", "250",
-               "--duration", str(int(seconds)), "--output", str(raw), "--pid", str(target.server.proc.pid)]
+    command = [
+        ensure_py_spy(),
+        "record",
+        "--format",
+        "raw",
+        "--nolineno",
+        "--gil",
+        "--subprocesses",
+        "--rate",
+        "250",
+        "--duration",
+        str(int(seconds)),
+        "--output",
+        str(raw),
+        "--pid",
+        str(target.server.proc.pid),
+    ]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield raw
@@ -96,14 +140,18 @@ def summarize(collapsed: str, *, top: int = 25, title: str = "profile") -> dict:
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    lines = [f"{title}: {busy} busy samples ({idle} idle dropped)", "",
-             "| own % | function (file) |", "|--:|---|"]
+    lines = [f"{title}: {busy} busy samples ({idle} idle dropped)", "", "| own % | function (file) |", "|--:|---|"]
     lines += [f"| {n / busy * 100:.1f} | `{frame}` |" for frame, n in own.most_common(top)] if busy else []
     lines += ["", "| inclusive % | function (file) |", "|--:|---|"]
     ours = [(frame, n) for frame, n in inclusive.most_common() if any(p in frame for p in _LAYERS)][:top]
     lines += [f"| {n / busy * 100:.1f} | `{frame}` |" for frame, n in ours] if busy else []
-    return {"busy": busy, "idle": idle, "own": own.most_common(top), "inclusive": inclusive.most_common(top),
-            "text": "\n".join(lines)}
+    return {
+        "busy": busy,
+        "idle": idle,
+        "own": own.most_common(top),
+        "inclusive": inclusive.most_common(top),
+        "text": "\n".join(lines),
+    }
 
 
 if __name__ == "__main__":  # python -m bench.profile RAW_FILE: re-read a saved profile

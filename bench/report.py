@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform as _platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 BARS = {"added_p50_ms": 1.5, "litellm_ratio": 10.0, "rss_growth_pct": 10.0}
 
@@ -25,9 +25,11 @@ def _cpu(row: dict) -> str:
 
 
 def progress_line(row: dict) -> str:
-    return (f"   c={row['connections']:<2} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-            f"p99 {row['p99_ms']:6.2f} ms  {_cpu(row):>5} CPU ms/req  non-2xx {row['non2xx']}  log rows {_rows(row)}  "
-            f"(load {row['load_before']:.2f})")
+    return (
+        f"   c={row['connections']:<2} {row['rps']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+        f"p99 {row['p99_ms']:6.2f} ms  {_cpu(row):>5} CPU ms/req  non-2xx {row['non2xx']}  log rows {_rows(row)}  "
+        f"(load {row['load_before']:.2f})"
+    )
 
 
 def summarize(results: list[dict], soak: dict | None) -> dict:
@@ -37,8 +39,10 @@ def summarize(results: list[dict], soak: dict | None) -> dict:
     for name in ("platform", "api", "litellm"):
         one = _find(results, name, 1)
         if one and direct1:
-            out["added"][name] = {"p50_ms": one["p50_ms"] - direct1["p50_ms"],
-                                  "p99_ms": one["p99_ms"] - direct1["p99_ms"]}
+            out["added"][name] = {
+                "p50_ms": one["p50_ms"] - direct1["p50_ms"],
+                "p99_ms": one["p99_ms"] - direct1["p99_ms"],
+            }
     lite16 = _find(results, "litellm", 16)
     for name in ("platform", "api"):
         row = _find(results, name, 16)
@@ -48,11 +52,21 @@ def summarize(results: list[dict], soak: dict | None) -> dict:
     checks = out["checks"]
     for name, added in out["added"].items():
         if name != "litellm":
-            checks.append((f"{name}: added p50 at 1 connection ≤ {BARS['added_p50_ms']} ms",
-                           f"{added['p50_ms']:.2f} ms", added["p50_ms"] <= BARS["added_p50_ms"]))
+            checks.append(
+                (
+                    f"{name}: added p50 at 1 connection ≤ {BARS['added_p50_ms']} ms",
+                    f"{added['p50_ms']:.2f} ms",
+                    added["p50_ms"] <= BARS["added_p50_ms"],
+                )
+            )
     for name, ratio in out["litellm_ratio"].items():
-        checks.append((f"{name}: req/s at 16 connections ≥ {BARS['litellm_ratio']:.0f}× LiteLLM",
-                       f"{ratio:.1f}×", ratio >= BARS["litellm_ratio"]))
+        checks.append(
+            (
+                f"{name}: req/s at 16 connections ≥ {BARS['litellm_ratio']:.0f}× LiteLLM",
+                f"{ratio:.1f}×",
+                ratio >= BARS["litellm_ratio"],
+            )
+        )
     out["settlement"] = {}
     for connections in (1, 16):
         flat, metered = _find(results, "api", connections), _find(results, "api_metered", connections)
@@ -69,15 +83,19 @@ def summarize(results: list[dict], soak: dict | None) -> dict:
         checks.append(("platform targets: non-2xx responses and socket errors = 0", str(bad), bad == 0))
         checks.append(("platform targets: lost log rows = 0", str(lost), lost == 0))
     if soak:
-        checks.append((f"platform RSS after {soak['seconds']:.0f}s within {BARS['rss_growth_pct']:.0f}% "
-                       f"of after {soak['mark_s']:.0f}s",
-                       f"{soak['rss_mark_mb']:.1f} → {soak['rss_end_mb']:.1f} MB ({soak['growth_pct']:+.1f}%)",
-                       abs(soak["growth_pct"]) <= BARS["rss_growth_pct"]))
+        checks.append(
+            (
+                f"platform RSS after {soak['seconds']:.0f}s within {BARS['rss_growth_pct']:.0f}% "
+                f"of after {soak['mark_s']:.0f}s",
+                f"{soak['rss_mark_mb']:.1f} → {soak['rss_end_mb']:.1f} MB ({soak['growth_pct']:+.1f}%)",
+                abs(soak["growth_pct"]) <= BARS["rss_growth_pct"],
+            )
+        )
     return out
 
 
 def render(results: list[dict], summary: dict, soak: dict | None, *, loadavg: tuple, elapsed: float) -> str:
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Bench {when} on {_platform.node()} ({_cpu_count()} cores), {elapsed:.0f}s; "
         f"load average at the end {loadavg[0]:.2f} / {loadavg[1]:.2f} / {loadavg[2]:.2f}. "
@@ -100,13 +118,20 @@ def render(results: list[dict], summary: dict, soak: dict | None, *, loadavg: tu
         )
     if summary["litellm_ratio"]:
         lines.append("")
-        lines.append("Throughput at 16 connections against LiteLLM (same run, one worker each): " + ", ".join(
-            f"{name} {ratio:.1f}×" for name, ratio in summary["litellm_ratio"].items()))
+        lines.append(
+            "Throughput at 16 connections against LiteLLM (same run, one worker each): "
+            + ", ".join(f"{name} {ratio:.1f}×" for name, ratio in summary["litellm_ratio"].items())
+        )
     if summary.get("settlement"):
         lines.append("")
-        lines.append("Settlement (the API with per-token pricing, hold + settle, against per-request, hold only): " +
-                     "; ".join(f"{c} conn: req/s ×{v['rps_ratio']:.2f}, p50 {v['added_p50_ms']:+.2f} ms, "
-                               f"CPU {v['added_cpu_ms']:+.3f} ms/req" for c, v in summary["settlement"].items()))
+        lines.append(
+            "Settlement (the API with per-token pricing, hold + settle, against per-request, hold only): "
+            + "; ".join(
+                f"{c} conn: req/s ×{v['rps_ratio']:.2f}, p50 {v['added_p50_ms']:+.2f} ms, "
+                f"CPU {v['added_cpu_ms']:+.3f} ms/req"
+                for c, v in summary["settlement"].items()
+            )
+        )
     if soak:
         lines.append("")
         lines.append(

@@ -16,7 +16,7 @@ import httpx
 
 from .procs import Server
 from .streams import run_streams, stream_seconds
-from .targets import OUT, ROOT, Target
+from .targets import ROOT, Target
 
 SLOW_FROM = 1000  # a bare level this high streams at the slow pace: one worker cannot relay 40,000 chunks/s
 
@@ -33,7 +33,7 @@ class Level:
 
 
 def parse_levels(spec: str, *, chunks: int, interval_ms: float, slow_interval_ms: float) -> list[Level]:
-    """"50,200,1000" or "50@25,1000@250": C streams, optionally @ the ms between chunks."""
+    """ "50,200,1000" or "50@25,1000@250": C streams, optionally @ the ms between chunks."""
     levels = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         count, _, pace = part.partition("@")
@@ -58,7 +58,7 @@ class RssPeak:
             if self._stop.wait(0.2):
                 return
 
-    def __enter__(self) -> "RssPeak":
+    def __enter__(self) -> RssPeak:
         self._thread.start()
         return self
 
@@ -84,21 +84,35 @@ def measure_level(target: Target, upstream: Server, level: Level, seconds: float
     cpu_before, upstream_cpu_before = server.cpu_seconds(), upstream.cpu_seconds()
     produced_before = upstream_chunks(upstream)
     with RssPeak(server) as rss:
-        seen = run_streams(target.url, key=key, concurrency=level.concurrency, seconds=seconds,
-                           chunks=level.chunks, interval_ms=level.interval_ms, cwd=ROOT)
+        seen = run_streams(
+            target.url,
+            key=key,
+            concurrency=level.concurrency,
+            seconds=seconds,
+            chunks=level.chunks,
+            interval_ms=level.interval_ms,
+            cwd=ROOT,
+        )
     cpu = server.cpu_seconds() - cpu_before
     upstream_cpu = upstream.cpu_seconds() - upstream_cpu_before
     produced = upstream_chunks(upstream) - produced_before
     return {
-        "target": target.name, "label": target.label, "level": level.name, "concurrency": level.concurrency,
-        "interval_ms": level.interval_ms, "chunks_per_stream": level.chunks,
-        "stream_s": stream_seconds(level.chunks, level.interval_ms), "load_before": load, **seen,
+        "target": target.name,
+        "label": target.label,
+        "level": level.name,
+        "concurrency": level.concurrency,
+        "interval_ms": level.interval_ms,
+        "chunks_per_stream": level.chunks,
+        "stream_s": stream_seconds(level.chunks, level.interval_ms),
+        "load_before": load,
+        **seen,
         "server_cpu_s": cpu,
         "cpu_ms_per_stream": cpu / seen["streams"] * 1000 if seen["streams"] else None,
         # every data event the client got but [DONE]: content chunks, the finish chunk, the usage chunk
         "cpu_us_per_chunk": cpu / seen["events"] * 1e6 if seen["events"] else None,
         "upstream_cpu_us_per_chunk": upstream_cpu / produced * 1e6 if produced else None,
-        "rss_idle_mb": idle_rss_mb, "rss_peak_mb": rss.peak_mb,
+        "rss_idle_mb": idle_rss_mb,
+        "rss_peak_mb": rss.peak_mb,
         "kb_per_open_stream": (rss.peak_mb - idle_rss_mb) * 1024 / seen["peak_open"] if seen["peak_open"] else None,
         "log_rows": target.rows_for(key, seen["streams"]),
     }
@@ -115,4 +129,3 @@ def measure_streams(target: Target, upstream: Server, levels: list[Level], secon
         rows.append(row)
         print(progress_line(row), flush=True)
     return rows
-

@@ -43,8 +43,13 @@ def parse_pace(content: str) -> tuple[int, float]:
 
 class StreamUpstream:
     def __init__(self) -> None:
-        self.stats = {"streams_started": 0, "streams_finished": 0, "streams_cancelled": 0, "chunks": 0,
-                      "completions": 0}
+        self.stats = {
+            "streams_started": 0,
+            "streams_finished": 0,
+            "streams_cancelled": 0,
+            "chunks": 0,
+            "completions": 0,
+        }
         self._ids = 0
 
     async def __call__(self, scope, receive, send) -> None:
@@ -77,16 +82,32 @@ class StreamUpstream:
         usage = _usage(len(content), chunks)
         if not request.get("stream"):
             self.stats["completions"] += 1
-            await _respond(send, 200, orjson.dumps({
-                "id": gen_id, "object": "chat.completion", "created": int(time.time()), "model": request["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * chunks},
-                             "finish_reason": "stop"}],
-                "usage": usage}))
+            await _respond(
+                send,
+                200,
+                orjson.dumps(
+                    {
+                        "id": gen_id,
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": request["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": "tok " * chunks},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": usage,
+                    }
+                ),
+            )
             return
         with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         # A stream that outlives its client must stop producing: watch for the disconnect.
-        streaming = asyncio.ensure_future(self._stream(send, request["model"], gen_id, chunks, interval_ms / 1000,
-                                                       usage if with_usage else None))
+        streaming = asyncio.ensure_future(
+            self._stream(send, request["model"], gen_id, chunks, interval_ms / 1000, usage if with_usage else None)
+        )
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -105,8 +126,13 @@ class StreamUpstream:
         self.stats["streams_started"] += 1
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         # Every chunk but the content is the same: serialize the frame once, splice the index in.
-        head = b'data: {"id":"' + gen_id.encode() + b'","object":"chat.completion.chunk","created":1,"model":' \
-            + orjson.dumps(model) + b',"choices":[{"index":0,"delta":{"content":"tok'
+        head = (
+            b'data: {"id":"'
+            + gen_id.encode()
+            + b'","object":"chat.completion.chunk","created":1,"model":'
+            + orjson.dumps(model)
+            + b',"choices":[{"index":0,"delta":{"content":"tok'
+        )
         tail = b' "},"finish_reason":null}]}\n\n'
         start = time.monotonic()
         for i in range(chunks):
@@ -114,29 +140,64 @@ class StreamUpstream:
                 await asyncio.sleep(max(0.0, start + i * interval_s - time.monotonic()))
             await send({"type": "http.response.body", "body": head + str(i).encode() + tail, "more_body": True})
             self.stats["chunks"] += 1
-        final = b'data: {"id":"' + gen_id.encode() + b'","object":"chat.completion.chunk","created":1,"model":' \
-            + orjson.dumps(model) + b',"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        final = (
+            b'data: {"id":"'
+            + gen_id.encode()
+            + b'","object":"chat.completion.chunk","created":1,"model":'
+            + orjson.dumps(model)
+            + b',"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        )
         if usage is not None:
-            final += b"data: " + orjson.dumps({"id": gen_id, "object": "chat.completion.chunk", "created": 1,
-                                                "model": model, "choices": [], "usage": usage}) + b"\n\n"
+            final += (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "id": gen_id,
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+                + b"\n\n"
+            )
         await send({"type": "http.response.body", "body": final + b"data: [DONE]\n\n", "more_body": False})
         self.stats["streams_finished"] += 1
 
 
 def _usage(prompt: int, completion: int) -> dict:
     cost = (prompt * 1 + completion * 2) / 1e6  # OpenRouter's `cost` (USD), as tests/fakes/upstream.py reports it
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "cost": cost, "is_byok": False, "cost_details": {"upstream_inference_cost": cost}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost": cost,
+        "is_byok": False,
+        "cost_details": {"upstream_inference_cost": cost},
+    }
 
 
 async def _respond(send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(StreamUpstream(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-                backlog=4096, timeout_keep_alive=30)
+    uvicorn.run(
+        StreamUpstream(),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        timeout_keep_alive=30,
+    )

@@ -169,13 +169,19 @@ class LoadResult:
         ok = [r for r in self.records if r.error is None]
         ttfts = sorted(r.ttft_s for r in self.records if r.ttft_s is not None)
         return {
-            "concurrency": self.concurrency, "seconds": self.seconds, "elapsed_s": self.elapsed_s,
-            "streams": len(self.records), "completed": len(ok),
+            "concurrency": self.concurrency,
+            "seconds": self.seconds,
+            "elapsed_s": self.elapsed_s,
+            "streams": len(self.records),
+            "completed": len(ok),
             "streams_per_s": len(ok) / self.elapsed_s if self.elapsed_s else 0.0,
-            "chunks": sum(r.chunks for r in self.records), "events": sum(r.events for r in self.records),
-            "ttft_p50_ms": _percentile(ttfts, 50) * 1000, "ttft_p99_ms": _percentile(ttfts, 99) * 1000,
+            "chunks": sum(r.chunks for r in self.records),
+            "events": sum(r.events for r in self.records),
+            "ttft_p50_ms": _percentile(ttfts, 50) * 1000,
+            "ttft_p99_ms": _percentile(ttfts, 99) * 1000,
             "errors": {kind: sum(r.error == kind for r in self.records) for kind in ERRORS},
-            "no_usage": sum(not r.usage for r in ok), "peak_open": self.peak_open,
+            "no_usage": sum(not r.usage for r in ok),
+            "peak_open": self.peak_open,
         }
 
 
@@ -187,17 +193,26 @@ def _percentile(values: list[float], pct: float) -> float:
 
 def _request(url: str, key: str | None, chunks: int, interval_ms: float) -> bytes:
     parts = urlsplit(url)
-    body = orjson.dumps({"model": "openai/gpt-5-mini", "stream": True, "stream_options": {"include_usage": True},
-                         "messages": [{"role": "user", "content": pace_prompt(chunks, interval_ms)}]})
-    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-            f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n")
+    body = orjson.dumps(
+        {
+            "model": "openai/gpt-5-mini",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": pace_prompt(chunks, interval_ms)}],
+        }
+    )
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
+    )
     if key:
         head += f"Authorization: Bearer {key}\r\n"
     return head.encode() + b"\r\n" + body
 
 
-async def run_load(url: str, *, concurrency: int, seconds: float, chunks: int, interval_ms: float,
-                   key: str | None = None) -> LoadResult:
+async def run_load(
+    url: str, *, concurrency: int, seconds: float, chunks: int, interval_ms: float, key: str | None = None
+) -> LoadResult:
     """Hold `concurrency` streams open for `seconds`; every stream in flight then runs to its end."""
     parts = urlsplit(url)
     request = _request(url, key, chunks, interval_ms)
@@ -220,8 +235,7 @@ async def run_load(url: str, *, concurrency: int, seconds: float, chunks: int, i
                 result.peak_open = max(result.peak_open, open_now)
                 try:
                     await asyncio.wait_for(connection.post_stream(request, record, chunks), timeout_s)
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, _BodyEnded, ValueError,
-                        IndexError):
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, _BodyEnded, ValueError, IndexError):
                     record.error = "broken"
                     await connection.close()
                 finally:
@@ -232,8 +246,9 @@ async def run_load(url: str, *, concurrency: int, seconds: float, chunks: int, i
         finally:
             await connection.close()
 
-    await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(concurrency))),
-                           seconds + stream_s + timeout_s + 30)
+    await asyncio.wait_for(
+        asyncio.gather(*(worker(i) for i in range(concurrency))), seconds + stream_s + timeout_s + 30
+    )
     result.elapsed_s = time.monotonic() - start
     return result
 
@@ -243,17 +258,31 @@ def stream_seconds(chunks: int, interval_ms: float) -> float:
     return max(0.0, (chunks - 1) * interval_ms / 1000)
 
 
-def run_streams(url: str, *, key: str | None, concurrency: int, seconds: float, chunks: int, interval_ms: float,
-                cwd: Path) -> dict:
+def run_streams(
+    url: str, *, key: str | None, concurrency: int, seconds: float, chunks: int, interval_ms: float, cwd: Path
+) -> dict:
     """Run the load in its own process (so its CPU is not the server's) and return its summary."""
-    command = [sys.executable, "-m", "bench.streams", url, "--concurrency", str(concurrency), "--seconds",
-               str(seconds), "--chunks", str(chunks), "--interval-ms", str(interval_ms)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.streams",
+        url,
+        "--concurrency",
+        str(concurrency),
+        "--seconds",
+        str(seconds),
+        "--chunks",
+        str(chunks),
+        "--interval-ms",
+        str(interval_ms),
+    ]
     if key:
         command += ["--key", key]
     timeout = seconds + 4 * stream_seconds(chunks, interval_ms) + 120
-    out = subprocess.run(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(cwd)}, capture_output=True,
-                         text=True, timeout=timeout)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_STREAMS ")), None)
+    out = subprocess.run(
+        command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(cwd)}, capture_output=True, text=True, timeout=timeout
+    )
+    line = next((row for row in out.stdout.splitlines() if row.startswith("BENCH_STREAMS ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"the stream load failed ({out.returncode}): {out.stdout}\n{out.stderr}")
     return json.loads(line.removeprefix("BENCH_STREAMS "))
@@ -277,8 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        result = runner.run(run_load(args.url, concurrency=args.concurrency, seconds=args.seconds,
-                                     chunks=args.chunks, interval_ms=args.interval_ms, key=args.key))
+        result = runner.run(
+            run_load(
+                args.url,
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+                chunks=args.chunks,
+                interval_ms=args.interval_ms,
+                key=args.key,
+            )
+        )
     print("BENCH_STREAMS " + json.dumps(result.summary()), flush=True)
     return 0
 

@@ -27,8 +27,17 @@ OUT = ROOT / "bench" / "out"
 SECRET = "bench-secret-key-0123456789abcdef"
 LITELLM_VERSION = "1.100.5"  # newest whose [proxy] extra resolves from PyPI here
 # Settings a developer's shell or .env might carry that would change what is measured.
-_SCRUB = ("DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR", "GRANIAN_WORKERS",
-          "ADMIN_EMAIL", "ADMIN_PASSWORD", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL")
+_SCRUB = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "METRICS_TOKEN",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "GRANIAN_WORKERS",
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+    "OPENROUTER_API_KEY",
+    "OPENROUTER_BASE_URL",
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -52,8 +61,13 @@ class Target:
         if self.database_url is None:
             return None
         with session_for(get_engine(self.database_url)) as session:
-            issued = keys.issue_key(session, secret_key=SECRET, user_id=self.user_id,
-                                    name=f"bench-{len(self.run_keys)}", rate_limit_per_minute=0)
+            issued = keys.issue_key(
+                session,
+                secret_key=SECRET,
+                user_id=self.user_id,
+                name=f"bench-{len(self.run_keys)}",
+                rate_limit_per_minute=0,
+            )
         self.run_keys[issued.secret] = issued.key.id
         return issued.secret
 
@@ -85,11 +99,23 @@ def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
     url = f"sqlite:///{path}"
     migrate(url)
     with session_for(get_engine(url)) as session:
-        user = users.create_user(session, email=f"{name}@bench.test", password="bench password 1",
-                                 is_admin=False, credits_=credits.MAX_BALANCE)
+        user = users.create_user(
+            session,
+            email=f"{name}@bench.test",
+            password="bench password 1",
+            is_admin=False,
+            credits_=credits.MAX_BALANCE,
+        )
         if metered:
-            registry.set_model(session, model_id="openai/gpt-5-mini", actor="bench", pricing="per_token",
-                               credit_cost=1_000, prompt_price=1_000_000, completion_price=2_000_000)
+            registry.set_model(
+                session,
+                model_id="openai/gpt-5-mini",
+                actor="bench",
+                pricing="per_token",
+                credit_cost=1_000,
+                prompt_price=1_000_000,
+                completion_price=2_000_000,
+            )
         return url, user.id
 
 
@@ -108,17 +134,27 @@ def platform_env(database_url: str, upstream_base: str, port: int) -> dict[str, 
 
 def fake_upstream() -> Server:
     port = free_port()
-    return Server("fake upstream", [sys.executable, "-m", "tests.fakes.upstream", str(port)],
-                  env=clean_env(PYTHONPATH=str(ROOT)), cwd=ROOT, log_path=OUT / "upstream.log",
-                  ready_url=f"http://127.0.0.1:{port}/")
+    return Server(
+        "fake upstream",
+        [sys.executable, "-m", "tests.fakes.upstream", str(port)],
+        env=clean_env(PYTHONPATH=str(ROOT)),
+        cwd=ROOT,
+        log_path=OUT / "upstream.log",
+        ready_url=f"http://127.0.0.1:{port}/",
+    )
 
 
 def stream_upstream() -> Server:
     """bench/stream_upstream.py: N chunks D ms apart, then usage and [DONE]."""
     port = free_port()
-    return Server("stream upstream", [sys.executable, "-m", "bench.stream_upstream", str(port)],
-                  env=clean_env(PYTHONPATH=str(ROOT)), cwd=ROOT, log_path=OUT / "stream_upstream.log",
-                  ready_url=f"http://127.0.0.1:{port}/")
+    return Server(
+        "stream upstream",
+        [sys.executable, "-m", "bench.stream_upstream", str(port)],
+        env=clean_env(PYTHONPATH=str(ROOT)),
+        cwd=ROOT,
+        log_path=OUT / "stream_upstream.log",
+        ready_url=f"http://127.0.0.1:{port}/",
+    )
 
 
 def direct(upstream: Server) -> Target:
@@ -136,11 +172,23 @@ def platform(upstream_base: str) -> Target:
     port = free_port()
     env = platform_env(url, upstream_base, port)
     env.update(REFLEX_WEB_WORKDIR=str(OUT / "web"), REFLEX_STATES_WORKDIR=str(OUT / "states"))
-    server = Server("platform (make run)", [str(ROOT / "scripts" / "serve.sh")], env=env, cwd=ROOT,
-                    log_path=OUT / "platform.log", ready_url=f"http://127.0.0.1:{port}/ping", ready_timeout=900)
-    return Target("platform", "platform as `make run` serves it (Reflex prod, 1 worker, SQLite)",
-                  url=f"http://127.0.0.1:{port}/api/v1/chat/completions", database_url=url, user_id=user_id,
-                  server=server)
+    server = Server(
+        "platform (make run)",
+        [str(ROOT / "scripts" / "serve.sh")],
+        env=env,
+        cwd=ROOT,
+        log_path=OUT / "platform.log",
+        ready_url=f"http://127.0.0.1:{port}/ping",
+        ready_timeout=900,
+    )
+    return Target(
+        "platform",
+        "platform as `make run` serves it (Reflex prod, 1 worker, SQLite)",
+        url=f"http://127.0.0.1:{port}/api/v1/chat/completions",
+        database_url=url,
+        user_id=user_id,
+        server=server,
+    )
 
 
 def standalone(upstream_base: str, *, metered: bool = False) -> Target:
@@ -152,19 +200,56 @@ def standalone(upstream_base: str, *, metered: bool = False) -> Target:
     port = free_port()
     env = platform_env(url, upstream_base, port)
     if os.environ.get("BENCH_API_SERVER", "uvicorn") == "granian":
-        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", "1", "--log-level", "warning", "api.app:app"]
+        command = [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "api.app:app",
+        ]
         label = "standalone API (granian api.app:app, 1 worker, SQLite)"
     else:
-        command = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-                   "--no-access-log", "--log-level", "warning"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         label = "standalone API (uvicorn api.app:app, 1 worker, SQLite)"
     if metered:
         label += ", per-token pricing: hold + settle"
-    server = Server(f"standalone API{' (metered)' if metered else ''}", command, env=env, cwd=ROOT,
-                    log_path=OUT / f"{name}.log", ready_url=f"http://127.0.0.1:{port}/api/v1/models")
-    return Target(name, label, url=f"http://127.0.0.1:{port}/api/v1/chat/completions", database_url=url,
-                  user_id=user_id, server=server)
+    server = Server(
+        f"standalone API{' (metered)' if metered else ''}",
+        command,
+        env=env,
+        cwd=ROOT,
+        log_path=OUT / f"{name}.log",
+        ready_url=f"http://127.0.0.1:{port}/api/v1/models",
+    )
+    return Target(
+        name,
+        label,
+        url=f"http://127.0.0.1:{port}/api/v1/chat/completions",
+        database_url=url,
+        user_id=user_id,
+        server=server,
+    )
 
 
 def litellm(upstream_base: str) -> Target:
@@ -177,8 +262,18 @@ def litellm(upstream_base: str) -> Target:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
             subprocess.run([str(venv / "bin" / "python"), "-m", "ensurepip"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                f"litellm[proxy]=={LITELLM_VERSION}",
+            ],
+            check=True,
+        )
         stamp.touch()
     config = OUT / "litellm.yaml"
     config.write_text(
@@ -193,9 +288,18 @@ def litellm(upstream_base: str) -> Target:
     )
     port = free_port()
     env = clean_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", DISABLE_ADMIN_UI="True")
-    server = Server("litellm", [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-                                "--num_workers", "1"],
-                    env=env, cwd=OUT, log_path=OUT / "litellm.log",
-                    ready_url=f"http://127.0.0.1:{port}/health/liveliness", ready_timeout=300)
-    return Target("litellm", f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no database)",
-                  url=f"http://127.0.0.1:{port}/v1/chat/completions", server=server)
+    server = Server(
+        "litellm",
+        [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        env=env,
+        cwd=OUT,
+        log_path=OUT / "litellm.log",
+        ready_url=f"http://127.0.0.1:{port}/health/liveliness",
+        ready_timeout=300,
+    )
+    return Target(
+        "litellm",
+        f"LiteLLM proxy {LITELLM_VERSION} (1 worker, no database)",
+        url=f"http://127.0.0.1:{port}/v1/chat/completions",
+        server=server,
+    )

@@ -86,18 +86,29 @@ def ensure_wrk() -> str:
     return found
 
 
-def run_wrk(url: str, *, key: str | None, connections: int, seconds: float, workdir: Path,
-            body: dict | None = None) -> WrkResult:
+def run_wrk(
+    url: str, *, key: str | None, connections: int, seconds: float, workdir: Path, body: dict | None = None
+) -> WrkResult:
     """POST `body` to `url` from `connections` keep-alive connections for `seconds`."""
     script = workdir / "chat.lua"
     if not script.exists() or script.read_text() != _SCRIPT:
         script.write_text(_SCRIPT)
     command = [
-        ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(script), url, "--", key or "", json.dumps(body or CHAT_BODY),
+        ensure_wrk(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        key or "",
+        json.dumps(body or CHAT_BODY),
     ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next((row for row in out.stdout.splitlines() if row.startswith("BENCH_JSON ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
     data = json.loads(line.removeprefix("BENCH_JSON "))

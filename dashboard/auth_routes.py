@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from limits.errors import StorageError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from limits.errors import StorageError
 
 from store import accounts, keys, sessions, usage, users
 from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
@@ -45,8 +45,7 @@ AUTH_ERRORS = {
     "email": "Enter a valid email address.",
     "taken": "An account with this email already exists. Sign in instead.",
     "password_short": f"The password must be at least {users.MIN_PASSWORD_LEN} characters.",
-    "password_long": f"The password must be at most {users.MAX_PASSWORD_BYTES} bytes "
-                     "(bcrypt ignores anything longer).",
+    "password_long": f"The password must be at most {users.MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer).",
 }
 
 
@@ -71,8 +70,9 @@ def _limited(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Reque
             return await route(request)
         except StorageError as exc:
             log.warning("sign-in limiter unavailable: %s", type(exc).__name__)
-            return PlainTextResponse("Sign-in is briefly unavailable; try again in a moment.", status_code=503,
-                                     headers={"Retry-After": "1"})
+            return PlainTextResponse(
+                "Sign-in is briefly unavailable; try again in a moment.", status_code=503, headers={"Retry-After": "1"}
+            )
 
     return guarded
 
@@ -94,14 +94,14 @@ def _cross_site(request: Request) -> bool:
 def safe_next(target: str | None) -> str:
     """Only a path on this site; anything else (//evil.example, https://…) goes to /."""
     target = (target or "").strip()
-    if (not target.startswith("/") or target.startswith(("//", "/auth/")) or "\\" in target
-            or not target.isprintable()):  # browsers drop tabs and newlines: "/\t/evil.example"
+    if (
+        not target.startswith("/") or target.startswith(("//", "/auth/")) or "\\" in target or not target.isprintable()
+    ):  # browsers drop tabs and newlines: "/\t/evil.example"
         return routes.HOME
     return target
 
 
-def _back(page: str, error: str, next_: str | None = None,
-          refusal: accounts.Refusal | None = None) -> RedirectResponse:
+def _back(page: str, error: str, next_: str | None = None, refusal: accounts.Refusal | None = None) -> RedirectResponse:
     query = {"error": error}
     if refusal is not None:
         query["wait"] = str(math.ceil(refusal.retry_after_s / 60))
@@ -113,8 +113,15 @@ def _back(page: str, error: str, next_: str | None = None,
 def _signed_in(request: Request, token: str, target: str) -> RedirectResponse:
     response = RedirectResponse(target, status_code=303)
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-    response.set_cookie(COOKIE_NAME, token, max_age=int(sessions.SESSION_TTL.total_seconds()), path="/",
-                        httponly=True, samesite="strict", secure=secure)
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=int(sessions.SESSION_TTL.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+    )
     return response
 
 
@@ -136,8 +143,9 @@ def _password_error(password: str) -> str | None:
     return None
 
 
-def build_router(limiter: accounts.LoginLimiter | None = None,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> APIRouter:
+def build_router(
+    limiter: accounts.LoginLimiter | None = None, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+) -> APIRouter:
     """The routes, with their own attempt limiter (in Redis when REDIS_URL is set).
 
     `sleep` waits out `accounts.failure_delay` (tests pass one that records the delays).
@@ -172,8 +180,9 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
             return _back(routes.REGISTER, problem)
         settings = backend.settings()
         try:
-            user = await backend.run(accounts.register, email=email, password=password,
-                                     signup_credits=parse_credits(settings.signup_credits))  # credits -> micro
+            user = await backend.run(
+                accounts.register, email=email, password=password, signup_credits=parse_credits(settings.signup_credits)
+            )  # credits -> micro
         except Conflict:
             return _back(routes.REGISTER, "taken")
         except InvalidInput:
@@ -215,8 +224,9 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         if viewer is not None:
             await backend.run(sessions.end_user_sessions, user_id=viewer.id)
         else:
-            await backend.run(sessions.end_session, secret_key=backend.settings().secret_key,
-                              token=token_from_cookie_header(cookie))
+            await backend.run(
+                sessions.end_session, secret_key=backend.settings().secret_key, token=token_from_cookie_header(cookie)
+            )
         response = RedirectResponse(routes.HOME, status_code=303)
         response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
         return response
@@ -238,16 +248,14 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
             return _back(routes.ACCOUNT, "limited", refusal=refusal)
         await slow_down(client, viewer.email)
         try:
-            await backend.run(accounts.change_password, user_id=viewer.id, current_password=current,
-                              new_password=new)
+            await backend.run(accounts.change_password, user_id=viewer.id, current_password=current, new_password=new)
         except WrongPassword:
             await limiter.failed(email=viewer.email, client=client)
             return _back(routes.ACCOUNT, "current")
         except InvalidInput:
             return _back(routes.ACCOUNT, _password_error(new) or "same")
         await limiter.succeeded(email=viewer.email, client=client)
-        token = await backend.run(sessions.create_session, secret_key=backend.settings().secret_key,
-                                  user_id=viewer.id)
+        token = await backend.run(sessions.create_session, secret_key=backend.settings().secret_key, user_id=viewer.id)
         return _signed_in(request, token, f"{routes.ACCOUNT}?changed=1")
 
     @router.post(routes.AUTH_KEYS, include_in_schema=False)
@@ -269,12 +277,20 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
         if rpm is None:
             return JSONResponse({"error": RATE_LIMIT_ERROR}, status_code=400)
         try:
-            issued = await backend.run(keys.issue_key, secret_key=backend.settings().secret_key,
-                                       user_id=viewer.id, name=name, rate_limit_per_minute=rpm)
+            issued = await backend.run(
+                keys.issue_key,
+                secret_key=backend.settings().secret_key,
+                user_id=viewer.id,
+                name=name,
+                rate_limit_per_minute=rpm,
+            )
         except StoreError as exc:
             return JSONResponse({"error": str(exc).capitalize() + "."}, status_code=400)
-        return JSONResponse({"key": issued.secret, "name": name, "id": issued.key.id}, status_code=201,
-                            headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {"key": issued.secret, "name": name, "id": issued.key.id},
+            status_code=201,
+            headers={"Cache-Control": "no-store"},
+        )
 
     @router.get(routes.EXPORT_LOGS, include_in_schema=False)
     async def export_logs(request: Request) -> Response:
@@ -284,16 +300,24 @@ def build_router(limiter: accounts.LoginLimiter | None = None,
             return PlainTextResponse("sign in first", status_code=401)
         q = request.query_params
         try:
-            filters = usage.LogFilter.parse(key=q.get("key", ""), model=q.get("model", ""),
-                                            status=q.get("status", ""), since=q.get("since", ""),
-                                            until=q.get("until", ""))
+            filters = usage.LogFilter.parse(
+                key=q.get("key", ""),
+                model=q.get("model", ""),
+                status=q.get("status", ""),
+                since=q.get("since", ""),
+                until=q.get("until", ""),
+            )
         except StoreError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         # A sync generator: Starlette iterates it in a worker thread, batch by batch.
         body = usage.export_csv(backend.engine(), user_id=viewer.id, filters=filters)
-        return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": 'attachment; filename="request-logs.csv"',
-            "Cache-Control": "no-store",
-        })
+        return StreamingResponse(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": 'attachment; filename="request-logs.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
 
     return router

@@ -51,8 +51,9 @@ def client_address(scope: dict, trusted: tuple[Network, ...]) -> str:
     peer = scope["client"][0] if scope.get("client") else "unknown"
     if not trusted or not _is_trusted(peer, trusted):
         return peer
-    forwarded = ",".join(value.decode("latin-1") for name, value in scope.get("headers", [])
-                         if name == b"x-forwarded-for")
+    forwarded = ",".join(
+        value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"
+    )
     nearest = peer
     for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
         if not _valid(hop):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Awaitable, Callable, Concatenate, ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlencode
 
 import reflex as rx
@@ -50,8 +51,9 @@ class SessionState(rx.State):
         return viewer
 
 
-def viewer_required(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]]
-                    ) -> Callable[Concatenate[S, P], Awaitable[Any]]:
+def viewer_required(
+    handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]],
+) -> Callable[Concatenate[S, P], Awaitable[Any]]:
     """An event handler for a signed-in person, who is passed to it as `viewer`.
 
     Signed out (or the session ended), the handler does not run: the browser is sent to
@@ -60,14 +62,16 @@ def viewer_required(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]]
     return _guard(handler, admin=False)
 
 
-def admin_required(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]]
-                   ) -> Callable[Concatenate[S, P], Awaitable[Any]]:
+def admin_required(
+    handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]],
+) -> Callable[Concatenate[S, P], Awaitable[Any]]:
     """As `viewer_required`, and a signed-in person who is not an admin gets `NOT_ADMIN`."""
     return _guard(handler, admin=True)
 
 
-def _guard(handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]], *, admin: bool
-           ) -> Callable[Concatenate[S, P], Awaitable[Any]]:
+def _guard(
+    handler: Callable[Concatenate[S, Viewer, P], Awaitable[Any]], *, admin: bool
+) -> Callable[Concatenate[S, P], Awaitable[Any]]:
     if not inspect.iscoroutinefunction(handler):
         raise TypeError(f"{handler.__qualname__}: a guarded handler must be `async def`")
     signature = inspect.signature(handler)

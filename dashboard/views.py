@@ -8,7 +8,7 @@ the browser whole).
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from store import pricing
 from store.margin import MarginRow, usd_text
@@ -21,7 +21,7 @@ def fmt_time(value: datetime | None, *, seconds: bool = False) -> str:
     if value is None:
         return ""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
@@ -61,12 +61,23 @@ def log_row(row: RequestLog, key_names: dict[int, str]) -> LogRow:
     key = f"{name} · {prefix}" if name else prefix or "—"
 
     return LogRow(
-        id=row.id, time=fmt_time(row.created_at, seconds=True), request_id=row.request_id, key=key,
-        endpoint=f"{row.method} {row.endpoint.removeprefix('/api/v1')}", model=row.model or "—", status=row.status,
-        ok=row.status < 400, error_code=row.error_code or "", latency_ms=row.latency_ms,
-        credits=format_credits(row.credit_cost), stream=row.stream, prompt_tokens=tokens(row.prompt_tokens),
-        completion_tokens=tokens(row.completion_tokens), total_tokens=tokens(row.total_tokens),
-        upstream_id=row.upstream_id or "", task_id=row.task_id or "",
+        id=row.id,
+        time=fmt_time(row.created_at, seconds=True),
+        request_id=row.request_id,
+        key=key,
+        endpoint=f"{row.method} {row.endpoint.removeprefix('/api/v1')}",
+        model=row.model or "—",
+        status=row.status,
+        ok=row.status < 400,
+        error_code=row.error_code or "",
+        latency_ms=row.latency_ms,
+        credits=format_credits(row.credit_cost),
+        stream=row.stream,
+        prompt_tokens=tokens(row.prompt_tokens),
+        completion_tokens=tokens(row.completion_tokens),
+        total_tokens=tokens(row.total_tokens),
+        upstream_id=row.upstream_id or "",
+        task_id=row.task_id or "",
     )
 
 
@@ -84,7 +95,10 @@ class KeyRow:
 def key_row(key: ApiKey) -> KeyRow:
     status = "revoked" if key.revoked_at is not None else "active" if key.enabled else "disabled"
     return KeyRow(
-        id=key.id, name=key.name, display=f"{key.prefix}…{key.last4}", created=fmt_time(key.created_at),
+        id=key.id,
+        name=key.name,
+        display=f"{key.prefix}…{key.last4}",
+        created=fmt_time(key.created_at),
         last_used=fmt_time(key.last_used_at) or "never",
         rate_limit="unlimited" if key.rate_limit_per_minute == 0 else f"{key.rate_limit_per_minute}/min",
         status=status,
@@ -124,8 +138,15 @@ def ledger_row(line: LedgerLine) -> LedgerRow:
         detail = line.note or ("credits added" if line.amount > 0 else "credits removed")
     else:
         detail = " · ".join(filter(None, (line.model, line.note)))
-    return LedgerRow(id=line.id, time=fmt_time(line.created_at, seconds=True), kind=line.kind,
-                     amount=signed(line.amount), positive=line.amount > 0, detail=detail, ref=line.ref or "")
+    return LedgerRow(
+        id=line.id,
+        time=fmt_time(line.created_at, seconds=True),
+        kind=line.kind,
+        amount=signed(line.amount),
+        positive=line.amount > 0,
+        detail=detail,
+        ref=line.ref or "",
+    )
 
 
 @dataclasses.dataclass
@@ -142,9 +163,17 @@ class TaskRow:
 
 
 def task_row(task: ImageTask, urls: list[str]) -> TaskRow:
-    return TaskRow(id=task.id, time=fmt_time(task.created_at), model=task.model, prompt=task.prompt,
-                   size=task.size or "", status=task.status, error=task.error or "",
-                   credits=format_credits(task.credit_cost), images=urls)
+    return TaskRow(
+        id=task.id,
+        time=fmt_time(task.created_at),
+        model=task.model,
+        prompt=task.prompt,
+        size=task.size or "",
+        status=task.status,
+        error=task.error or "",
+        credits=format_credits(task.credit_cost),
+        images=urls,
+    )
 
 
 @dataclasses.dataclass
@@ -181,13 +210,24 @@ def price_summary(entry: pricing.Priced) -> str:
 
 
 def model_row(entry: ModelEntry) -> ModelRow:
-    return ModelRow(id=entry.id, display_name=entry.display_name, category=entry.category,
-                    capabilities=", ".join(entry.capabilities), pricing=entry.pricing,
-                    credit_cost=format_credits(entry.credit_cost), prompt_price=format_credits(entry.prompt_price),
-                    completion_price=format_credits(entry.completion_price), markup=format_credits(entry.markup),
-                    max_output_tokens=str(entry.max_output_tokens), price=price_summary(entry),
-                    typical=format_credits(pricing.typical_cost(entry)), enabled=entry.enabled,
-                    provider=entry.provider, upstream_id=entry.upstream_id, updated=fmt_time(entry.updated_at))
+    return ModelRow(
+        id=entry.id,
+        display_name=entry.display_name,
+        category=entry.category,
+        capabilities=", ".join(entry.capabilities),
+        pricing=entry.pricing,
+        credit_cost=format_credits(entry.credit_cost),
+        prompt_price=format_credits(entry.prompt_price),
+        completion_price=format_credits(entry.completion_price),
+        markup=format_credits(entry.markup),
+        max_output_tokens=str(entry.max_output_tokens),
+        price=price_summary(entry),
+        typical=format_credits(pricing.typical_cost(entry)),
+        enabled=entry.enabled,
+        provider=entry.provider,
+        upstream_id=entry.upstream_id,
+        updated=fmt_time(entry.updated_at),
+    )
 
 
 @dataclasses.dataclass
@@ -203,10 +243,14 @@ def audit_row(row: ModelAudit, changes: dict[str, tuple]) -> AuditRow:
     if row.before is None:
         change = "added"
     else:
-        change = "; ".join(f"{name}: {_short(old, name)} → {_short(new, name)}"
-                           for name, (old, new) in changes.items())
-    return AuditRow(id=row.id, time=fmt_time(row.created_at, seconds=True), actor=row.actor,
-                    model_id=row.model_id, change=change or "no change")
+        change = "; ".join(f"{name}: {_short(old, name)} → {_short(new, name)}" for name, (old, new) in changes.items())
+    return AuditRow(
+        id=row.id,
+        time=fmt_time(row.created_at, seconds=True),
+        actor=row.actor,
+        model_id=row.model_id,
+        change=change or "no change",
+    )
 
 
 # Audited entries hold money as micro-credits (markup in millionths): shown as decimals.
@@ -232,8 +276,14 @@ class UserRow:
 
 
 def user_row(user: User) -> UserRow:
-    return UserRow(id=user.id, email=user.email, balance=format_credits(user.balance), is_admin=user.is_admin,
-                   api_enabled=user.api_enabled, created=fmt_time(user.created_at))
+    return UserRow(
+        id=user.id,
+        email=user.email,
+        balance=format_credits(user.balance),
+        is_admin=user.is_admin,
+        api_enabled=user.api_enabled,
+        created=fmt_time(user.created_at),
+    )
 
 
 @dataclasses.dataclass
@@ -253,7 +303,15 @@ class MarginLine:
 
 
 def margin_line(row: MarginRow) -> MarginLine:
-    return MarginLine(day=row.day.isoformat(), model=row.model, requests=f"{row.requests:,}",
-                      prompt_tokens=tokens(row.prompt_tokens), completion_tokens=tokens(row.completion_tokens),
-                      charged=format_credits(row.charged), upstream_usd=usd_text(row.upstream_usd),
-                      margin=signed(row.margin), negative=row.margin < 0, unpriced=row.unpriced)
+    return MarginLine(
+        day=row.day.isoformat(),
+        model=row.model,
+        requests=f"{row.requests:,}",
+        prompt_tokens=tokens(row.prompt_tokens),
+        completion_tokens=tokens(row.completion_tokens),
+        charged=format_credits(row.charged),
+        upstream_usd=usd_text(row.upstream_usd),
+        margin=signed(row.margin),
+        negative=row.margin < 0,
+        unpriced=row.unpriced,
+    )

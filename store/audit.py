@@ -9,11 +9,15 @@ from sqlmodel import Session, select
 from . import registry
 from .models import ModelAudit
 
+
 def changed_fields(row: ModelAudit) -> dict[str, tuple[Any, Any]]:
     """{field: (before, after)} for what the change touched (before is None for a new model)."""
     before = row.before or {}
-    return {k: (before.get(k), v) for k, v in row.after.items()
-            if k not in registry.UNAUDITED and (row.before is None or before.get(k) != v)}
+    return {
+        k: (before.get(k), v)
+        for k, v in row.after.items()
+        if k not in registry.UNAUDITED and (row.before is None or before.get(k) != v)
+    }
 
 
 def recent_changes(session: Session, *, limit: int = 20, model_id: str | None = None) -> list[ModelAudit]:

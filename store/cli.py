@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -117,8 +117,10 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             user = users.create_user(
                 session, email=args.email, password=args.password, is_admin=args.admin, credits_=args.credits
             )
-            print(f"created {user.email} (id {user.id}, admin={user.is_admin}, "
-                  f"balance {format_credits(user.balance)})", file=out)
+            print(
+                f"created {user.email} (id {user.id}, admin={user.is_admin}, balance {format_credits(user.balance)})",
+                file=out,
+            )
         elif args.command == "grant":
             user = users.get_user_by_email(session, email=args.email)
             new = credits.grant(session, user_id=user.id, amount=args.amount, note=args.note)
@@ -154,12 +156,18 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
         elif args.command == "margin":
             if not 1 <= args.days <= MAX_DAYS:
                 raise UsageError(f"--days must be from 1 to {MAX_DAYS}")
-            print("day\tmodel\trequests\tprompt_tokens\tcompletion_tokens\tcredits_charged\tupstream_usd"
-                  "\tmargin_credits\tunpriced_requests", file=out)
+            print(
+                "day\tmodel\trequests\tprompt_tokens\tcompletion_tokens\tcredits_charged\tupstream_usd"
+                "\tmargin_credits\tunpriced_requests",
+                file=out,
+            )
             for row in margin_by_model_day(session, credits_per_usd=settings.credits_per_usd, days=args.days):
-                print(f"{row.day}\t{row.model}\t{row.requests}\t{row.prompt_tokens}\t{row.completion_tokens}\t"
-                      f"{format_credits(row.charged)}\t{usd_text(row.upstream_usd)}\t{format_credits(row.margin)}\t"
-                      f"{row.unpriced}", file=out)
+                print(
+                    f"{row.day}\t{row.model}\t{row.requests}\t{row.prompt_tokens}\t{row.completion_tokens}\t"
+                    f"{format_credits(row.charged)}\t{usd_text(row.upstream_usd)}\t{format_credits(row.margin)}\t"
+                    f"{row.unpriced}",
+                    file=out,
+                )
         elif args.command == "set-user":
             if args.api_enabled is None and args.is_admin is None:
                 raise UsageError("nothing to change: give --api-enabled/--api-disabled or --admin/--no-admin")
@@ -175,8 +183,10 @@ def _model_line(entry) -> str:
     state = "enabled" if entry.enabled else "disabled"
     price = f"cost={format_credits(entry.credit_cost)}"
     if entry.pricing != pricing.PER_REQUEST:
-        price += (f"\tprompt={format_credits(entry.prompt_price)}/1M\tcompletion={format_credits(entry.completion_price)}/1M"
-                  f"\tmarkup={format_credits(entry.markup)}")
+        price += (
+            f"\tprompt={format_credits(entry.prompt_price)}/1M\tcompletion={format_credits(entry.completion_price)}/1M"
+            f"\tmarkup={format_credits(entry.markup)}"
+        )
     return (
         f"{entry.id}\t{entry.category}\tpricing={entry.pricing}\t{price}\tmax_output_tokens={entry.max_output_tokens}"
         f"\t{state}\t{entry.provider}:{entry.upstream_id}\t{entry.display_name}"

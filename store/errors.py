@@ -1,13 +1,13 @@
 """Errors the store raises. Callers map them to their own surface.
 
-    StoreError
-     ├── InvalidInput        a value breaks a rule (bad email, negative cost, …)
-     ├── NotFound            the user, key or model does not exist
-     ├── Conflict            it exists already (an email that is taken)
-     ├── WrongPassword       a password given to confirm an action is not the user's
-     ├── InsufficientCredits the balance does not cover the amount
-     └── KeyNotUsable        the key was revoked or expired (`revoked`), or it or its
-                             user's API access is disabled, when a request came to be charged
+StoreError
+ ├── InvalidInput        a value breaks a rule (bad email, negative cost, …)
+ ├── NotFound            the user, key or model does not exist
+ ├── Conflict            it exists already (an email that is taken)
+ ├── WrongPassword       a password given to confirm an action is not the user's
+ ├── InsufficientCredits the balance does not cover the amount
+ └── KeyNotUsable        the key was revoked or expired (`revoked`), or it or its
+                         user's API access is disabled, when a request came to be charged
 """
 
 

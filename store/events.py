@@ -7,7 +7,7 @@ immediately. Other processes see the change when their short cache lifetime ends
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 KEYS_CHANGED = "keys"  # payload: a user id (all of that user's keys may have changed)
 REGISTRY_CHANGED = "registry"

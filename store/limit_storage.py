@@ -21,8 +21,12 @@ def counter_storage(uri: str, *, key_prefix: str, timeout_s: float = REDIS_TIMEO
     if uri.startswith("async+memory"):
         return storage_from_string(uri)
     return storage_from_string(
-        uri, key_prefix=key_prefix, implementation="redispy", wrap_exceptions=True,
-        socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
+        uri,
+        key_prefix=key_prefix,
+        implementation="redispy",
+        wrap_exceptions=True,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
         # one immediate retry: a pooled connection that Redis closed (a restart) reconnects
         retry=Retry(NoBackoff(), 1),
     )

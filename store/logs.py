@@ -7,8 +7,9 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -79,11 +80,19 @@ class RequestLogWriter:
     (0 days: keep all).
     """
 
-    def __init__(self, engine: Engine, *, interval: float = 0.2, batch_size: int = 500,
-                 on_write: Callable[[int], None] | None = None, retention_days: int = 0,
-                 purge_every: float = 3600.0, max_queue: int = 100_000,
-                 on_set_aside: Callable[[int], None] | None = None,
-                 on_dropped: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        interval: float = 0.2,
+        batch_size: int = 500,
+        on_write: Callable[[int], None] | None = None,
+        retention_days: int = 0,
+        purge_every: float = 3600.0,
+        max_queue: int = 100_000,
+        on_set_aside: Callable[[int], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._interval = interval
         self._batch_size = batch_size
@@ -158,8 +167,12 @@ class RequestLogWriter:
                 self._queue.extendleft(reversed(batch[i:]))
                 raise
             except Exception as exc:
-                log.error("request log row %s refused, set aside: %s: %s", row.get("request_id"),
-                          type(exc).__name__, getattr(exc, "orig", None) or exc)
+                log.error(
+                    "request log row %s refused, set aside: %s: %s",
+                    row.get("request_id"),
+                    type(exc).__name__,
+                    getattr(exc, "orig", None) or exc,
+                )
                 self.set_aside += 1
                 if self._on_set_aside:
                     self._on_set_aside(1)

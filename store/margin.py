@@ -12,7 +12,7 @@ of its day without counting as a request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -48,15 +48,16 @@ def _utc_day(session: Session, column):
     return sa.func.date(column)  # SQLite keeps UTC wall-clock text
 
 
-def margin_by_model_day(session: Session, *, credits_per_usd: Decimal, days: int = 30,
-                        now: datetime | None = None) -> list[MarginRow]:
+def margin_by_model_day(
+    session: Session, *, credits_per_usd: Decimal, days: int = 30, now: datetime | None = None
+) -> list[MarginRow]:
     """The last `days` UTC days, today included: newest day first, then by model.
 
     Counted: model calls that succeeded (a refused or failed call was charged nothing)
     and image tasks' refunds.
     """
-    today = (now or utcnow()).astimezone(timezone.utc).date()
-    since = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=timezone.utc)
+    today = (now or utcnow()).astimezone(UTC).date()
+    since = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=UTC)
     day = _utc_day(session, RequestLog.created_at).label("day")
     is_request = sa.and_(RequestLog.method != TASK_METHOD, RequestLog.status < 400)
     query = (
@@ -70,18 +71,30 @@ def margin_by_model_day(session: Session, *, credits_per_usd: Decimal, days: int
             sa.func.coalesce(sa.func.sum(RequestLog.upstream_cost).filter(is_request), 0),
             sa.func.count().filter(is_request, RequestLog.upstream_cost.is_(None)),
         )
-        .where(RequestLog.created_at >= since, RequestLog.model.is_not(None),
-               sa.or_(is_request, sa.and_(RequestLog.method == TASK_METHOD, RequestLog.credit_cost != 0)))
+        .where(
+            RequestLog.created_at >= since,
+            RequestLog.model.is_not(None),
+            sa.or_(is_request, sa.and_(RequestLog.method == TASK_METHOD, RequestLog.credit_cost != 0)),
+        )
         .group_by(day, RequestLog.model)
         .order_by(day.desc(), RequestLog.model)
     )
     rows = []
     for when, model, requests, prompt, completion, charged, usd, unpriced in session.execute(query):
         cost = ceil_micro(Decimal(int(usd)) * credits_per_usd)
-        rows.append(MarginRow(day=when if isinstance(when, date) else date.fromisoformat(str(when)),
-                              model=model, requests=int(requests), prompt_tokens=int(prompt),
-                              completion_tokens=int(completion), charged=int(charged), upstream_usd=int(usd),
-                              unpriced=int(unpriced), margin=int(charged) - cost))
+        rows.append(
+            MarginRow(
+                day=when if isinstance(when, date) else date.fromisoformat(str(when)),
+                model=model,
+                requests=int(requests),
+                prompt_tokens=int(prompt),
+                completion_tokens=int(completion),
+                charged=int(charged),
+                upstream_usd=int(usd),
+                unpriced=int(unpriced),
+                margin=int(charged) - cost,
+            )
+        )
     session.rollback()
     return rows
 

@@ -61,7 +61,8 @@ def ceil_micro(value: Decimal) -> int:
 
 
 def usd_micro(value: object) -> int | None:
-    """An upstream's reported USD cost (a JSON number or numeric string) as micro-USD, rounded up; None if absent or not a non-negative number."""
+    """An upstream's reported USD cost (a JSON number or numeric string) as micro-USD,
+    rounded up; None if absent or not a non-negative number."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:

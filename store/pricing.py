@@ -98,8 +98,9 @@ def charge(entry: Priced, usage: Usage | None, *, n: int = 1, credits_per_usd: D
     if entry.pricing == UPSTREAM_COST and usage.cost_usd is not None:
         variable = Decimal(usage.cost_usd) * credits_per_usd * entry.markup / MICRO
     else:
-        variable = _tokens(entry, usage.prompt_tokens, usage.completion_tokens,
-                           marked_up=entry.pricing == UPSTREAM_COST)
+        variable = _tokens(
+            entry, usage.prompt_tokens, usage.completion_tokens, marked_up=entry.pricing == UPSTREAM_COST
+        )
     return entry.credit_cost + ceil_micro(variable)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -30,7 +30,7 @@ def hash_token(secret_key: str, token: str) -> str:
 
 def _aware(value: datetime) -> datetime:
     """SQLite hands back naive UTC datetimes."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def create_session(session: Session, *, secret_key: str, user_id: int, ttl: timedelta = SESSION_TTL) -> str:
@@ -39,8 +39,15 @@ def create_session(session: Session, *, secret_key: str, user_id: int, ttl: time
     token = secrets.token_urlsafe(32)
     # Housekeeping: this user's expired sessions go when a new one starts.
     session.execute(sa.delete(UserSession).where(UserSession.user_id == user_id, UserSession.expires_at <= now))
-    session.add(UserSession(user_id=user_id, token_hash=hash_token(secret_key, token), created_at=now,
-                            expires_at=now + ttl, last_seen_at=now))
+    session.add(
+        UserSession(
+            user_id=user_id,
+            token_hash=hash_token(secret_key, token),
+            created_at=now,
+            expires_at=now + ttl,
+            last_seen_at=now,
+        )
+    )
     session.commit()
     return token
 

@@ -89,8 +89,15 @@ class Settings(BaseSettings):
     # comma-separated. Empty: the socket peer is the client (dashboard/client_address.py).
     trusted_proxies: str = ""
 
-    @field_validator("redis_url", "openrouter_api_key", "replicate_api_token", "admin_email", "admin_password",
-                     "metrics_token", "upstream_ca_file")
+    @field_validator(
+        "redis_url",
+        "openrouter_api_key",
+        "replicate_api_token",
+        "admin_email",
+        "admin_password",
+        "metrics_token",
+        "upstream_ca_file",
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -101,7 +108,7 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
-    def _secret(self) -> "Settings":
+    def _secret(self) -> Settings:
         if not self.secret_key:
             self.secret_key = _stored_secret_key(DATA_DIR / "secret_key")
         if len(self.secret_key) < 16:

@@ -18,12 +18,30 @@ from .models import PendingSettlement, RequestLog, utcnow
 from .pricing import Usage
 
 
-def add_pending(session: Session, *, ref: str, user_id: int, model: str, upstream_id: str | None,
-                estimate: int, first_in_s: float, deadline_s: float) -> None:
+def add_pending(
+    session: Session,
+    *,
+    ref: str,
+    user_id: int,
+    model: str,
+    upstream_id: str | None,
+    estimate: int,
+    first_in_s: float,
+    deadline_s: float,
+) -> None:
     now = utcnow()
-    session.add(PendingSettlement(ref=ref, user_id=user_id, model=model, upstream_id=upstream_id,
-                                  estimate=estimate, next_at=now + timedelta(seconds=first_in_s),
-                                  deadline_at=now + timedelta(seconds=deadline_s), created_at=now))
+    session.add(
+        PendingSettlement(
+            ref=ref,
+            user_id=user_id,
+            model=model,
+            upstream_id=upstream_id,
+            estimate=estimate,
+            next_at=now + timedelta(seconds=first_in_s),
+            deadline_at=now + timedelta(seconds=deadline_s),
+            created_at=now,
+        )
+    )
     session.commit()
 
 
@@ -31,8 +49,14 @@ def claim_due(session: Session, *, limit: int, lease_s: float) -> list[PendingSe
     """Up to `limit` rows whose turn has come, each claimed for `lease_s` (so another
     reconciler skips them meanwhile; a crashed one's claims simply come due again)."""
     now = utcnow()
-    rows = list(session.exec(select(PendingSettlement).where(PendingSettlement.next_at <= now)
-                             .order_by(PendingSettlement.next_at).limit(limit)))
+    rows = list(
+        session.exec(
+            select(PendingSettlement)
+            .where(PendingSettlement.next_at <= now)
+            .order_by(PendingSettlement.next_at)
+            .limit(limit)
+        )
+    )
     session.rollback()
     claimed = []
     for row in rows:
@@ -53,8 +77,9 @@ def retry_later(session: Session, *, ref: str, at: datetime) -> None:
     session.commit()
 
 
-def settle_pending(session: Session, *, ref: str, cost: int, usage: Usage | None = None,
-                   note: str | None = None) -> int | None:
+def settle_pending(
+    session: Session, *, ref: str, cost: int, usage: Usage | None = None, note: str | None = None
+) -> int | None:
     """Settle `ref` at `cost` (capped at its hold), note its usage on its log row and drop
     it from the pending list, in one transaction. Returns the charge that stands, or None
     when it was settled (or refunded) already; the row goes either way."""
@@ -63,8 +88,12 @@ def settle_pending(session: Session, *, ref: str, cost: int, usage: Usage | None
     if final is not None:
         values: dict = {"credit_cost": final}
         if usage is not None:
-            values.update(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                          total_tokens=usage.total_tokens, upstream_cost=usage.cost_usd)
+            values.update(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                total_tokens=usage.total_tokens,
+                upstream_cost=usage.cost_usd,
+            )
         session.execute(sa.update(RequestLog).where(RequestLog.request_id == ref).values(**values))
     session.commit()
     return final

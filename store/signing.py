@@ -38,16 +38,16 @@ def media_expiry(ttl_s: int, now: float | None = None) -> int:
     return int(math.ceil(at / EXPIRY_STEP_S) * EXPIRY_STEP_S)
 
 
-def signed_media_url(secret_key: str, path: str, *, ttl_s: int, now: float | None = None,
-                     base: str = "") -> str:
+def signed_media_url(secret_key: str, path: str, *, ttl_s: int, now: float | None = None, base: str = "") -> str:
     """The URL that serves stored media `path`; `base` is an origin such as https://host."""
     expires = media_expiry(ttl_s, now)
     query = urlencode({"expires": expires, "sig": media_signature(secret_key, path, expires)})
     return f"{base}{FILES_PREFIX}/{path}?{query}"
 
 
-def verify_media(secret_key: str, path: str, expires: str | int | None, sig: str | None,
-                 now: float | None = None) -> bool:
+def verify_media(
+    secret_key: str, path: str, expires: str | int | None, sig: str | None, now: float | None = None
+) -> bool:
     """True when `sig` is the signature of `path` and `expires`, and it has not expired."""
     if not sig or expires is None or not MEDIA_PATH_RE.fullmatch(path):
         return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-
 from decimal import Decimal
 
 from store import credits as ledger
@@ -17,8 +16,14 @@ from .conftest import TEST_SECRET
 _counter = itertools.count(1)
 
 
-def make_user(engine, *, credits: int | str | Decimal = 0, admin: bool = False, email: str | None = None,
-              password: str = "correct horse battery") -> User:
+def make_user(
+    engine,
+    *,
+    credits: int | str | Decimal = 0,
+    admin: bool = False,
+    email: str | None = None,
+    password: str = "correct horse battery",
+) -> User:
     """A user with `credits` (whole or decimal credits, as a person writes them)."""
     with session_for(engine) as session:
         return users.create_user(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import orjson
 
@@ -31,8 +31,16 @@ class UpstreamError(Exception):
     """The upstream failed. `status` is its HTTP status when it answered one; `timeout`
     selects 504; `retryable` allows one more try; `detail` is the upstream's own message."""
 
-    def __init__(self, message: str, *, timeout: bool = False, retryable: bool = False,
-                 status: int | None = None, detail: str | None = None, retry_after: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: bool = False,
+        retryable: bool = False,
+        status: int | None = None,
+        detail: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.timeout = timeout
         self.retryable = retryable
@@ -41,22 +49,38 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
 
     @classmethod
-    def from_status(cls, status: int, body: bytes, headers: Mapping[str, str], *, what: str = "Upstream provider",
-                    retry_statuses: frozenset[int] = frozenset()) -> "UpstreamError":
+    def from_status(
+        cls,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        what: str = "Upstream provider",
+        retry_statuses: frozenset[int] = frozenset(),
+    ) -> UpstreamError:
         """The error for a non-2xx answer, with the upstream's message (trimmed, credentials cut)."""
         retry_after = headers.get("retry-after")
         if retry_after is not None and not retry_after.strip().isdigit():
             retry_after = None
-        return cls(f"{what} returned HTTP {status}", status=status, retryable=status in retry_statuses,
-                   detail=upstream_message(body), retry_after=retry_after)
+        return cls(
+            f"{what} returned HTTP {status}",
+            status=status,
+            retryable=status in retry_statuses,
+            detail=upstream_message(body),
+            retry_after=retry_after,
+        )
 
     def as_api_error(self) -> ApiError:
         """What the caller sees (see the module docstring)."""
         if self.status in REQUEST_FAULTS:
             return ApiError("invalid_request", self.detail or "The upstream provider refused the request")
         if self.status == 429:
-            return ApiError("provider_error", "The upstream provider is rate limiting; retry later",
-                            status=429, headers={"Retry-After": self.retry_after or "1"})
+            return ApiError(
+                "provider_error",
+                "The upstream provider is rate limiting; retry later",
+                status=429,
+                headers={"Retry-After": self.retry_after or "1"},
+            )
         if self.status in ACCOUNT_FAULTS:
             log.error("upstream refused the platform's account: HTTP %s %s", self.status, self.detail or "")
             return ApiError("provider_error", "Upstream provider error", status=502)

@@ -78,8 +78,9 @@ def upstream_error(response: httpx.Response, what: str) -> UpstreamError:
         body = response.content
     except httpx.ResponseNotRead:
         body = b""
-    return UpstreamError.from_status(response.status_code, body, response.headers, what=what,
-                                     retry_statuses=RETRY_STATUSES)
+    return UpstreamError.from_status(
+        response.status_code, body, response.headers, what=what, retry_statuses=RETRY_STATUSES
+    )
 
 
 def transport_error(exc: Exception, what: str) -> UpstreamError:

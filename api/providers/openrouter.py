@@ -8,7 +8,8 @@ id on the way up and the public id on the way down. The route serialises the bod
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -52,8 +53,16 @@ class OpenRouterChat:
     """Chat completions (and embeddings) upstream over the process's aiohttp session
     (providers.upstream_http)."""
 
-    def __init__(self, session: aiohttp.ClientSession | None, *, base_url: str, api_key: str | None,
-                 timeout_s: float, retries: int = 1, backoff_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None,
+        *,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        retries: int = 1,
+        backoff_s: float = 0.25,
+    ) -> None:
         self._session = session
         self._url = f"{base_url}/chat/completions"
         self._embeddings_url = f"{base_url}/embeddings"
@@ -96,7 +105,7 @@ class OpenRouterChat:
         assert self._session is not None
         try:
             return await self._session.post(url, data=content, headers=self._headers)
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamError("Upstream provider timed out", timeout=True) from None
         except aiohttp.ClientConnectorError as exc:  # nothing was sent
             raise UpstreamError(f"Upstream provider unreachable ({type(exc).__name__})", retryable=True) from None
@@ -124,7 +133,7 @@ class OpenRouterChat:
         if response.status != 200:
             try:
                 answer = await response.content.read(ERROR_BODY_LIMIT)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 answer = b""
             finally:
                 response.close()
@@ -147,8 +156,9 @@ def _json_answer(answer: bytes) -> dict[str, Any]:
 
 def _check_status(response: aiohttp.ClientResponse, answer: bytes) -> None:
     if response.status != 200:
-        raise UpstreamError.from_status(response.status, answer[:ERROR_BODY_LIMIT], response.headers,
-                                        retry_statuses=RETRY_STATUSES)
+        raise UpstreamError.from_status(
+            response.status, answer[:ERROR_BODY_LIMIT], response.headers, retry_statuses=RETRY_STATUSES
+        )
 
 
 async def relay_events(stream: UpstreamStream) -> AsyncIterator[tuple[list[bytes], dict[str, Any] | None]]:
@@ -169,7 +179,7 @@ async def relay_events(stream: UpstreamStream) -> AsyncIterator[tuple[list[bytes
                 lines = []
         if lines:
             yield _event(lines)
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+    except (TimeoutError, aiohttp.ServerTimeoutError):
         raise UpstreamError("Upstream provider timed out mid-stream", timeout=True) from None
     except aiohttp.ClientError as exc:
         raise UpstreamError(f"Upstream stream broke off ({type(exc).__name__})") from None

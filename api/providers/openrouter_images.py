@@ -29,8 +29,9 @@ class OpenRouterImages:
     name = "openrouter"
     synchronous = True
 
-    def __init__(self, client: httpx.AsyncClient, *, base_url: str, api_key: str | None,
-                 timeout_s: float, max_image_bytes: int) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, base_url: str, api_key: str | None, timeout_s: float, max_image_bytes: int
+    ) -> None:
         self._client = client
         self._base = base_url
         self._key = api_key
@@ -63,23 +64,38 @@ class OpenRouterImages:
 
     async def _image_api(self, job: ImageJob) -> Submission:
         aspect_ratio, resolution = aspect_and_resolution(job.size)
-        data = await self._call("POST", "/images", {
-            "model": job.upstream_id, "prompt": job.prompt, "n": job.n,
-            "aspect_ratio": aspect_ratio, "resolution": resolution, "output_format": "png",
-        })
+        data = await self._call(
+            "POST",
+            "/images",
+            {
+                "model": job.upstream_id,
+                "prompt": job.prompt,
+                "n": job.n,
+                "aspect_ratio": aspect_ratio,
+                "resolution": resolution,
+                "output_format": "png",
+            },
+        )
         items = data.get("data")
         if not isinstance(items, list):
             raise UpstreamError("OpenRouter answered without images")
-        outputs = [f"data:image/png;base64,{item['b64_json']}" for item in items
-                   if isinstance(item, dict) and isinstance(item.get("b64_json"), str)]
+        outputs = [
+            f"data:image/png;base64,{item['b64_json']}"
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("b64_json"), str)
+        ]
         if len(outputs) != job.n:
             raise UpstreamError(f"OpenRouter returned {len(outputs)} of {job.n} images")
         return Submission(provider_task_id=_id(data), outputs=outputs)
 
     async def _chat(self, job: ImageJob) -> Submission:
         aspect_ratio, _ = aspect_and_resolution(job.size)
-        body = {"model": job.upstream_id, "messages": [{"role": "user", "content": job.prompt}],
-                "modalities": ["image", "text"], "image_config": {"aspect_ratio": aspect_ratio}}
+        body = {
+            "model": job.upstream_id,
+            "messages": [{"role": "user", "content": job.prompt}],
+            "modalities": ["image", "text"],
+            "image_config": {"aspect_ratio": aspect_ratio},
+        }
         answers = await asyncio.gather(*(self._call("POST", "/chat/completions", body) for _ in range(job.n)))
         outputs = []
         for answer in answers:
@@ -102,7 +118,9 @@ class OpenRouterImages:
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._client.request(
-                    method, self._base + path, headers=self._headers,
+                    method,
+                    self._base + path,
+                    headers=self._headers,
                     content=orjson.dumps(body) if body is not None else None,
                 )
         except (httpx.HTTPError, TimeoutError) as exc:

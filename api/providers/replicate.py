@@ -17,19 +17,37 @@ import httpx
 import orjson
 
 from . import UpstreamError
-from .images import (CANCELED, FAILED, RUNNING, SUCCEEDED, ImageJob, Progress, Submission,
-                     aspect_and_resolution, download, transport_error, upstream_error)
+from .images import (
+    CANCELED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    ImageJob,
+    Progress,
+    Submission,
+    aspect_and_resolution,
+    download,
+    transport_error,
+    upstream_error,
+)
 
-_STATUS = {"starting": RUNNING, "processing": RUNNING, "succeeded": SUCCEEDED,
-           "failed": FAILED, "canceled": CANCELED, "aborted": CANCELED}
+_STATUS = {
+    "starting": RUNNING,
+    "processing": RUNNING,
+    "succeeded": SUCCEEDED,
+    "failed": FAILED,
+    "canceled": CANCELED,
+    "aborted": CANCELED,
+}
 
 
 class ReplicateImages:
     name = "replicate"
     synchronous = False
 
-    def __init__(self, client: httpx.AsyncClient, *, base_url: str, api_token: str | None,
-                 timeout_s: float, max_image_bytes: int) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, *, base_url: str, api_token: str | None, timeout_s: float, max_image_bytes: int
+    ) -> None:
         self._client = client
         self._base = base_url
         self._headers = {"Authorization": f"Bearer {api_token}", "Content-Type": "application/json"}
@@ -53,8 +71,14 @@ class ReplicateImages:
 
     async def _start(self, job: ImageJob) -> str:
         aspect_ratio, resolution = aspect_and_resolution(job.size)
-        body: dict[str, Any] = {"input": {"prompt": job.prompt, "aspect_ratio": aspect_ratio,
-                                          "resolution": resolution, "output_format": "png"}}
+        body: dict[str, Any] = {
+            "input": {
+                "prompt": job.prompt,
+                "aspect_ratio": aspect_ratio,
+                "resolution": resolution,
+                "output_format": "png",
+            }
+        }
         model, _, version = job.upstream_id.partition(":")
         if version:
             url = f"{self._base}/predictions"

@@ -42,8 +42,13 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
         keepalive_timeout=settings.upstream_keepalive_s,
         ssl=ssl_context(settings.upstream_ca_file),
     )
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, settings.upstream_timeout_s),
-                                    sock_read=settings.upstream_timeout_s)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True,
-                                 json_serialize=lambda value: orjson.dumps(value).decode(),
-                                 auto_decompress=True)
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=min(10.0, settings.upstream_timeout_s), sock_read=settings.upstream_timeout_s
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        trust_env=True,
+        json_serialize=lambda value: orjson.dumps(value).decode(),
+        auto_decompress=True,
+    )

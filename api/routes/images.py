@@ -86,8 +86,9 @@ async def _waited_task(runtime: Runtime, task: ImageTask, wait_s: float) -> Imag
         pause = min(pause * 1.5, WAIT_POLL_MOST_S)
 
 
-async def _waited_answer(task: ImageTask, response_format: str | None, request: Request,
-                         runtime: Runtime, wait_s: int) -> Response:
+async def _waited_answer(
+    task: ImageTask, response_format: str | None, request: Request, runtime: Runtime, wait_s: int
+) -> Response:
     """A finished task as OpenAI answers: `data` filled, or the task's failure as an error."""
     if task.status == tasks.FAILED:
         raise ApiError("provider_error", f"Image generation failed: {task.error or 'no reason given'}")
@@ -123,8 +124,9 @@ def _answer(task: ImageTask, request: Request, runtime: Runtime, status: str | N
     openapi_extra=request_body(ImageGenerationRequest),
     responses=ERRORS,
 )
-async def create_image(key: CallerKey, body: ImageBody, request: Request, runtime: RuntimeDep,
-                       ctx: ContextDep) -> Response:
+async def create_image(
+    key: CallerKey, body: ImageBody, request: Request, runtime: RuntimeDep, ctx: ContextDep
+) -> Response:
     model_id, prompt, size, n, webhook_url = body.model, body.prompt, body.size, body.n, body.webhook_url
     if webhook_url is not None and not valid_webhook_url(webhook_url):
         raise ApiError("invalid_request", "`webhook_url` must be an http(s) URL of at most 2000 characters")
@@ -138,11 +140,21 @@ async def create_image(key: CallerKey, body: ImageBody, request: Request, runtim
     s = runtime.settings
     try:
         task, created = await runtime.db(
-            tasks.create_task, user_id=key.user_id, api_key_id=key.key_id, request_id=ctx.request_id,
-            model=model_id, provider=entry.provider, upstream_id=entry.upstream_id, prompt=prompt,
-            size=size, n=n, unit_cost=entry.credit_cost, timeout_s=s.task_timeout_s,
+            tasks.create_task,
+            user_id=key.user_id,
+            api_key_id=key.key_id,
+            request_id=ctx.request_id,
+            model=model_id,
+            provider=entry.provider,
+            upstream_id=entry.upstream_id,
+            prompt=prompt,
+            size=size,
+            n=n,
+            unit_cost=entry.credit_cost,
+            timeout_s=s.task_timeout_s,
             hold_s=0.0 if provider.synchronous else s.upstream_timeout_s + SUBMIT_HOLD_MARGIN_S,
-            idempotency_key=idempotency_key, webhook_url=webhook_url,
+            idempotency_key=idempotency_key,
+            webhook_url=webhook_url,
         )
     except InsufficientCredits:
         raise ApiError("insufficient_credits") from None
@@ -157,18 +169,30 @@ async def create_image(key: CallerKey, body: ImageBody, request: Request, runtim
         try:
             submission = await provider.submit(job)
         except UpstreamError as exc:
-            await runtime.db(tasks.fail_task, task_id=task.id, token=0, reason=str(exc),
-                             timed_out=exc.timeout, notify=False, forget_idempotency_key=True)
+            await runtime.db(
+                tasks.fail_task,
+                task_id=task.id,
+                token=0,
+                reason=str(exc),
+                timed_out=exc.timeout,
+                notify=False,
+                forget_idempotency_key=True,
+            )
             ctx.credit_cost = 0
             raise exc.as_api_error() from None
         task.provider_task_id = ctx.upstream_id = submission.provider_task_id
-        await runtime.db(tasks.mark_submitted, task_id=task.id, provider_task_id=submission.provider_task_id,
-                         poll_in_s=s.task_poll_interval_s)
+        await runtime.db(
+            tasks.mark_submitted,
+            task_id=task.id,
+            provider_task_id=submission.provider_task_id,
+            poll_in_s=s.task_poll_interval_s,
+        )
     return await _settled_answer(task, body.response_format, request, runtime, wait_s)
 
 
-async def _settled_answer(task: ImageTask, response_format: str | None, request: Request, runtime: Runtime,
-                          wait_s: int | None) -> Response:
+async def _settled_answer(
+    task: ImageTask, response_format: str | None, request: Request, runtime: Runtime, wait_s: int | None
+) -> Response:
     """The task answer, or with `Prefer: wait` the finished task's (see the module docstring)."""
     if wait_s is not None:
         task = await _waited_task(runtime, task, wait_s)
@@ -178,8 +202,7 @@ async def _settled_answer(task: ImageTask, response_format: str | None, request:
 
 
 @router.get("/images/generations/{task_id}", summary="Read an image task (the caller's own)", responses=TASK_ERRORS)
-async def get_image(task_id: str, key: ReaderKey, request: Request, runtime: RuntimeDep,
-                    ctx: ContextDep) -> Response:
+async def get_image(task_id: str, key: ReaderKey, request: Request, runtime: RuntimeDep, ctx: ContextDep) -> Response:
     if not TASK_ID_RE.fullmatch(task_id):
         raise ApiError("task_not_found")
     task = await runtime.db(tasks.get_task_for_user, task_id=task_id, user_id=key.user_id)
@@ -192,9 +215,12 @@ async def get_image(task_id: str, key: ReaderKey, request: Request, runtime: Run
 @router.get("/images/webhook-secret", summary="The secret that signs your webhook deliveries", responses=ERRORS)
 async def webhook_secret(key: ReaderKey, runtime: RuntimeDep) -> Response:
     secret = signing.webhook_secret(runtime.settings.secret_key, key.user_id)
-    return Response(orjson.dumps({"object": "webhook_secret", "secret": secret,
-                                  "header": "X-Platform-Signature", "algorithm": "hmac-sha256"}),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(
+            {"object": "webhook_secret", "secret": secret, "header": "X-Platform-Signature", "algorithm": "hmac-sha256"}
+        ),
+        media_type="application/json",
+    )
 
 
 @router.get(
@@ -210,6 +236,8 @@ async def get_file(path: str, request: Request, runtime: RuntimeDep) -> Response
     if not file.is_file():
         raise ApiError("not_found")
     max_age = max(0, int(expires) - int(time.time()))
-    return FileResponse(file, media_type=_MEDIA_TYPES[path.rsplit(".", 1)[1]],
-                        headers={"Cache-Control": f"private, max-age={max_age}",
-                                 "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        file,
+        media_type=_MEDIA_TYPES[path.rsplit(".", 1)[1]],
+        headers={"Cache-Control": f"private, max-age={max_age}", "X-Content-Type-Options": "nosniff"},
+    )

@@ -37,8 +37,13 @@ async def create_response(key: CallerKey, request: ResponsesBody, runtime: Runti
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
     body = request.model_dump(exclude_unset=True)
     call = await chat_core.admit(runtime, ctx, translate.chat_body(body))
-    base = translate.shell(body, response_id=f"resp_{ctx.request_id}", model_id=call.model_id,
-                           created=int(time.time()), max_tokens=call.plan.max_tokens)
+    base = translate.shell(
+        body,
+        response_id=f"resp_{ctx.request_id}",
+        model_id=call.model_id,
+        created=int(time.time()),
+        max_tokens=call.plan.max_tokens,
+    )
     if not call.stream:
         return await chat_core.complete(call, lambda data: orjson.dumps(translate.response(base, data)))
     return await chat_core.stream(call, translate.ResponseEvents(base))

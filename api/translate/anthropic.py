@@ -23,8 +23,13 @@ REFUSED = {
 }
 PASSED = ("max_tokens", "temperature", "top_p", "stream")
 # chat's finish_reason → Anthropic's stop_reason
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                "content_filter": "refusal"}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 def _refuse(message: str) -> ApiError:
@@ -42,8 +47,7 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
-        messages.append({"role": "system", "content": system if isinstance(system, str)
-                         else _system_text(system)})
+        messages.append({"role": "system", "content": system if isinstance(system, str) else _system_text(system)})
     messages.extend(_message(message, f"messages[{i}]") for i, message in enumerate(body["messages"]))
     out: dict[str, Any] = {"model": body["model"], "messages": messages}
     for name in PASSED:
@@ -99,8 +103,11 @@ def _blocks(blocks: list[Any], where: str) -> str | list[dict[str, Any]]:
 def _image_url(source: Any) -> str | None:
     if not isinstance(source, dict):
         return None
-    if source.get("type") == "base64" and isinstance(source.get("data"), str) \
-            and isinstance(source.get("media_type"), str):
+    if (
+        source.get("type") == "base64"
+        and isinstance(source.get("data"), str)
+        and isinstance(source.get("media_type"), str)
+    ):
         return f"data:{source['media_type']};base64,{source['data']}"
     if source.get("type") == "url" and isinstance(source.get("url"), str):
         return source["url"]
@@ -132,14 +139,22 @@ def stop_reason(finish_reason: Any) -> str:
 def message(data: dict[str, Any], *, message_id: str) -> dict[str, Any]:
     """The Message for a chat completion (first choice)."""
     choices = data.get("choices")
-    choice: dict[str, Any] = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
-        else {}
+    choice: dict[str, Any] = (
+        choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    )
     said = choice.get("message")
     content = said.get("content") if isinstance(said, dict) else None
     text = content if isinstance(content, str) else ""
-    return {"id": message_id, "type": "message", "role": "assistant", "model": data.get("model"),
-            "content": [{"type": "text", "text": text}], "stop_reason": stop_reason(choice.get("finish_reason")),
-            "stop_sequence": None, "usage": usage(data.get("usage"))}
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": data.get("model"),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": stop_reason(choice.get("finish_reason")),
+        "stop_sequence": None,
+        "usage": usage(data.get("usage")),
+    }
 
 
 class MessageEvents:
@@ -158,15 +173,25 @@ class MessageEvents:
 
     def _open(self) -> bytes:
         self.opened = True
-        return sse("content_block_start", orjson.dumps(
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+        return sse(
+            "content_block_start",
+            orjson.dumps({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        )
 
     def start(self) -> bytes:
         started: dict[str, Any] = {
-            "id": self.message_id, "type": "message", "role": "assistant", "model": self.model_id, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
-        return (sse("message_start", orjson.dumps({"type": "message_start", "message": started}))
-                + sse("ping", b'{"type":"ping"}'))
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model_id,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        return sse("message_start", orjson.dumps({"type": "message_start", "message": started})) + sse(
+            "ping", b'{"type":"ping"}'
+        )
 
     def chunk(self, data: dict[str, Any]) -> bytes | None:
         if isinstance(data.get("usage"), dict):
@@ -182,8 +207,12 @@ class MessageEvents:
             if isinstance(text, str) and text:
                 if not self.opened:
                     out += self._open()
-                out += sse("content_block_delta", orjson.dumps(
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}))
+                out += sse(
+                    "content_block_delta",
+                    orjson.dumps(
+                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+                    ),
+                )
         return out or None
 
     def other(self, lines: list[bytes]) -> bytes | None:
@@ -192,9 +221,16 @@ class MessageEvents:
     def end(self, done: bool) -> bytes:
         out = b"" if self.opened else self._open()
         out += sse("content_block_stop", b'{"type":"content_block_stop","index":0}')
-        out += sse("message_delta", orjson.dumps(
-            {"type": "message_delta", "delta": {"stop_reason": stop_reason(self.finish_reason), "stop_sequence": None},
-             "usage": usage(self.chat_usage)}))
+        out += sse(
+            "message_delta",
+            orjson.dumps(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(self.finish_reason), "stop_sequence": None},
+                    "usage": usage(self.chat_usage),
+                }
+            ),
+        )
         return out + sse("message_stop", b'{"type":"message_stop"}')
 
     def error(self, code: str, message: str) -> bytes:

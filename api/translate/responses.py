@@ -94,8 +94,7 @@ def _parts(parts: list[Any], where: str) -> str | list[dict[str, Any]]:
                 image["detail"] = part["detail"]
             out.append({"type": "image_url", "image_url": image})
         else:
-            raise _refuse(f"`{where}[{i}]`: only input_text, output_text and input_image (by URL) parts are "
-                          "supported")
+            raise _refuse(f"`{where}[{i}]`: only input_text, output_text and input_image (by URL) parts are supported")
     if all(part["type"] == "text" for part in out):
         return "".join(part["text"] for part in out)
     return out
@@ -126,12 +125,24 @@ def _text_options(text: dict[str, Any] | None) -> dict[str, Any]:
 def shell(body: dict[str, Any], *, response_id: str, model_id: str, created: int, max_tokens: int) -> dict[str, Any]:
     """The Response object before any output: what every event and the answer repeat."""
     return {
-        "id": response_id, "object": "response", "created_at": created, "status": "in_progress",
-        "model": model_id, "output": [], "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "max_output_tokens": max_tokens,
-        "metadata": body.get("metadata") or {}, "parallel_tool_calls": False,
-        "temperature": body.get("temperature"), "top_p": body.get("top_p"), "tool_choice": "auto", "tools": [],
-        "text": body.get("text") or {"format": {"type": "text"}}, "usage": None,
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": "in_progress",
+        "model": model_id,
+        "output": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": max_tokens,
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": False,
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "tool_choice": "auto",
+        "tools": [],
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "usage": None,
     }
 
 
@@ -148,8 +159,10 @@ def usage(chat_usage: Any) -> dict[str, Any] | None:
     cached = (chat_usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     reasoning = (chat_usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
     out = {
-        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-        "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": chat_usage.get("total_tokens") or prompt + completion,
     }
     if "cost" in chat_usage:
@@ -162,22 +175,27 @@ def _text_part(text: str) -> dict[str, Any]:
 
 
 def _message_item(message_id: str, text: str, status: str) -> dict[str, Any]:
-    return {"type": "message", "id": message_id, "status": status, "role": "assistant",
-            "content": [_text_part(text)]}
+    return {"type": "message", "id": message_id, "status": status, "role": "assistant", "content": [_text_part(text)]}
 
 
 def _finished(base: dict[str, Any], text: str, finish_reason: Any, chat_usage: Any) -> dict[str, Any]:
     reason = INCOMPLETE.get(finish_reason) if isinstance(finish_reason, str) else None
     status = "incomplete" if reason else "completed"
-    return {**base, "status": status, "incomplete_details": {"reason": reason} if reason else None,
-            "output": [_message_item(item_id(base["id"]), text, status)], "usage": usage(chat_usage)}
+    return {
+        **base,
+        "status": status,
+        "incomplete_details": {"reason": reason} if reason else None,
+        "output": [_message_item(item_id(base["id"]), text, status)],
+        "usage": usage(chat_usage),
+    }
 
 
 def response(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """The Response for a chat completion (first choice)."""
     choices = data.get("choices")
-    choice: dict[str, Any] = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
-        else {}
+    choice: dict[str, Any] = (
+        choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    )
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     text = content if isinstance(content, str) else ""
@@ -212,12 +230,14 @@ class ResponseEvents:
     def _open(self) -> bytes:
         self.opened = True
         item = {**_message_item(self.message_id, "", "in_progress"), "content": []}
-        return (self._event("response.output_item.added", {"output_index": 0, "item": item})
-                + self._event("response.content_part.added", {**self._where(), "part": _text_part("")}))
+        return self._event("response.output_item.added", {"output_index": 0, "item": item}) + self._event(
+            "response.content_part.added", {**self._where(), "part": _text_part("")}
+        )
 
     def start(self) -> bytes:
-        return (self._event("response.created", {"response": self.base})
-                + self._event("response.in_progress", {"response": self.base}))
+        return self._event("response.created", {"response": self.base}) + self._event(
+            "response.in_progress", {"response": self.base}
+        )
 
     def chunk(self, data: dict[str, Any]) -> bytes | None:
         if isinstance(data.get("usage"), dict):
@@ -254,7 +274,13 @@ class ResponseEvents:
     def error(self, code: str, message: str) -> bytes:
         """The Responses API's `error` event, carrying the platform's error object too (so
         the openai SDK raises it)."""
-        data = {"type": "error", "sequence_number": self.sequence, "code": code, "message": message, "param": None,
-                "error": error_object(code, message)}
+        data = {
+            "type": "error",
+            "sequence_number": self.sequence,
+            "code": code,
+            "message": message,
+            "param": None,
+            "error": error_object(code, message),
+        }
         self.sequence += 1
         return sse("error", orjson.dumps(data))

@@ -15,8 +15,7 @@ def _nav_link(label: str, href: str, icon: str) -> rx.Component:
     path = SessionState.router.url.path
     active = (path == href) | (path == href + "/") if href != routes.HOME else path == href
     return rx.link(
-        rx.hstack(rx.icon(icon, size=16, aria_hidden="true"), rx.text(label, size="2"), spacing="2",
-                  align="center"),
+        rx.hstack(rx.icon(icon, size=16, aria_hidden="true"), rx.text(label, size="2"), spacing="2", align="center"),
         href=href,
         underline="none",
         aria_current=rx.cond(active, "page", "false"),
@@ -45,8 +44,9 @@ def sign_out_button() -> rx.Component:
 def sidebar() -> rx.Component:
     return rx.el.nav(
         rx.vstack(
-            rx.link(rx.heading(TITLE, size="4"), href=routes.HOME, underline="none", color_scheme="gray",
-                    high_contrast=True),
+            rx.link(
+                rx.heading(TITLE, size="4"), href=routes.HOME, underline="none", color_scheme="gray", high_contrast=True
+            ),
             rx.vstack(
                 _nav_link("Overview", routes.HOME, "layout_dashboard"),
                 _nav_link("API Keys", routes.API_KEYS, "key_round"),
@@ -70,8 +70,14 @@ def sidebar() -> rx.Component:
             ),
             rx.spacer(),
             rx.link("API docs", href=routes.API_DOCS, reload_document=True, size="2", padding_x="0.75em"),
-            rx.text(SessionState.email, size="1", color_scheme="gray", padding_x="0.75em", trim="both",
-                    style={"overflow_wrap": "anywhere"}),
+            rx.text(
+                SessionState.email,
+                size="1",
+                color_scheme="gray",
+                padding_x="0.75em",
+                trim="both",
+                style={"overflow_wrap": "anywhere"},
+            ),
             sign_out_button(),
             spacing="4",
             height="100%",
@@ -94,8 +100,9 @@ def sidebar() -> rx.Component:
 
 def page_shell(title: str, *content: rx.Component, actions: rx.Component | None = None) -> rx.Component:
     """A signed-in page. Until the session is known (or while redirecting), a spinner."""
-    header = rx.hstack(rx.heading(title, size="6", as_="h1"), rx.spacer(), actions or rx.fragment(),
-                       align="center", width="100%")
+    header = rx.hstack(
+        rx.heading(title, size="6", as_="h1"), rx.spacer(), actions or rx.fragment(), align="center", width="100%"
+    )
     return rx.cond(
         SessionState.signed_in,
         rx.flex(

@@ -6,6 +6,5 @@ from . import account, admin_margin, admin_models, admin_users, api_keys, auth, 
 
 
 def add_all_pages(app: rx.App) -> None:
-    for module in (home, auth, api_keys, credits, logs, images, account, admin_models, admin_users,
-                   admin_margin):
+    for module in (home, auth, api_keys, credits, logs, images, account, admin_models, admin_users, admin_margin):
         module.add_pages(app)

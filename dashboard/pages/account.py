@@ -44,11 +44,17 @@ def _change_password() -> rx.Component:
             rx.vstack(
                 rx.heading("Change password", size="3", as_="h2"),
                 rx.text("This signs you out on every other browser and device.", size="2", color_scheme="gray"),
-                field("Current password", "current-password",
-                      _password_input("current-password", "current_password", "current-password")),
-                field("New password", "new-password",
-                      _password_input("new-password", "new_password", "new-password", min_length=MIN_PASSWORD_LEN),
-                      hint=f"{MIN_PASSWORD_LEN} to {MAX_PASSWORD_BYTES} characters."),
+                field(
+                    "Current password",
+                    "current-password",
+                    _password_input("current-password", "current_password", "current-password"),
+                ),
+                field(
+                    "New password",
+                    "new-password",
+                    _password_input("new-password", "new_password", "new-password", min_length=MIN_PASSWORD_LEN),
+                    hint=f"{MIN_PASSWORD_LEN} to {MAX_PASSWORD_BYTES} characters.",
+                ),
                 error_callout(AccountState.error),
                 rx.button("Change password", type="submit"),
                 spacing="3",
@@ -68,8 +74,11 @@ def _sign_out_everywhere() -> rx.Component:
         post_form(
             rx.vstack(
                 rx.heading("Sessions", size="3", as_="h2"),
-                rx.text("Signed in somewhere you should not be? End every session of yours, this one too.",
-                        size="2", color_scheme="gray"),
+                rx.text(
+                    "Signed in somewhere you should not be? End every session of yours, this one too.",
+                    size="2",
+                    color_scheme="gray",
+                ),
                 rx.el.input(type="hidden", name="everywhere", value="1"),
                 rx.button("Sign out everywhere", type="submit", variant="soft", color_scheme="red"),
                 spacing="3",

@@ -23,9 +23,14 @@ def _report(session: Session, *, days: int) -> tuple[list[MarginLine], dict[str,
     rate = backend.settings().credits_per_usd
     rows = margin_by_model_day(session, credits_per_usd=rate, days=days)
     margin = sum(r.margin for r in rows)
-    totals = {"requests": f"{sum(r.requests for r in rows):,}", "charged": format_credits(sum(r.charged for r in rows)),
-              "upstream_usd": usd_text(sum(r.upstream_usd for r in rows)), "margin": signed(margin),
-              "unpriced": str(sum(r.unpriced for r in rows)), "rate": format_credits(int(rate * 1_000_000))}
+    totals = {
+        "requests": f"{sum(r.requests for r in rows):,}",
+        "charged": format_credits(sum(r.charged for r in rows)),
+        "upstream_usd": usd_text(sum(r.upstream_usd for r in rows)),
+        "margin": signed(margin),
+        "unpriced": str(sum(r.unpriced for r in rows)),
+        "rate": format_credits(int(rate * 1_000_000)),
+    }
     return [margin_line(r) for r in rows], totals
 
 
@@ -59,15 +64,19 @@ def _row(r: rx.Var) -> rx.Component:
         rx.table.cell(r.prompt_tokens + " / " + r.completion_tokens, text_align="right", white_space="nowrap"),
         rx.table.cell(r.charged, text_align="right"),
         rx.table.cell(r.upstream_usd, text_align="right"),
-        rx.table.cell(rx.text(r.margin, color_scheme=rx.cond(r.negative, "red", "green"), weight="medium"),
-                      text_align="right"),
+        rx.table.cell(
+            rx.text(r.margin, color_scheme=rx.cond(r.negative, "red", "green"), weight="medium"), text_align="right"
+        ),
         rx.table.cell(rx.cond(r.unpriced > 0, r.unpriced.to_string(), ""), text_align="right"),
     )
 
 
 def _total(label: str, value: rx.Var) -> rx.Component:
-    return rx.card(rx.vstack(rx.text(label, size="2", color_scheme="gray"), rx.heading(value, size="5"),
-                             spacing="1"), flex="1", min_width="10rem")
+    return rx.card(
+        rx.vstack(rx.text(label, size="2", color_scheme="gray"), rx.heading(value, size="5"), spacing="1"),
+        flex="1",
+        min_width="10rem",
+    )
 
 
 def admin_margin_page() -> rx.Component:
@@ -76,9 +85,14 @@ def admin_margin_page() -> rx.Component:
         "Margin",
         admin_only(
             rx.hstack(
-                rx.text("What was charged against what the upstream reported it cost. Upstream USD becomes "
-                        "credits at ", t["rate"], " credits per USD (CREDITS_PER_USD); requests without a "
-                        "reported cost count as costing 0 (column Unpriced).", size="2", color_scheme="gray"),
+                rx.text(
+                    "What was charged against what the upstream reported it cost. Upstream USD becomes credits at ",
+                    t["rate"],
+                    " credits per USD (CREDITS_PER_USD); requests without a "
+                    "reported cost count as costing 0 (column Unpriced).",
+                    size="2",
+                    color_scheme="gray",
+                ),
                 rx.spacer(),
                 rx.select.root(
                     rx.select.trigger(aria_label="Days"),
@@ -101,9 +115,23 @@ def admin_margin_page() -> rx.Component:
             rx.cond(
                 MarginAdminState.rows.length() > 0,
                 rx.table.root(
-                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h, white_space="nowrap") for h in (
-                        "Day (UTC)", "Model", "Requests", "Tokens (prompt / completion)", "Credits charged",
-                        "Upstream USD", "Margin (credits)", "Unpriced")])),
+                    rx.table.header(
+                        rx.table.row(
+                            *[
+                                rx.table.column_header_cell(h, white_space="nowrap")
+                                for h in (
+                                    "Day (UTC)",
+                                    "Model",
+                                    "Requests",
+                                    "Tokens (prompt / completion)",
+                                    "Credits charged",
+                                    "Upstream USD",
+                                    "Margin (credits)",
+                                    "Unpriced",
+                                )
+                            ]
+                        )
+                    ),
                     rx.table.body(rx.foreach(MarginAdminState.rows, _row)),
                     variant="surface",
                     size="1",

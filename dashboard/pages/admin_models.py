@@ -31,8 +31,9 @@ def _rows(session: Session) -> tuple[list[ModelRow], list[AuditRow]]:
     return models, changes
 
 
-def _save(session: Session, *, actor: Viewer, adding: bool, model_id: str,
-          fields: dict) -> tuple[list[ModelRow], list[AuditRow]]:
+def _save(
+    session: Session, *, actor: Viewer, adding: bool, model_id: str, fields: dict
+) -> tuple[list[ModelRow], list[AuditRow]]:
     model_id = registry.validate_model_id(model_id)
     try:
         registry.get_model(session, model_id=model_id)
@@ -48,8 +49,12 @@ def _save(session: Session, *, actor: Viewer, adding: bool, model_id: str,
     return _rows(session)
 
 
-_MONEY = {"credit_cost": "credit cost", "prompt_price": "prompt price", "completion_price": "completion price",
-          "markup": "markup"}
+_MONEY = {
+    "credit_cost": "credit cost",
+    "prompt_price": "prompt price",
+    "completion_price": "completion price",
+    "markup": "markup",
+}
 PRICE_FIELDS = ("pricing", *_MONEY)
 
 
@@ -77,6 +82,7 @@ def _max_output_tokens(form_data: dict) -> int | None:
 def parse_model_form(form_data: dict) -> dict:
     """The registry fields from the form's text; raises StoreError with a message to show.
     Money is decimal credits (`2.5`, at most 6 places); prices are per 1M tokens."""
+
     def text(name: str) -> str:
         return str(form_data.get(name, "") or "").strip()
 
@@ -117,8 +123,10 @@ def typical_call(draft: dict[str, str]) -> str:
     tokens = "1,000 prompt + 500 completion tokens"
     if mode == pricing.PER_TOKEN:
         return f"A typical call ({tokens}) costs {cost} credits."
-    return (f"A typical call ({tokens}) costs about {cost} credits at the reference prices × markup; "
-            "the charge follows the upstream's reported cost × markup.")
+    return (
+        f"A typical call ({tokens}) costs about {cost} credits at the reference prices × markup; "
+        "the charge follows the upstream's reported cost × markup."
+    )
 
 
 class ModelsAdminState(SessionState):
@@ -180,8 +188,12 @@ class ModelsAdminState(SessionState):
         try:
             fields = parse_model_form(form_data)
             self.models, self.changes = await backend.run(
-                _save, actor=viewer, adding=form_data.get("mode") == "add",
-                model_id=str(form_data.get("id", "") or ""), fields=fields)
+                _save,
+                actor=viewer,
+                adding=form_data.get("mode") == "add",
+                model_id=str(form_data.get("id", "") or ""),
+                fields=fields,
+            )
         except StoreError as exc:
             self.error = str(exc)[:1].upper() + str(exc)[1:] + "."
             return
@@ -199,36 +211,67 @@ def _form() -> rx.Component:
                     rx.el.input(type="hidden", name="mode", value=rx.cond(ModelsAdminState.adding, "add", "edit")),
                     rx.cond(
                         ModelsAdminState.adding,
-                        field("Model id", "model-id", rx.input(id="model-id", name="id", required=True,
-                                                               placeholder="vendor/model")),
+                        field(
+                            "Model id",
+                            "model-id",
+                            rx.input(id="model-id", name="id", required=True, placeholder="vendor/model"),
+                        ),
                         rx.el.input(type="hidden", name="id", value=f.id),
                     ),
-                    field("Display name", "display-name",
-                          rx.input(id="display-name", name="display_name", default_value=f.display_name,
-                                   required=True)),
+                    field(
+                        "Display name",
+                        "display-name",
+                        rx.input(id="display-name", name="display_name", default_value=f.display_name, required=True),
+                    ),
                     rx.flex(
-                        rx.box(field("Category", "category", rx.select.root(
-                            rx.select.trigger(id="category", width="100%"),
-                            rx.select.content(*[rx.select.item(c, value=c) for c in registry.CATEGORIES]),
-                            name="category", default_value=f.category)), flex="1"),
-                        rx.box(field("Provider", "provider", rx.select.root(
-                            rx.select.trigger(id="provider", width="100%"),
-                            rx.select.content(*[rx.select.item(p, value=p) for p in registry.PROVIDERS]),
-                            name="provider", default_value=f.provider)), flex="1"),
+                        rx.box(
+                            field(
+                                "Category",
+                                "category",
+                                rx.select.root(
+                                    rx.select.trigger(id="category", width="100%"),
+                                    rx.select.content(*[rx.select.item(c, value=c) for c in registry.CATEGORIES]),
+                                    name="category",
+                                    default_value=f.category,
+                                ),
+                            ),
+                            flex="1",
+                        ),
+                        rx.box(
+                            field(
+                                "Provider",
+                                "provider",
+                                rx.select.root(
+                                    rx.select.trigger(id="provider", width="100%"),
+                                    rx.select.content(*[rx.select.item(p, value=p) for p in registry.PROVIDERS]),
+                                    name="provider",
+                                    default_value=f.provider,
+                                ),
+                            ),
+                            flex="1",
+                        ),
                         spacing="3",
                         width="100%",
                     ),
                     _pricing_fields(),
-                    field("Capabilities", "capabilities",
-                          rx.input(id="capabilities", name="capabilities", default_value=f.capabilities),
-                          hint="Comma-separated, e.g. chat, reasoning"),
-                    field("Upstream id", "upstream-id",
-                          rx.input(id="upstream-id", name="upstream_id", default_value=f.upstream_id, required=True),
-                          hint="The provider's own id for this model."),
+                    field(
+                        "Capabilities",
+                        "capabilities",
+                        rx.input(id="capabilities", name="capabilities", default_value=f.capabilities),
+                        hint="Comma-separated, e.g. chat, reasoning",
+                    ),
+                    field(
+                        "Upstream id",
+                        "upstream-id",
+                        rx.input(id="upstream-id", name="upstream_id", default_value=f.upstream_id, required=True),
+                        hint="The provider's own id for this model.",
+                    ),
                     rx.el.label(
-                        rx.hstack(rx.checkbox(name="enabled", default_checked=f.enabled, id="enabled"),
-                                  rx.text("Enabled (listed and callable through the API)", size="2"),
-                                  align="center"),
+                        rx.hstack(
+                            rx.checkbox(name="enabled", default_checked=f.enabled, id="enabled"),
+                            rx.text("Enabled (listed and callable through the API)", size="2"),
+                            align="center",
+                        ),
                         html_for="enabled",
                     ),
                     error_callout(ModelsAdminState.error),
@@ -247,14 +290,24 @@ def _form() -> rx.Component:
     )
 
 
-def _decimal_input(label: str, control_id: str, name: str, value: rx.Var, hint: str | None = None,
-                   shown: rx.Var | bool = True) -> rx.Component:
+def _decimal_input(
+    label: str, control_id: str, name: str, value: rx.Var, hint: str | None = None, shown: rx.Var | bool = True
+) -> rx.Component:
     """A decimal field (text, so `2.5` and `0.000001` arrive as typed) that feeds the preview.
     A field the mode does not use is hidden, not removed: its value is still saved as it is."""
     return rx.box(
-        field(label, control_id, rx.input(id=control_id, name=name, default_value=value, input_mode="decimal",
-                                          on_change=lambda v: ModelsAdminState.set_draft(name, v)),
-              hint=hint),
+        field(
+            label,
+            control_id,
+            rx.input(
+                id=control_id,
+                name=name,
+                default_value=value,
+                input_mode="decimal",
+                on_change=lambda v: ModelsAdminState.set_draft(name, v),
+            ),
+            hint=hint,
+        ),
         flex="1",
         min_width="9rem",
         display=rx.cond(shown, "block", "none"),
@@ -266,34 +319,86 @@ def _pricing_fields() -> rx.Component:
     metered = mode != pricing.PER_REQUEST
     return rx.vstack(
         rx.flex(
-            rx.box(field("Pricing", "pricing", rx.select.root(
-                rx.select.trigger(id="pricing", width="100%"),
-                rx.select.content(*[rx.select.item(m, value=m) for m in pricing.MODES]),
-                name="pricing", default_value=f.pricing,
-                on_change=lambda v: ModelsAdminState.set_draft("pricing", v))), flex="1", min_width="9rem"),
-            _decimal_input("Credit cost", "credit-cost", "credit_cost", f.credit_cost,
-                           hint="Credits per request (with token pricing: a fee, may be 0)"),
-            rx.box(field("Max output tokens", "max-output-tokens",
-                         rx.input(id="max-output-tokens", name="max_output_tokens", default_value=f.max_output_tokens,
-                                  input_mode="numeric", required=True),
-                         hint="Cap on max_tokens sent upstream"), flex="1", min_width="9rem"),
+            rx.box(
+                field(
+                    "Pricing",
+                    "pricing",
+                    rx.select.root(
+                        rx.select.trigger(id="pricing", width="100%"),
+                        rx.select.content(*[rx.select.item(m, value=m) for m in pricing.MODES]),
+                        name="pricing",
+                        default_value=f.pricing,
+                        on_change=lambda v: ModelsAdminState.set_draft("pricing", v),
+                    ),
+                ),
+                flex="1",
+                min_width="9rem",
+            ),
+            _decimal_input(
+                "Credit cost",
+                "credit-cost",
+                "credit_cost",
+                f.credit_cost,
+                hint="Credits per request (with token pricing: a fee, may be 0)",
+            ),
+            rx.box(
+                field(
+                    "Max output tokens",
+                    "max-output-tokens",
+                    rx.input(
+                        id="max-output-tokens",
+                        name="max_output_tokens",
+                        default_value=f.max_output_tokens,
+                        input_mode="numeric",
+                        required=True,
+                    ),
+                    hint="Cap on max_tokens sent upstream",
+                ),
+                flex="1",
+                min_width="9rem",
+            ),
             spacing="3",
             width="100%",
             wrap="wrap",
         ),
         rx.flex(
-            _decimal_input("Prompt price", "prompt-price", "prompt_price", f.prompt_price,
-                           hint="Credits per 1M prompt tokens", shown=metered),
-            _decimal_input("Completion price", "completion-price", "completion_price", f.completion_price,
-                           hint="Credits per 1M completion tokens", shown=metered),
-            _decimal_input("Markup", "markup", "markup", f.markup, hint="× the upstream's cost, e.g. 1.2",
-                           shown=mode == pricing.UPSTREAM_COST),
+            _decimal_input(
+                "Prompt price",
+                "prompt-price",
+                "prompt_price",
+                f.prompt_price,
+                hint="Credits per 1M prompt tokens",
+                shown=metered,
+            ),
+            _decimal_input(
+                "Completion price",
+                "completion-price",
+                "completion_price",
+                f.completion_price,
+                hint="Credits per 1M completion tokens",
+                shown=metered,
+            ),
+            _decimal_input(
+                "Markup",
+                "markup",
+                "markup",
+                f.markup,
+                hint="× the upstream's cost, e.g. 1.2",
+                shown=mode == pricing.UPSTREAM_COST,
+            ),
             spacing="3",
             width="100%",
             wrap="wrap",
         ),
-        rx.callout(ModelsAdminState.preview, icon="calculator", color_scheme="gray", size="1", width="100%",
-                   id="price-preview", role="status"),
+        rx.callout(
+            ModelsAdminState.preview,
+            icon="calculator",
+            color_scheme="gray",
+            size="1",
+            width="100%",
+            id="price-preview",
+            role="status",
+        ),
         spacing="3",
         width="100%",
     )
@@ -305,11 +410,21 @@ def _row(m: rx.Var) -> rx.Component:
         rx.table.cell(m.display_name),
         rx.table.cell(m.category),
         rx.table.cell(m.credit_cost, text_align="right"),
-        rx.table.cell(rx.vstack(rx.text(m.pricing, size="1", weight="medium"),
-                                rx.text(m.price, size="1", color_scheme="gray"), spacing="0")),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(m.pricing, size="1", weight="medium"),
+                rx.text(m.price, size="1", color_scheme="gray"),
+                spacing="0",
+            )
+        ),
         rx.table.cell(m.typical, text_align="right"),
-        rx.table.cell(rx.badge(rx.cond(m.enabled, "enabled", "disabled"), variant="soft",
-                               color_scheme=rx.cond(m.enabled, "green", "gray"))),
+        rx.table.cell(
+            rx.badge(
+                rx.cond(m.enabled, "enabled", "disabled"),
+                variant="soft",
+                color_scheme=rx.cond(m.enabled, "green", "gray"),
+            )
+        ),
         rx.table.cell(m.provider),
         rx.table.cell(rx.code(m.upstream_id, variant="ghost", size="1")),
         rx.table.cell(m.capabilities),
@@ -318,23 +433,51 @@ def _row(m: rx.Var) -> rx.Component:
 
 
 def _audit(a: rx.Var) -> rx.Component:
-    return rx.table.row(rx.table.cell(a.time, white_space="nowrap"), rx.table.cell(a.actor),
-                        rx.table.cell(rx.code(a.model_id, variant="ghost")), rx.table.cell(a.change))
+    return rx.table.row(
+        rx.table.cell(a.time, white_space="nowrap"),
+        rx.table.cell(a.actor),
+        rx.table.cell(rx.code(a.model_id, variant="ghost")),
+        rx.table.cell(a.change),
+    )
 
 
 def admin_models_page() -> rx.Component:
     return page_shell(
         "Models",
         admin_only(
-            rx.hstack(rx.text("The public model registry: what each model costs and how it is reached. "
-                              "A typical call is 1,000 prompt and 500 completion tokens.",
-                              size="2", color_scheme="gray"), rx.spacer(),
-                      rx.button(rx.icon("plus", size=16), "Add model", on_click=ModelsAdminState.start_add),
-                      width="100%", align="center"),
+            rx.hstack(
+                rx.text(
+                    "The public model registry: what each model costs and how it is reached. "
+                    "A typical call is 1,000 prompt and 500 completion tokens.",
+                    size="2",
+                    color_scheme="gray",
+                ),
+                rx.spacer(),
+                rx.button(rx.icon("plus", size=16), "Add model", on_click=ModelsAdminState.start_add),
+                width="100%",
+                align="center",
+            ),
             rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in (
-                    "Model id", "Display name", "Category", "Credit cost", "Pricing", "Typical call", "Status",
-                    "Provider", "Upstream id", "Capabilities", "")])),
+                rx.table.header(
+                    rx.table.row(
+                        *[
+                            rx.table.column_header_cell(h)
+                            for h in (
+                                "Model id",
+                                "Display name",
+                                "Category",
+                                "Credit cost",
+                                "Pricing",
+                                "Typical call",
+                                "Status",
+                                "Provider",
+                                "Upstream id",
+                                "Capabilities",
+                                "",
+                            )
+                        ]
+                    )
+                ),
                 rx.table.body(rx.foreach(ModelsAdminState.models, _row)),
                 variant="surface",
                 size="1",
@@ -344,8 +487,11 @@ def admin_models_page() -> rx.Component:
             rx.cond(
                 ModelsAdminState.changes.length() > 0,
                 rx.table.root(
-                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in (
-                        "Time (UTC)", "Who", "Model", "Change")])),
+                    rx.table.header(
+                        rx.table.row(
+                            *[rx.table.column_header_cell(h) for h in ("Time (UTC)", "Who", "Model", "Change")]
+                        )
+                    ),
                     rx.table.body(rx.foreach(ModelsAdminState.changes, _audit)),
                     variant="surface",
                     size="1",

@@ -109,29 +109,59 @@ def _row(u: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(u.email),
         rx.table.cell(u.balance, text_align="right"),
-        rx.table.cell(rx.badge(rx.cond(u.is_admin, "admin", "user"), variant="soft",
-                               color_scheme=rx.cond(u.is_admin, "purple", "gray"))),
-        rx.table.cell(rx.badge(rx.cond(u.api_enabled, "enabled", "disabled"), variant="soft",
-                               color_scheme=rx.cond(u.api_enabled, "green", "red"))),
+        rx.table.cell(
+            rx.badge(
+                rx.cond(u.is_admin, "admin", "user"), variant="soft", color_scheme=rx.cond(u.is_admin, "purple", "gray")
+            )
+        ),
+        rx.table.cell(
+            rx.badge(
+                rx.cond(u.api_enabled, "enabled", "disabled"),
+                variant="soft",
+                color_scheme=rx.cond(u.api_enabled, "green", "red"),
+            )
+        ),
         rx.table.cell(u.created, white_space="nowrap"),
-        rx.table.cell(rx.hstack(
-            rx.button("Credits…", size="1", variant="soft", on_click=UsersAdminState.start_grant(u.id)),
-            rx.cond(
-                u.api_enabled,
-                rx.button("Disable API", size="1", variant="soft", color_scheme="red",
-                          on_click=UsersAdminState.set_api_enabled(u.id, False)),
-                rx.button("Enable API", size="1", variant="soft", color_scheme="green",
-                          on_click=UsersAdminState.set_api_enabled(u.id, True)),
-            ),
-            rx.cond(
-                u.is_admin,
-                rx.button("Remove admin", size="1", variant="soft", color_scheme="gray",
-                          on_click=UsersAdminState.set_admin(u.id, False)),
-                rx.button("Make admin", size="1", variant="soft", color_scheme="purple",
-                          on_click=UsersAdminState.set_admin(u.id, True)),
-            ),
-            spacing="2",
-        )),
+        rx.table.cell(
+            rx.hstack(
+                rx.button("Credits…", size="1", variant="soft", on_click=UsersAdminState.start_grant(u.id)),
+                rx.cond(
+                    u.api_enabled,
+                    rx.button(
+                        "Disable API",
+                        size="1",
+                        variant="soft",
+                        color_scheme="red",
+                        on_click=UsersAdminState.set_api_enabled(u.id, False),
+                    ),
+                    rx.button(
+                        "Enable API",
+                        size="1",
+                        variant="soft",
+                        color_scheme="green",
+                        on_click=UsersAdminState.set_api_enabled(u.id, True),
+                    ),
+                ),
+                rx.cond(
+                    u.is_admin,
+                    rx.button(
+                        "Remove admin",
+                        size="1",
+                        variant="soft",
+                        color_scheme="gray",
+                        on_click=UsersAdminState.set_admin(u.id, False),
+                    ),
+                    rx.button(
+                        "Make admin",
+                        size="1",
+                        variant="soft",
+                        color_scheme="purple",
+                        on_click=UsersAdminState.set_admin(u.id, True),
+                    ),
+                ),
+                spacing="2",
+            )
+        ),
     )
 
 
@@ -140,16 +170,38 @@ def _grant_dialog() -> rx.Component:
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Credits for ", u.email),
-            rx.dialog.description("Balance now: ", u.balance, " credits. A negative amount removes credits; "
-                                  "the balance cannot go below zero.", size="2"),
+            rx.dialog.description(
+                "Balance now: ",
+                u.balance,
+                " credits. A negative amount removes credits; the balance cannot go below zero.",
+                size="2",
+            ),
             rx.form(
                 rx.vstack(
                     rx.el.input(type="hidden", name="user_id", value=u.id.to_string()),
-                    field("Amount", "grant-amount", rx.input(id="grant-amount", name="amount", input_mode="decimal",
-                                                             required=True, placeholder="e.g. 100, 2.5 or -20"),
-                          hint="Credits, up to 6 decimal places."),
-                    field("Note", "grant-note", rx.input(id="grant-note", name="note", required=True,
-                                                         max_length=MAX_NOTE, placeholder="why, for the ledger")),
+                    field(
+                        "Amount",
+                        "grant-amount",
+                        rx.input(
+                            id="grant-amount",
+                            name="amount",
+                            input_mode="decimal",
+                            required=True,
+                            placeholder="e.g. 100, 2.5 or -20",
+                        ),
+                        hint="Credits, up to 6 decimal places.",
+                    ),
+                    field(
+                        "Note",
+                        "grant-note",
+                        rx.input(
+                            id="grant-note",
+                            name="note",
+                            required=True,
+                            max_length=MAX_NOTE,
+                            placeholder="why, for the ledger",
+                        ),
+                    ),
                     error_callout(UsersAdminState.error),
                     dialog_actions("Apply"),
                     spacing="3",
@@ -171,8 +223,14 @@ def admin_users_page() -> rx.Component:
         "Users",
         admin_only(
             rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in (
-                    "Email", "Balance", "Role", "API access", "Created (UTC)", "")])),
+                rx.table.header(
+                    rx.table.row(
+                        *[
+                            rx.table.column_header_cell(h)
+                            for h in ("Email", "Balance", "Role", "API access", "Created (UTC)", "")
+                        ]
+                    )
+                ),
                 rx.table.body(rx.foreach(UsersAdminState.users, _row)),
                 variant="surface",
                 size="1",

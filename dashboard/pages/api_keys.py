@@ -18,7 +18,6 @@ from store.errors import StoreError
 
 from .. import backend, routes
 from ..auth import Viewer
-from ..auth_routes import RATE_LIMIT_ERROR
 from ..components.forms import error_callout, field
 from ..components.layout import page_shell
 from ..state import SessionState, viewer_required
@@ -45,8 +44,9 @@ def _revoke(session: Session, *, user_id: int, key_id: int) -> list[KeyRow]:
 def create_script(form_data: dict) -> str:
     """Page script: post the form to the key route, put the key into #new-key, and
     resolve to what the state may know ({"name"} or {"error"}), never the key."""
-    body = json.dumps({"name": str(form_data.get("name", "") or ""),
-                       "rate_limit": str(form_data.get("rate_limit", "") or "")})
+    body = json.dumps(
+        {"name": str(form_data.get("name", "") or ""), "rate_limit": str(form_data.get("rate_limit", "") or "")}
+    )
     return f"""(async () => {{
   const shown = document.getElementById({json.dumps(NEW_KEY_ID)});
   shown.textContent = "";
@@ -138,14 +138,39 @@ def _create_form() -> rx.Component:
             rx.vstack(
                 rx.heading("Create a key", size="3", as_="h2"),
                 rx.flex(
-                    rx.box(field("Name", KEY_NAME_ID, rx.input(id=KEY_NAME_ID, name="name", required=True, max_length=100,
-                                                          placeholder="e.g. production server")), flex="2",
-                           min_width="14rem"),
-                    rx.box(field("Rate limit", "rate-limit",
-                                 rx.input(id="rate-limit", name="rate_limit", type="number", min=0,
-                                          max=keys.MAX_RATE_LIMIT, default_value=KeysState.default_rate_limit,
-                                          key=KeysState.default_rate_limit),
-                                 hint="Requests per minute; 0 means unlimited."), flex="1", min_width="10rem"),
+                    rx.box(
+                        field(
+                            "Name",
+                            KEY_NAME_ID,
+                            rx.input(
+                                id=KEY_NAME_ID,
+                                name="name",
+                                required=True,
+                                max_length=100,
+                                placeholder="e.g. production server",
+                            ),
+                        ),
+                        flex="2",
+                        min_width="14rem",
+                    ),
+                    rx.box(
+                        field(
+                            "Rate limit",
+                            "rate-limit",
+                            rx.input(
+                                id="rate-limit",
+                                name="rate_limit",
+                                type="number",
+                                min=0,
+                                max=keys.MAX_RATE_LIMIT,
+                                default_value=KeysState.default_rate_limit,
+                                key=KeysState.default_rate_limit,
+                            ),
+                            hint="Requests per minute; 0 means unlimited.",
+                        ),
+                        flex="1",
+                        min_width="10rem",
+                    ),
                     rx.box(rx.button("Create key", type="submit"), padding_top="1.5em"),
                     spacing="3",
                     wrap="wrap",
@@ -170,13 +195,19 @@ def _new_key_panel() -> rx.Component:
         rx.callout.root(
             rx.callout.icon(rx.icon("triangle_alert")),
             rx.vstack(
-                rx.text(rx.text.strong("Copy your new key “", KeysState.new_key_name, "” now."),
-                        " It is shown only this once: the platform keeps only a hash of it, so it cannot show "
-                        "it again. If you lose it, revoke it and create another."),
+                rx.text(
+                    rx.text.strong("Copy your new key “", KeysState.new_key_name, "” now."),
+                    " It is shown only this once: the platform keeps only a hash of it, so it cannot show "
+                    "it again. If you lose it, revoke it and create another.",
+                ),
                 rx.hstack(
                     rx.code(size="3", id=NEW_KEY_ID, style={"word_break": "break-all"}),
-                    rx.button(rx.icon("copy", size=16), "Copy", size="2",
-                              on_click=[rx.call_script(COPY_SCRIPT), rx.toast.success("Key copied")]),
+                    rx.button(
+                        rx.icon("copy", size=16),
+                        "Copy",
+                        size="2",
+                        on_click=[rx.call_script(COPY_SCRIPT), rx.toast.success("Key copied")],
+                    ),
                     align="center",
                     wrap="wrap",
                 ),
@@ -193,8 +224,9 @@ def _new_key_panel() -> rx.Component:
 
 
 def _status(status: rx.Var) -> rx.Component:
-    return rx.badge(status, color_scheme=rx.match(status, ("active", "green"), ("disabled", "gray"), "red"),
-                    variant="soft")
+    return rx.badge(
+        status, color_scheme=rx.match(status, ("active", "green"), ("disabled", "gray"), "red"), variant="soft"
+    )
 
 
 def _key_row(k: rx.Var) -> rx.Component:
@@ -206,19 +238,31 @@ def _key_row(k: rx.Var) -> rx.Component:
         rx.table.cell(k.last_used),
         rx.table.cell(k.rate_limit),
         rx.table.cell(_status(k.status)),
-        rx.table.cell(rx.cond(
-            live,
-            rx.hstack(
-                rx.cond(
-                    k.status == "active",
-                    rx.button("Disable", size="1", variant="soft", color_scheme="gray",
-                              on_click=KeysState.set_enabled(k.id, False)),
-                    rx.button("Enable", size="1", variant="soft", on_click=KeysState.set_enabled(k.id, True)),
+        rx.table.cell(
+            rx.cond(
+                live,
+                rx.hstack(
+                    rx.cond(
+                        k.status == "active",
+                        rx.button(
+                            "Disable",
+                            size="1",
+                            variant="soft",
+                            color_scheme="gray",
+                            on_click=KeysState.set_enabled(k.id, False),
+                        ),
+                        rx.button("Enable", size="1", variant="soft", on_click=KeysState.set_enabled(k.id, True)),
+                    ),
+                    rx.button(
+                        "Revoke",
+                        size="1",
+                        variant="soft",
+                        color_scheme="red",
+                        on_click=KeysState.ask_revoke(k.id, k.name),
+                    ),
                 ),
-                rx.button("Revoke", size="1", variant="soft", color_scheme="red",
-                          on_click=KeysState.ask_revoke(k.id, k.name)),
-            ),
-        )),
+            )
+        ),
     )
 
 
@@ -227,13 +271,15 @@ def _revoke_dialog() -> rx.Component:
         rx.alert_dialog.content(
             rx.alert_dialog.title("Revoke this key?"),
             rx.alert_dialog.description(
-                "“", KeysState.revoke_name, "” stops working at once, for good. Programs using it get "
-                "invalid_api_key."),
+                "“", KeysState.revoke_name, "” stops working at once, for good. Programs using it get invalid_api_key."
+            ),
             rx.flex(
-                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray",
-                                                 on_click=KeysState.cancel_revoke)),
-                rx.alert_dialog.action(rx.button("Revoke key", color_scheme="red",
-                                                 on_click=KeysState.revoke_key(KeysState.revoke_id))),
+                rx.alert_dialog.cancel(
+                    rx.button("Cancel", variant="soft", color_scheme="gray", on_click=KeysState.cancel_revoke)
+                ),
+                rx.alert_dialog.action(
+                    rx.button("Revoke key", color_scheme="red", on_click=KeysState.revoke_key(KeysState.revoke_id))
+                ),
                 spacing="3",
                 justify="end",
                 margin_top="1em",
@@ -246,16 +292,26 @@ def _revoke_dialog() -> rx.Component:
 def api_keys_page() -> rx.Component:
     return page_shell(
         "API Keys",
-        rx.text("Send a key as a bearer token: ", rx.code("Authorization: Bearer sk_live_…"),
-                ", with any OpenAI SDK pointed at this site's /api/v1.", size="2", color_scheme="gray"),
+        rx.text(
+            "Send a key as a bearer token: ",
+            rx.code("Authorization: Bearer sk_live_…"),
+            ", with any OpenAI SDK pointed at this site's /api/v1.",
+            size="2",
+            color_scheme="gray",
+        ),
         _new_key_panel(),
         _create_form(),
         rx.cond(
             KeysState.keys.length() > 0,
             rx.table.root(
-                rx.table.header(rx.table.row(*[rx.table.column_header_cell(h) for h in
-                                               ("Name", "Key", "Created (UTC)", "Last used", "Rate limit",
-                                                "Status", "")])),
+                rx.table.header(
+                    rx.table.row(
+                        *[
+                            rx.table.column_header_cell(h)
+                            for h in ("Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status", "")
+                        ]
+                    )
+                ),
                 rx.table.body(rx.foreach(KeysState.keys, _key_row)),
                 variant="surface",
                 width="100%",

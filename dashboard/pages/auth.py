@@ -33,16 +33,20 @@ class AuthPageState(SessionState):
 
 
 def _email_field() -> rx.Component:
-    return field("Email", "email", rx.input(id="email", name="email", type="email", required=True,
-                                            auto_complete="email", size="3"))
+    return field(
+        "Email",
+        "email",
+        rx.input(id="email", name="email", type="email", required=True, auto_complete="email", size="3"),
+    )
 
 
 def _card(title: str, *children: rx.Component) -> rx.Component:
     return rx.center(
         rx.card(
             rx.vstack(
-                rx.link(rx.text(TITLE, size="2", weight="bold"), href=routes.HOME, underline="none",
-                        color_scheme="gray"),
+                rx.link(
+                    rx.text(TITLE, size="2", weight="bold"), href=routes.HOME, underline="none", color_scheme="gray"
+                ),
                 rx.heading(title, size="6", as_="h1"),
                 error_callout(AuthPageState.error),
                 *children,
@@ -64,9 +68,18 @@ def login_page() -> rx.Component:
         post_form(
             rx.vstack(
                 _email_field(),
-                field("Password", "password", rx.input(id="password", name="password", type="password",
-                                                      required=True, auto_complete="current-password",
-                                                      size="3")),
+                field(
+                    "Password",
+                    "password",
+                    rx.input(
+                        id="password",
+                        name="password",
+                        type="password",
+                        required=True,
+                        auto_complete="current-password",
+                        size="3",
+                    ),
+                ),
                 rx.el.input(type="hidden", name="next", value=AuthPageState.next),
                 rx.button("Sign in", type="submit", size="3", width="100%"),
                 spacing="4",
@@ -86,10 +99,20 @@ def register_page() -> rx.Component:
         post_form(
             rx.vstack(
                 _email_field(),
-                field("Password", "password",
-                      rx.input(id="password", name="password", type="password", required=True,
-                               min_length=MIN_PASSWORD_LEN, auto_complete="new-password", size="3"),
-                      hint=f"{MIN_PASSWORD_LEN} to {MAX_PASSWORD_BYTES} characters."),
+                field(
+                    "Password",
+                    "password",
+                    rx.input(
+                        id="password",
+                        name="password",
+                        type="password",
+                        required=True,
+                        min_length=MIN_PASSWORD_LEN,
+                        auto_complete="new-password",
+                        size="3",
+                    ),
+                    hint=f"{MIN_PASSWORD_LEN} to {MAX_PASSWORD_BYTES} characters.",
+                ),
                 rx.button("Sign up", type="submit", size="3", width="100%"),
                 spacing="4",
                 width="100%",

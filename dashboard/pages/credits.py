@@ -21,8 +21,11 @@ PAGE_SIZE = 25
 
 def _page(session: Session, *, user_id: int, before_id: int | None) -> tuple[str, list[LedgerRow], bool]:
     lines = usage.ledger_lines(session, user_id=user_id, limit=PAGE_SIZE + 1, before_id=before_id)
-    return (format_credits(credits.balance(session, user_id=user_id)), [ledger_row(e) for e in lines[:PAGE_SIZE]],
-            len(lines) > PAGE_SIZE)
+    return (
+        format_credits(credits.balance(session, user_id=user_id)),
+        [ledger_row(e) for e in lines[:PAGE_SIZE]],
+        len(lines) > PAGE_SIZE,
+    )
 
 
 class CreditsState(KeysetPaging, SessionState):
@@ -43,11 +46,17 @@ class CreditsState(KeysetPaging, SessionState):
 def _row(e: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(e.time, white_space="nowrap"),
-        rx.table.cell(rx.badge(e.kind, variant="soft",
-                               color_scheme=rx.match(e.kind, ("grant", "blue"), ("refund", "green"), "gray"))),
+        rx.table.cell(
+            rx.badge(
+                e.kind, variant="soft", color_scheme=rx.match(e.kind, ("grant", "blue"), ("refund", "green"), "gray")
+            )
+        ),
         rx.table.cell(e.detail),
-        rx.table.cell(rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium"),
-                      text_align="right", white_space="nowrap"),
+        rx.table.cell(
+            rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium"),
+            text_align="right",
+            white_space="nowrap",
+        ),
     )
 
 
@@ -58,9 +67,12 @@ def credits_page() -> rx.Component:
             rx.vstack(
                 rx.text("Balance", size="2", color_scheme="gray"),
                 rx.heading(CreditsState.balance + " credits", size="7", id="balance"),
-                rx.text("A request holds the most it can cost, then is charged what its usage says and the "
-                        "rest comes back; a failed call is refunded. Ask an admin for more credits.",
-                        size="1", color_scheme="gray"),
+                rx.text(
+                    "A request holds the most it can cost, then is charged what its usage says and the "
+                    "rest comes back; a failed call is refunded. Ask an admin for more credits.",
+                    size="1",
+                    color_scheme="gray",
+                ),
                 spacing="1",
             ),
         ),
@@ -68,11 +80,14 @@ def credits_page() -> rx.Component:
         rx.cond(
             CreditsState.entries.length() > 0,
             rx.table.root(
-                rx.table.header(rx.table.row(
-                    rx.table.column_header_cell("Time (UTC)"), rx.table.column_header_cell("Kind"),
-                    rx.table.column_header_cell("Details"),
-                    rx.table.column_header_cell("Amount", text_align="right"),
-                )),
+                rx.table.header(
+                    rx.table.row(
+                        rx.table.column_header_cell("Time (UTC)"),
+                        rx.table.column_header_cell("Kind"),
+                        rx.table.column_header_cell("Details"),
+                        rx.table.column_header_cell("Amount", text_align="right"),
+                    )
+                ),
                 rx.table.body(rx.foreach(CreditsState.entries, _row)),
                 variant="surface",
                 width="100%",

@@ -20,8 +20,10 @@ PAGE_SIZE = 20
 def _page(session: Session, *, user_id: int, before_id: str | None) -> tuple[list[TaskRow], bool]:
     settings = backend.settings()
     found = tasks.list_tasks_for_user(session, user_id=user_id, limit=PAGE_SIZE + 1, before_id=before_id)
-    rows = [task_row(t, tasks.output_urls(t, secret_key=settings.secret_key, ttl_s=settings.media_url_ttl_s))
-            for t in found[:PAGE_SIZE]]
+    rows = [
+        task_row(t, tasks.output_urls(t, secret_key=settings.secret_key, ttl_s=settings.media_url_ttl_s))
+        for t in found[:PAGE_SIZE]
+    ]
     return rows, len(found) > PAGE_SIZE
 
 
@@ -45,15 +47,26 @@ class ImagesState(KeysetPaging, SessionState):
 
 
 def _status(status: rx.Var) -> rx.Component:
-    return rx.badge(status, variant="soft", color_scheme=rx.match(
-        status, ("succeeded", "green"), ("failed", "red"), ("running", "blue"), "gray"))
+    return rx.badge(
+        status,
+        variant="soft",
+        color_scheme=rx.match(status, ("succeeded", "green"), ("failed", "red"), ("running", "blue"), "gray"),
+    )
 
 
 def _thumb(url: rx.Var) -> rx.Component:
     return rx.link(
-        rx.image(src=url, alt="Generated image", width="96px", height="96px", object_fit="cover",
-                 border_radius="var(--radius-2)", loading="lazy"),
-        href=url, is_external=True,
+        rx.image(
+            src=url,
+            alt="Generated image",
+            width="96px",
+            height="96px",
+            object_fit="cover",
+            border_radius="var(--radius-2)",
+            loading="lazy",
+        ),
+        href=url,
+        is_external=True,
     )
 
 
@@ -63,15 +76,32 @@ def _task(t: rx.Var) -> rx.Component:
             rx.cond(
                 t.images.length() > 0,
                 rx.hstack(rx.foreach(t.images, _thumb), spacing="2", wrap="wrap"),
-                rx.center(rx.icon(rx.cond(t.status == "failed", "image_off", "hourglass"), color="var(--gray-9)"),
-                          width="96px", height="96px", background="var(--gray-a3)", border_radius="var(--radius-2)"),
+                rx.center(
+                    rx.icon(rx.cond(t.status == "failed", "image_off", "hourglass"), color="var(--gray-9)"),
+                    width="96px",
+                    height="96px",
+                    background="var(--gray-a3)",
+                    border_radius="var(--radius-2)",
+                ),
             ),
             rx.vstack(
-                rx.hstack(_status(t.status), rx.text(t.model, weight="medium", size="2"),
-                          rx.text(t.time + " UTC", size="1", color_scheme="gray"), align="center", wrap="wrap"),
+                rx.hstack(
+                    _status(t.status),
+                    rx.text(t.model, weight="medium", size="2"),
+                    rx.text(t.time + " UTC", size="1", color_scheme="gray"),
+                    align="center",
+                    wrap="wrap",
+                ),
                 rx.text(t.prompt, size="2", style={"overflow_wrap": "anywhere"}),
-                rx.text(t.size, " · ", t.credits, " credits · ", rx.code(t.id, variant="ghost", size="1"),
-                        size="1", color_scheme="gray"),
+                rx.text(
+                    t.size,
+                    " · ",
+                    t.credits,
+                    " credits · ",
+                    rx.code(t.id, variant="ghost", size="1"),
+                    size="1",
+                    color_scheme="gray",
+                ),
                 rx.cond(t.error != "", rx.text(t.error, size="1", color_scheme="red")),
                 spacing="1",
                 min_width="0",
@@ -89,8 +119,10 @@ def images_page() -> rx.Component:
         rx.cond(
             ImagesState.tasks.length() > 0,
             rx.vstack(rx.foreach(ImagesState.tasks, _task), spacing="3", width="100%"),
-            rx.callout(rx.text("No image tasks yet. Generate one with ", rx.code("POST /api/v1/images/generations"),
-                               "."), icon="info"),
+            rx.callout(
+                rx.text("No image tasks yet. Generate one with ", rx.code("POST /api/v1/images/generations"), "."),
+                icon="info",
+            ),
         ),
         rx.hstack(
             rx.button("Newer", on_click=ImagesState.previous_page, disabled=ImagesState.page <= 1, variant="soft"),

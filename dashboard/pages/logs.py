@@ -19,14 +19,27 @@ from ..state import SessionState, viewer_required
 from ..views import LogRow, log_row
 
 PAGE_SIZE = 50
-STATUS_OPTIONS = [("all", "Any status"), ("2xx", "Success (2xx)"), ("errors", "Errors (4xx and 5xx)"),
-                  ("4xx", "Client errors (4xx)"), ("5xx", "Server errors (5xx)"), ("400", "400"), ("401", "401"),
-                  ("402", "402 insufficient credits"), ("403", "403"), ("404", "404"),
-                  ("429", "429 rate limited"), ("502", "502 provider error"), ("503", "503"), ("504", "504")]
+STATUS_OPTIONS = [
+    ("all", "Any status"),
+    ("2xx", "Success (2xx)"),
+    ("errors", "Errors (4xx and 5xx)"),
+    ("4xx", "Client errors (4xx)"),
+    ("5xx", "Server errors (5xx)"),
+    ("400", "400"),
+    ("401", "401"),
+    ("402", "402 insufficient credits"),
+    ("403", "403"),
+    ("404", "404"),
+    ("429", "429 rate limited"),
+    ("502", "502 provider error"),
+    ("503", "503"),
+    ("504", "504"),
+]
 
 
-def _page(session: Session, *, user_id: int, filters: usage.LogFilter,
-          before_id: int | None) -> tuple[list[LogRow], bool]:
+def _page(
+    session: Session, *, user_id: int, filters: usage.LogFilter, before_id: int | None
+) -> tuple[list[LogRow], bool]:
     rows = usage.logs_page(session, user_id=user_id, filters=filters, limit=PAGE_SIZE + 1, before_id=before_id)
     names = usage.key_names(session, user_id=user_id)
     return [log_row(r, names) for r in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
@@ -134,14 +147,24 @@ def status_badge(status: rx.Var, ok: rx.Var) -> rx.Component:
 
 def _tokens(r: rx.Var) -> rx.Var:
     """`1,000 / 500`, or a dash for a request without usage."""
-    return rx.cond((r.prompt_tokens != "") | (r.completion_tokens != ""),
-                   r.prompt_tokens + " / " + r.completion_tokens, "—")
+    return rx.cond(
+        (r.prompt_tokens != "") | (r.completion_tokens != ""), r.prompt_tokens + " / " + r.completion_tokens, "—"
+    )
 
 
 def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
     """The log rows as a table; with `details`, each row has a button that opens its details."""
-    headers = ["Time (UTC)", "Key", "Endpoint", "Model", "Status", "Error code", "Latency",
-               "Tokens (prompt / completion)", "Credits"]
+    headers = [
+        "Time (UTC)",
+        "Key",
+        "Endpoint",
+        "Model",
+        "Status",
+        "Error code",
+        "Latency",
+        "Tokens (prompt / completion)",
+        "Credits",
+    ]
 
     def row(r: rx.Var) -> rx.Component:
         cells = [
@@ -156,15 +179,28 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
             rx.table.cell(r.credits, text_align="right"),
         ]
         if details:
-            cells.append(rx.table.cell(rx.icon_button(rx.icon("panel_right_open", size=16), size="1", variant="ghost",
-                                                      aria_label="Details", title="Details",
-                                                      on_click=LogsState.show_detail(r.id))))
+            cells.append(
+                rx.table.cell(
+                    rx.icon_button(
+                        rx.icon("panel_right_open", size=16),
+                        size="1",
+                        variant="ghost",
+                        aria_label="Details",
+                        title="Details",
+                        on_click=LogsState.show_detail(r.id),
+                    )
+                )
+            )
         return rx.table.row(*cells, on_double_click=LogsState.show_detail(r.id) if details else None)
 
     return rx.box(
         rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(h, white_space="nowrap") for h in headers],
-                                         *([rx.table.column_header_cell("")] if details else []))),
+            rx.table.header(
+                rx.table.row(
+                    *[rx.table.column_header_cell(h, white_space="nowrap") for h in headers],
+                    *([rx.table.column_header_cell("")] if details else []),
+                )
+            ),
             rx.table.body(rx.foreach(rows, row)),
             variant="surface",
             size="1",
@@ -177,8 +213,17 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
 
 def _select(label: str, name: str, value: rx.Var, on_change, *items: rx.Component) -> rx.Component:
     return rx.box(
-        field(label, name, rx.select.root(rx.select.trigger(id=name, width="100%"), rx.select.content(*items),
-                                          name=name, value=value, on_change=on_change)),
+        field(
+            label,
+            name,
+            rx.select.root(
+                rx.select.trigger(id=name, width="100%"),
+                rx.select.content(*items),
+                name=name,
+                value=value,
+                on_change=on_change,
+            ),
+        ),
         min_width="12rem",
     )
 
@@ -186,22 +231,54 @@ def _select(label: str, name: str, value: rx.Var, on_change, *items: rx.Componen
 def _filters() -> rx.Component:
     return rx.form(
         rx.flex(
-            _select("Key", "key", LogsState.key, LogsState.set_key,
-                    rx.select.item("All keys", value="all"),
-                    rx.foreach(LogsState.key_options, lambda o: rx.select.item(o[1], value=o[0]))),
-            _select("Model", "model", LogsState.model, LogsState.set_model,
-                    rx.select.item("All models", value="all"),
-                    rx.foreach(LogsState.model_options, lambda m: rx.select.item(m, value=m))),
-            _select("Status", "status", LogsState.status, LogsState.set_status,
-                    *[rx.select.item(text, value=v) for v, text in STATUS_OPTIONS]),
-            rx.box(field("From", "since", rx.input(id="since", name="since", type="date", value=LogsState.since,
-                                                   on_change=LogsState.set_since)), width="10rem"),
-            rx.box(field("To", "until", rx.input(id="until", name="until", type="date", value=LogsState.until,
-                                                 on_change=LogsState.set_until)), width="10rem"),
+            _select(
+                "Key",
+                "key",
+                LogsState.key,
+                LogsState.set_key,
+                rx.select.item("All keys", value="all"),
+                rx.foreach(LogsState.key_options, lambda o: rx.select.item(o[1], value=o[0])),
+            ),
+            _select(
+                "Model",
+                "model",
+                LogsState.model,
+                LogsState.set_model,
+                rx.select.item("All models", value="all"),
+                rx.foreach(LogsState.model_options, lambda m: rx.select.item(m, value=m)),
+            ),
+            _select(
+                "Status",
+                "status",
+                LogsState.status,
+                LogsState.set_status,
+                *[rx.select.item(text, value=v) for v, text in STATUS_OPTIONS],
+            ),
+            rx.box(
+                field(
+                    "From",
+                    "since",
+                    rx.input(
+                        id="since", name="since", type="date", value=LogsState.since, on_change=LogsState.set_since
+                    ),
+                ),
+                width="10rem",
+            ),
+            rx.box(
+                field(
+                    "To",
+                    "until",
+                    rx.input(
+                        id="until", name="until", type="date", value=LogsState.until, on_change=LogsState.set_until
+                    ),
+                ),
+                width="10rem",
+            ),
             rx.hstack(
                 rx.button("Apply filters", type="submit"),
-                rx.button("Clear", type="button", variant="soft", color_scheme="gray",
-                          on_click=LogsState.clear_filters),
+                rx.button(
+                    "Clear", type="button", variant="soft", color_scheme="gray", on_click=LogsState.clear_filters
+                ),
                 align="end",
             ),
             spacing="3",
@@ -234,14 +311,19 @@ def _detail_dialog() -> rx.Component:
                 item("Latency", d.latency_ms.to_string() + " ms"),
                 item("Credits charged", d.credits),
                 item("Streamed", rx.cond(d.stream, "yes", "no")),
-                item("Tokens (prompt / completion / total)",
-                     d.prompt_tokens + " / " + d.completion_tokens + " / " + d.total_tokens),
+                item(
+                    "Tokens (prompt / completion / total)",
+                    d.prompt_tokens + " / " + d.completion_tokens + " / " + d.total_tokens,
+                ),
                 item("Upstream id", d.upstream_id),
                 item("Image task", d.task_id),
                 size="2",
             ),
-            rx.flex(rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")), justify="end",
-                    margin_top="1em"),
+            rx.flex(
+                rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")),
+                justify="end",
+                margin_top="1em",
+            ),
             max_width="36rem",
         ),
         open=LogsState.detail_open,
@@ -266,8 +348,13 @@ def logs_page() -> rx.Component:
             align="center",
         ),
         _detail_dialog(),
-        actions=rx.button(rx.el.a(rx.icon("download", size=16), "Export CSV", href=LogsState.export_href,
-                                  download="request-logs.csv"), as_child=True, variant="soft"),
+        actions=rx.button(
+            rx.el.a(
+                rx.icon("download", size=16), "Export CSV", href=LogsState.export_href, download="request-logs.csv"
+            ),
+            as_child=True,
+            variant="soft",
+        ),
     )
 
 

@@ -42,8 +42,9 @@ class OverviewState(SessionState):
         # The chart's bar heights are the one place a number is handed over for drawing, not
         # for reading: each day's exact sum is converted once (the tooltip shows that day's
         # decimal, 6 places at most, which a float carries exactly as text).
-        self.chart = [{"day": d.day.strftime("%b %d"), "requests": d.requests, "credits": d.credits / MICRO}
-                      for d in days]
+        self.chart = [
+            {"day": d.day.strftime("%b %d"), "requests": d.requests, "credits": d.credits / MICRO} for d in days
+        ]
         self.requests_total = sum(d.requests for d in days)
         self.credits_total = format_credits(sum(d.credits for d in days))
 
@@ -112,8 +113,11 @@ def overview() -> rx.Component:
             OverviewState.recent.length() > 0,
             log_table(OverviewState.recent),
             rx.callout(
-                rx.text("No requests yet. ", rx.link("Create an API key", href=routes.API_KEYS),
-                        " and call the API with any OpenAI SDK."),
+                rx.text(
+                    "No requests yet. ",
+                    rx.link("Create an API key", href=routes.API_KEYS),
+                    " and call the API with any OpenAI SDK.",
+                ),
                 icon="info",
             ),
         ),

@@ -40,8 +40,12 @@ def make_png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 
 
     row = b"\x00" + bytes(rgb) * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass
@@ -77,7 +81,7 @@ class FakeUpstream:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "FakeUpstream":
+    def start(self) -> FakeUpstream:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -117,16 +121,18 @@ class FakeUpstream:
     # ------------------------------------------------------------ handlers
 
     def _app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/v1/models/{owner}/{name}/predictions", self._submit, methods=["POST"]),
-            Route("/v1/predictions/{pid}", self._poll, methods=["GET"]),
-            Route("/v1/predictions/{pid}/cancel", self._cancel, methods=["POST"]),
-            Route("/out/{pid}.png", self._download, methods=["GET"]),
-            Route("/or/images/models", self._or_models, methods=["GET"]),
-            Route("/or/images", self._or_images, methods=["POST"]),
-            Route("/or/chat/completions", self._or_chat, methods=["POST"]),
-            Route("/hook", self._hook, methods=["POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/v1/models/{owner}/{name}/predictions", self._submit, methods=["POST"]),
+                Route("/v1/predictions/{pid}", self._poll, methods=["GET"]),
+                Route("/v1/predictions/{pid}/cancel", self._cancel, methods=["POST"]),
+                Route("/out/{pid}.png", self._download, methods=["GET"]),
+                Route("/or/images/models", self._or_models, methods=["GET"]),
+                Route("/or/images", self._or_images, methods=["POST"]),
+                Route("/or/chat/completions", self._or_chat, methods=["POST"]),
+                Route("/hook", self._hook, methods=["POST"]),
+            ]
+        )
 
     async def _submit(self, request: Request) -> Response:
         body = await request.json()
@@ -186,8 +192,9 @@ class FakeUpstream:
             self.calls["or_images"] += 1
             self.bodies.append({"path": request.url.path, **body})
         b64 = base64.b64encode(self.png).decode()
-        return JSONResponse({"created": int(time.time()), "data": [{"b64_json": b64}] * body.get("n", 1),
-                             "usage": {"cost": 0.04}})
+        return JSONResponse(
+            {"created": int(time.time()), "data": [{"b64_json": b64}] * body.get("n", 1), "usage": {"cost": 0.04}}
+        )
 
     async def _or_chat(self, request: Request) -> Response:
         body = await request.json()
@@ -195,8 +202,7 @@ class FakeUpstream:
             self.calls["or_chat"] += 1
             self.bodies.append({"path": request.url.path, **body})
         url = "data:image/png;base64," + base64.b64encode(self.png).decode()
-        message = {"role": "assistant", "content": "here",
-                   "images": [{"type": "image_url", "image_url": {"url": url}}]}
+        message = {"role": "assistant", "content": "here", "images": [{"type": "image_url", "image_url": {"url": url}}]}
         return JSONResponse({"id": "gen-123", "choices": [{"index": 0, "message": message}]})
 
     async def _hook(self, request: Request) -> Response:

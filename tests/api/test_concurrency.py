@@ -22,9 +22,7 @@ async def test_parallel_requests_never_overspend(client, engine, chat_upstream):
     chat_upstream.add(json=upstream_completion(), reusable=True)
     user = make_user(engine, credits=30)  # gpt-5 costs 3: enough for 10
     secret = make_key(engine, user)
-    responses = await asyncio.gather(
-        *(client.post(CHAT, json=chat_body(), headers=auth(secret)) for _ in range(40))
-    )
+    responses = await asyncio.gather(*(client.post(CHAT, json=chat_body(), headers=auth(secret)) for _ in range(40)))
     assert Counter(r.status_code for r in responses) == {200: 10, 402: 30}
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 402} == {"insufficient_credits"}
     assert len(chat_upstream.requests) == 10

@@ -233,13 +233,16 @@ async def test_oversized_bodies_on_every_endpoint_are_413_and_change_nothing(set
     secret = make_key(engine, user)
     app = create_app(settings.model_copy(update={"max_body_bytes": 4096}))
     big = "x" * 5000
-    body = {"model": "openai/gpt-5", "messages": [{"role": "user", "content": big}]} if field == "messages" \
+    body = (
+        {"model": "openai/gpt-5", "messages": [{"role": "user", "content": big}]}
+        if field == "messages"
         else {"model": "google/nano-banana-pro", "prompt": big}
+    )
 
     async def chunks():  # no Content-Length: the limit must hold while streaming in
         raw = orjson.dumps(body)
         for i in range(0, len(raw), 1000):
-            yield raw[i:i + 1000]
+            yield raw[i : i + 1000]
 
     async with app.state.runtime.running():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

@@ -43,10 +43,16 @@ class Fuzzed:
         self.engine = get_engine(url)
         self.user = make_user(self.engine, credits=1_000_000)
         self.key = make_key(self.engine, self.user, rpm=0)
-        app = create_app(make_settings(
-            url, tmp_path, openrouter_base_url=chat.base_url, replicate_base_url=f"{images.url}/v1",
-            webhook_allow_private=True, max_body_bytes=64 * 1024,
-        ))
+        app = create_app(
+            make_settings(
+                url,
+                tmp_path,
+                openrouter_base_url=chat.base_url,
+                replicate_base_url=f"{images.url}/v1",
+                webhook_allow_private=True,
+                max_body_bytes=64 * 1024,
+            )
+        )
         base, _ = stack.enter_context(serve(app))
         self.base_url = f"{base}/api/v1"
 
@@ -69,8 +75,12 @@ def fuzzed(request, tmp_path_factory):
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_api_surface(case, fuzzed):
     before = fuzzed.ledger()
     response = case.call(base_url=fuzzed.base_url, headers={"Authorization": f"Bearer {fuzzed.key}"}, timeout=15)
@@ -88,7 +98,11 @@ def test_api_surface(case, fuzzed):
 def test_fuzz_target_really_charges_an_accepted_request(fuzzed):
     # The ledger check above would be vacuous if nothing could ever be charged.
     before = fuzzed.ledger()
-    r = httpx.post(fuzzed.base_url + "/chat/completions", headers={"Authorization": f"Bearer {fuzzed.key}"},
-                   json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]}, timeout=15)
+    r = httpx.post(
+        fuzzed.base_url + "/chat/completions",
+        headers={"Authorization": f"Bearer {fuzzed.key}"},
+        json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=15,
+    )
     assert r.status_code == 200
     assert fuzzed.ledger() == (before[0] + 1, before[1] - 3 * MICRO)

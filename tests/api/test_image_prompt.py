@@ -19,8 +19,11 @@ BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=
 @pytest.mark.parametrize("prompt", ["a cat\u0000", "\u0000", "a \x1b[31mred\x1b[0m cat", "bell\x07", "del\x7f"])
 async def test_prompt_with_a_control_character_is_400(client, engine, prompt):
     user = make_user(engine, credits=100)
-    r = await client.post("/api/v1/images/generations", headers=auth(make_key(engine, user)),
-                          json={"model": "google/nano-banana-pro", "prompt": prompt})
+    r = await client.post(
+        "/api/v1/images/generations",
+        headers=auth(make_key(engine, user)),
+        json={"model": "google/nano-banana-pro", "prompt": prompt},
+    )
     assert_error(r, 400, "invalid_request")
     assert r.json()["error"]["message"] == "`prompt` must not contain control characters other than \\n, \\r and \\t"
     with session_for(engine) as s:

@@ -46,8 +46,11 @@ def caller(engine):
 
 
 async def submit(client, key, body=None, **headers):
-    return await client.post("/api/v1/images/generations", headers={**auth(key), **headers},
-                             json=body if body is not None else {"model": MODEL, "prompt": "a robot", "size": "1024x1024"})
+    return await client.post(
+        "/api/v1/images/generations",
+        headers={**auth(key), **headers},
+        json=body if body is not None else {"model": MODEL, "prompt": "a robot", "size": "1024x1024"},
+    )
 
 
 async def wait_for(client, key, task_id, statuses=("succeeded", "failed"), timeout=10.0):
@@ -202,8 +205,9 @@ async def test_insufficient_credits_never_reaches_the_provider(client, engine, u
 
 
 async def test_model_of_an_unconfigured_provider_is_provider_not_configured(database_url, tmp_path, upstream, engine):
-    from api.app import create_app
     import httpx
+
+    from api.app import create_app
 
     settings = pipeline_settings(database_url, tmp_path, upstream, replicate_api_token=None)
     app = create_app(settings)
@@ -219,8 +223,9 @@ async def test_model_of_an_unconfigured_provider_is_provider_not_configured(data
 
 async def test_malformed_json_is_invalid_request(client, caller):
     _, key = caller
-    response = await client.post("/api/v1/images/generations", headers={**auth(key), "content-type": "application/json"},
-                                 content=b"{nope")
+    response = await client.post(
+        "/api/v1/images/generations", headers={**auth(key), "content-type": "application/json"}, content=b"{nope"
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_request"
 
@@ -243,8 +248,9 @@ async def test_failed_submission_refunds_and_answers_provider_error(client, engi
 
 
 async def test_submission_timeout_answers_504_and_refunds(database_url, tmp_path, upstream, engine):
-    from api.app import create_app
     import httpx
+
+    from api.app import create_app
 
     settings = pipeline_settings(database_url, tmp_path, upstream, upstream_timeout_s=0.3)
     upstream.scenario.submit_delay_s = 1.0
@@ -338,7 +344,9 @@ async def test_another_users_task_is_task_not_found(client, engine, caller):
     stranger = make_key(engine, make_user(engine))
     response = await client.get(f"/api/v1/images/generations/{task_id}", headers=auth(stranger))
     assert response.status_code == 404
-    assert response.json() == {"error": {"message": "Task not found", "type": "task_not_found", "code": "task_not_found"}}
+    assert response.json() == {
+        "error": {"message": "Task not found", "type": "task_not_found", "code": "task_not_found"}
+    }
 
 
 @pytest.mark.parametrize("task_id", ["img_" + "0" * 32, "nope", "img_../../etc"])
@@ -371,8 +379,9 @@ async def test_tampered_signature_is_invalid_signature(client, caller):
     tampered = base + "sig=" + ("0" if sig[0] != "0" else "1") + sig[1:]
     response = await client.get(tampered)
     assert response.status_code == 403
-    assert response.json() == {"error": {"message": "Invalid or expired signature", "type": "invalid_signature",
-                                         "code": "invalid_signature"}}
+    assert response.json() == {
+        "error": {"message": "Invalid or expired signature", "type": "invalid_signature", "code": "invalid_signature"}
+    }
 
 
 async def test_signature_does_not_carry_over_to_another_file_or_expiry(client, caller):
@@ -412,14 +421,22 @@ async def test_webhook_secret_is_per_user(client, engine, caller):
     assert response.status_code == 200
     assert response.json()["secret"] == signing.webhook_secret(TEST_SECRET, user.id)
     other = make_key(engine, make_user(engine))
-    assert (await client.get("/api/v1/images/webhook-secret", headers=auth(other))).json()["secret"] != response.json()["secret"]
+    assert (await client.get("/api/v1/images/webhook-secret", headers=auth(other))).json()["secret"] != response.json()[
+        "secret"
+    ]
 
 
 async def test_an_image_model_added_by_the_admin_is_usable(client, engine, caller, upstream):
     user, key = caller
     with session_for(engine) as s:
-        registry.set_model(s, actor="test", model_id="black-forest-labs/flux-schnell", category="image", provider="replicate",
-                           credit_cost=3 * MICRO)
+        registry.set_model(
+            s,
+            actor="test",
+            model_id="black-forest-labs/flux-schnell",
+            category="image",
+            provider="replicate",
+            credit_cost=3 * MICRO,
+        )
     response = await submit(client, key, {"model": "black-forest-labs/flux-schnell", "prompt": "x"})
     assert response.status_code == 200
     assert balance(engine, user) == 97

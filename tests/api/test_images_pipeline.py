@@ -62,8 +62,9 @@ def worker(app, settings):
 
 
 async def submit(client, key, **extra):
-    response = await client.post("/api/v1/images/generations", headers=auth(key),
-                                 json={"model": MODEL, "prompt": "a robot", **extra})
+    response = await client.post(
+        "/api/v1/images/generations", headers=auth(key), json={"model": MODEL, "prompt": "a robot", **extra}
+    )
     assert response.status_code == 200, response.text
     return response.json()["task_id"]
 
@@ -177,8 +178,18 @@ async def test_poll_errors_are_retried_until_the_upstream_answers(client, engine
 async def test_an_interrupted_refund_is_repaired_by_the_sweep(engine, caller):
     user, _ = caller
     with session_for(engine) as s:
-        task, _ = tasks.create_task(s, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                                    prompt="x", size=None, n=1, unit_cost=10 * MICRO, timeout_s=60)
+        task, _ = tasks.create_task(
+            s,
+            user_id=user.id,
+            model=MODEL,
+            provider="replicate",
+            upstream_id=MODEL,
+            prompt="x",
+            size=None,
+            n=1,
+            unit_cost=10 * MICRO,
+            timeout_s=60,
+        )
         # the failure committed, then the process died before the refund
         s.execute(ImageTask.__table__.update().where(ImageTask.id == task.id).values(status="failed"))
         s.commit()
@@ -213,7 +224,9 @@ async def test_a_restart_in_the_middle_resumes_the_task(database_url, tmp_path, 
     async with second.state.runtime.running():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://t") as c:
             deadline = time.monotonic() + 5
-            while (body := (await c.get(f"/api/v1/images/generations/{task_id}", headers=auth(key))).json())["status"] != "succeeded":
+            while (body := (await c.get(f"/api/v1/images/generations/{task_id}", headers=auth(key))).json())[
+                "status"
+            ] != "succeeded":
                 assert time.monotonic() < deadline, body
                 await asyncio.sleep(0.02)
             image = await c.get(body["data"][0]["url"])
@@ -224,8 +237,9 @@ async def test_a_restart_in_the_middle_resumes_the_task(database_url, tmp_path, 
 
 
 @BOTH
-async def test_a_crashed_workers_claim_lapses_and_another_worker_finishes(client, engine, caller, upstream,
-                                                                          worker, settings):
+async def test_a_crashed_workers_claim_lapses_and_another_worker_finishes(
+    client, engine, caller, upstream, worker, settings
+):
     user, key = caller
     task_id = await submit(client, key)
     await asyncio.sleep(0.05)
@@ -233,8 +247,9 @@ async def test_a_crashed_workers_claim_lapses_and_another_worker_finishes(client
         [claimed] = tasks.claim_due_tasks(s, limit=5, lease_s=60)
     assert await worker.run_once() == 0  # the claim still holds
     with session_for(engine) as s:  # time passes: the lease runs out (moved, not slept: exact under load)
-        s.execute(sa.update(ImageTask).where(ImageTask.id == task_id)
-                  .values(claimed_until=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            sa.update(ImageTask).where(ImageTask.id == task_id).values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
         s.commit()
     task = await drive(worker, engine, task_id)
     assert task.status == "succeeded"
@@ -260,7 +275,7 @@ def _run_worker_in_thread(settings, stop: threading.Event, errors: list) -> thre
     def target():
         try:
             asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)
@@ -274,9 +289,21 @@ async def test_two_workers_never_process_one_task_twice(settings, engine, caller
     total = 24
     settings = settings.model_copy(update={"worker_concurrency": 3, "task_poll_interval_s": 0.01})
     with session_for(engine) as s:
-        ids = [tasks.create_task(s, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                                 prompt=f"p{i}", size=None, n=1, unit_cost=1 * MICRO, timeout_s=60)[0].id
-               for i in range(total)]
+        ids = [
+            tasks.create_task(
+                s,
+                user_id=user.id,
+                model=MODEL,
+                provider="replicate",
+                upstream_id=MODEL,
+                prompt=f"p{i}",
+                size=None,
+                n=1,
+                unit_cost=1 * MICRO,
+                timeout_s=60,
+            )[0].id
+            for i in range(total)
+        ]
     stop, errors = threading.Event(), []
     threads = [_run_worker_in_thread(settings, stop, errors) for _ in range(2)]
     deadline = time.monotonic() + 30
@@ -344,8 +371,9 @@ async def test_webhook_is_signed_and_a_failing_receiver_is_retried(client, engin
 
 async def test_webhook_gives_up_after_its_attempts(app, client, database_url, tmp_path, engine, caller, upstream):
     user, key = caller
-    settings = pipeline_settings(database_url, tmp_path, upstream, webhook_max_attempts=2,
-                                 run_pipeline_in_process=False)
+    settings = pipeline_settings(
+        database_url, tmp_path, upstream, webhook_max_attempts=2, run_pipeline_in_process=False
+    )
     runtime = app.state.runtime
     worker = PipelineWorker(settings, http=runtime.http, providers=runtime.image_providers)
     upstream.scenario.hook_failures = 99
@@ -358,11 +386,18 @@ async def test_webhook_gives_up_after_its_attempts(app, client, database_url, tm
     assert (payload["status"], payload["data"], payload["error"]["code"]) == ("failed", [], "provider_error")
 
 
-async def test_webhook_to_a_private_address_is_refused_by_default(app, client, database_url, tmp_path, engine,
-                                                                   caller, upstream):
+async def test_webhook_to_a_private_address_is_refused_by_default(
+    app, client, database_url, tmp_path, engine, caller, upstream
+):
     user, key = caller
-    settings = pipeline_settings(database_url, tmp_path, upstream, webhook_allow_private=False,
-                                 webhook_max_attempts=1, run_pipeline_in_process=False)
+    settings = pipeline_settings(
+        database_url,
+        tmp_path,
+        upstream,
+        webhook_allow_private=False,
+        webhook_max_attempts=1,
+        run_pipeline_in_process=False,
+    )
     runtime = app.state.runtime
     worker = PipelineWorker(settings, http=runtime.http, providers=runtime.image_providers)
     task_id = await submit(client, key, webhook_url=f"{upstream.url}/hook")
@@ -383,15 +418,25 @@ async def test_no_webhook_without_a_url(client, engine, caller, worker):
 
 def add_openrouter_model(engine, model_id, upstream_id=None):
     with session_for(engine) as s:
-        registry.set_model(s, actor="test", model_id=model_id, category="image", provider="openrouter",
-                           credit_cost=5 * MICRO, upstream_id=upstream_id or model_id)
+        registry.set_model(
+            s,
+            actor="test",
+            model_id=model_id,
+            category="image",
+            provider="openrouter",
+            credit_cost=5 * MICRO,
+            upstream_id=upstream_id or model_id,
+        )
 
 
 async def test_openrouter_image_api_runs_inside_the_task(client, engine, caller, upstream, worker, settings):
     user, key = caller
     add_openrouter_model(engine, "google/gemini-image")
-    response = await client.post("/api/v1/images/generations", headers=auth(key),
-                                 json={"model": "google/gemini-image", "prompt": "a fox", "n": 2, "size": "1024x768"})
+    response = await client.post(
+        "/api/v1/images/generations",
+        headers=auth(key),
+        json={"model": "google/gemini-image", "prompt": "a fox", "n": 2, "size": "1024x768"},
+    )
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["provider_task_id"], body["data"]) == ("pending", None, [])
@@ -401,16 +446,26 @@ async def test_openrouter_image_api_runs_inside_the_task(client, engine, caller,
     assert task.status == "succeeded"
     assert task.outputs == [f"{task.id}/0.png", f"{task.id}/1.png"]
     sent = next(b for b in upstream.bodies if b["path"] == "/or/images")
-    assert sent == {"path": "/or/images", "model": "google/gemini-image", "prompt": "a fox", "n": 2,
-                    "aspect_ratio": "4:3", "resolution": "1K", "output_format": "png"}
+    assert sent == {
+        "path": "/or/images",
+        "model": "google/gemini-image",
+        "prompt": "a fox",
+        "n": 2,
+        "aspect_ratio": "4:3",
+        "resolution": "1K",
+        "output_format": "png",
+    }
     assert (settings.media_dir / task.id / "1.png").read_bytes() == upstream.png
 
 
 async def test_openrouter_models_outside_the_image_api_go_through_chat(client, engine, caller, upstream, worker):
     user, key = caller
     add_openrouter_model(engine, "legacy/painter")
-    task_id = (await client.post("/api/v1/images/generations", headers=auth(key),
-                                 json={"model": "legacy/painter", "prompt": "a fox", "n": 2})).json()["task_id"]
+    task_id = (
+        await client.post(
+            "/api/v1/images/generations", headers=auth(key), json={"model": "legacy/painter", "prompt": "a fox", "n": 2}
+        )
+    ).json()["task_id"]
     task = await drive(worker, engine, task_id)
     assert (task.status, task.provider_task_id) == ("succeeded", "gen-123")
     assert upstream.count("or_chat") == 2 and upstream.count("or_images") == 0

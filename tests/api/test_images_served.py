@@ -59,7 +59,10 @@ def served(database_url, tmp_path, upstream):
     env.pop("REDIS_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -86,14 +89,23 @@ def test_served_happy_path_from_submission_to_png_and_webhook(served, engine, up
     key = make_key(engine, user)
     upstream.scenario.hook_failures = 1
     with httpx.Client(base_url=served, timeout=10) as client:
-        submitted = client.post("/api/v1/images/generations", headers=auth(key), json={
-            "model": "google/nano-banana-pro", "prompt": "A cinematic photo of a robot reading API docs",
-            "size": "1024x1024", "webhook_url": f"{upstream.url}/hook"})
+        submitted = client.post(
+            "/api/v1/images/generations",
+            headers=auth(key),
+            json={
+                "model": "google/nano-banana-pro",
+                "prompt": "A cinematic photo of a robot reading API docs",
+                "size": "1024x1024",
+                "webhook_url": f"{upstream.url}/hook",
+            },
+        )
         assert submitted.status_code == 200
         task = submitted.json()
         assert (task["status"], task["data"], task["provider_task_id"]) == ("pending", [], "pred0001")
         deadline = time.monotonic() + 15
-        while (task := client.get(f"/api/v1/images/generations/{task['task_id']}", headers=auth(key)).json())["status"] != "succeeded":
+        while (task := client.get(f"/api/v1/images/generations/{task['task_id']}", headers=auth(key)).json())[
+            "status"
+        ] != "succeeded":
             assert task["status"] in ("pending", "running") and time.monotonic() < deadline, task
             time.sleep(0.05)
         url = task["data"][0]["url"]

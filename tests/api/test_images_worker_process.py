@@ -44,8 +44,9 @@ def start_worker(database_url: str, media_dir: Path, fake: FakeUpstream) -> subp
         "TASK_POLL_MAX_INTERVAL_S": "0.05",
         "WORKER_IDLE_S": "0.02",
     }
-    return subprocess.Popen([sys.executable, "-m", "api.worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.worker"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def wait_until(predicate, timeout=15.0):
@@ -68,8 +69,18 @@ def test_standalone_worker_stops_cleanly_and_a_new_one_resumes(database_url, eng
     upstream.scenario.final = "hang"
     user = make_user(engine, credits=100)
     with session_for(engine) as s:
-        task, _ = tasks.create_task(s, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                                    prompt="a robot", size="1024x1024", n=1, unit_cost=10 * MICRO, timeout_s=60)
+        task, _ = tasks.create_task(
+            s,
+            user_id=user.id,
+            model=MODEL,
+            provider="replicate",
+            upstream_id=MODEL,
+            prompt="a robot",
+            size="1024x1024",
+            n=1,
+            unit_cost=10 * MICRO,
+            timeout_s=60,
+        )
 
     def row() -> ImageTask:
         with session_for(engine) as s:

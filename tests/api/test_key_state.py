@@ -38,20 +38,26 @@ def upstream():
 
 def cli(database_url, tmp_path, *args):
     env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": TEST_SECRET, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "store", *args], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "store", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
 def chat(base, key):
-    return httpx.post(f"{base}/api/v1/chat/completions", timeout=10, headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]})
+    return httpx.post(
+        f"{base}/api/v1/chat/completions",
+        timeout=10,
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+    )
 
 
 def charges(engine, user_id):
     with session_for(engine) as s:
-        return len(list(s.exec(select(LedgerEntry).where(LedgerEntry.user_id == user_id,
-                                                         LedgerEntry.kind == "charge"))))
+        return len(
+            list(s.exec(select(LedgerEntry).where(LedgerEntry.user_id == user_id, LedgerEntry.kind == "charge")))
+        )
 
 
 def test_user_api_access_switched_by_the_cli_applies_to_the_next_call(database_url, tmp_path, engine, upstream):

@@ -59,21 +59,41 @@ def ask(**extra) -> dict:
 async def test_plain_message_translated_both_ways_and_charged_once(client, app, engine, user_key, upstream):
     upstream.add(json=completion())
     user, secret = user_key
-    r = await client.post(MESSAGES, headers=anthropic_auth(secret),
-                          json=ask(system="be brief", temperature=0.5, stop_sequences=["END"], top_k=3))
+    r = await client.post(
+        MESSAGES,
+        headers=anthropic_auth(secret),
+        json=ask(system="be brief", temperature=0.5, stop_sequences=["END"], top_k=3),
+    )
     assert r.status_code == 200, r.text
     assert upstream.requests[0].json() == {
-        "model": "openai/gpt-5-upstream", "max_tokens": 64, "temperature": 0.5, "stop": ["END"],
-        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+        "model": "openai/gpt-5-upstream",
+        "max_tokens": 64,
+        "temperature": 0.5,
+        "stop": ["END"],
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    }
     request_id = r.headers["x-request-id"]
-    assert r.json() == {"id": f"msg_{request_id}", "type": "message", "role": "assistant", "model": "openai/gpt-5",
-                        "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn",
-                        "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 2, "cost": 3}}
+    assert r.json() == {
+        "id": f"msg_{request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": "openai/gpt-5",
+        "content": [{"type": "text", "text": "Hello!"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 5, "output_tokens": 2, "cost": 3},
+    }
     assert balance(engine, user) == 7
     assert ledger_kinds(engine, request_id) == ["charge"]
     [row] = log_rows(engine, app, request_id)
     assert (row.endpoint, row.status, row.error_code, row.model, row.credit_cost, row.stream) == (
-        MESSAGES, 200, None, "openai/gpt-5", 3 * MICRO, False)
+        MESSAGES,
+        200,
+        None,
+        "openai/gpt-5",
+        3 * MICRO,
+        False,
+    )
     assert (row.prompt_tokens, row.completion_tokens, row.upstream_id) == (5, 2, "gen-123")
 
 
@@ -102,28 +122,50 @@ async def test_stream_is_anthropic_events_with_usage_and_charged_once(client, ap
     sent = upstream.requests[0].json()
     assert (sent["stream"], sent["stream_options"]) == (True, {"include_usage": True})
     seen = events(r.text)
-    assert [name for name, _ in seen] == ["message_start", "ping", "content_block_start", "content_block_delta",
-                                          "content_block_delta", "content_block_stop", "message_delta",
-                                          "message_stop"]
+    assert [name for name, _ in seen] == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     assert "".join(d["delta"]["text"] for n, d in seen if n == "content_block_delta") == "Hello"
-    assert seen[6][1] == {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                          "usage": {"input_tokens": 5, "output_tokens": 2, "cost": 3}}
+    assert seen[6][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"input_tokens": 5, "output_tokens": 2, "cost": 3},
+    }
     assert balance(engine, user) == 7
     [row] = log_rows(engine, app, r.headers["x-request-id"])
     assert (row.endpoint, row.stream, row.status, row.credit_cost, row.total_tokens) == (
-        MESSAGES, True, 200, 3 * MICRO, 7)
+        MESSAGES,
+        True,
+        200,
+        3 * MICRO,
+        7,
+    )
 
 
 @BOTH
-async def test_stream_cut_mid_way_ends_in_an_error_event_and_is_refunded_once(client, app, engine, user_key,
-                                                                              upstream):
+async def test_stream_cut_mid_way_ends_in_an_error_event_and_is_refunded_once(client, app, engine, user_key, upstream):
     upstream.add(chunks=sse(chunk("partial")), cut=True)
     user, secret = user_key
     r = await client.post(MESSAGES, json=ask(stream=True), headers=anthropic_auth(secret))
     assert r.status_code == 200
-    assert events(r.text)[-1] == ("error", {"type": "error", "error": {
-        "message": orjson.loads(r.text.strip().split("data: ")[-1])["error"]["message"],
-        "type": "provider_error", "code": "provider_error"}})
+    assert events(r.text)[-1] == (
+        "error",
+        {
+            "type": "error",
+            "error": {
+                "message": orjson.loads(r.text.strip().split("data: ")[-1])["error"]["message"],
+                "type": "provider_error",
+                "code": "provider_error",
+            },
+        },
+    )
     assert balance(engine, user) == 10
     request_id = r.headers["x-request-id"]
     assert ledger_kinds(engine, request_id) == ["charge", "refund"]
@@ -139,21 +181,29 @@ async def test_upstream_failure_is_502_in_the_seed_shape_and_refunded(client, en
     assert ledger_kinds(engine, r.headers["x-request-id"]) == ["charge", "refund"]
 
 
-@pytest.mark.parametrize("body, headers, status, code", [
-    (ask(), {}, 401, "invalid_api_key"),
-    (ask(model=None), None, 400, "model_required"),
-    ({"model": "openai/gpt-5", "max_tokens": 5}, None, 400, "messages_required"),
-    (ask(messages=[]), None, 400, "messages_required"),
-    (ask(max_tokens=0), None, 400, "invalid_request"),
-    (ask(temperature=1.5), None, 400, "invalid_request"),
-    (ask(tools=[{"name": "f", "input_schema": {"type": "object"}}]), None, 400, "invalid_request"),
-    (ask(messages=[{"role": "user", "content": [{"type": "document", "source": {}}]}]), None, 400,
-     "invalid_request"),
-    (ask(model="nope/nope"), None, 404, "model_not_available"),
-    (ask(model="google/nano-banana-pro"), None, 404, "model_not_available"),
-])
-async def test_rejections_in_the_seed_shape_and_upstream_never_called(client, app, engine, user_key, upstream,
-                                                                      body, headers, status, code):
+@pytest.mark.parametrize(
+    "body, headers, status, code",
+    [
+        (ask(), {}, 401, "invalid_api_key"),
+        (ask(model=None), None, 400, "model_required"),
+        ({"model": "openai/gpt-5", "max_tokens": 5}, None, 400, "messages_required"),
+        (ask(messages=[]), None, 400, "messages_required"),
+        (ask(max_tokens=0), None, 400, "invalid_request"),
+        (ask(temperature=1.5), None, 400, "invalid_request"),
+        (ask(tools=[{"name": "f", "input_schema": {"type": "object"}}]), None, 400, "invalid_request"),
+        (
+            ask(messages=[{"role": "user", "content": [{"type": "document", "source": {}}]}]),
+            None,
+            400,
+            "invalid_request",
+        ),
+        (ask(model="nope/nope"), None, 404, "model_not_available"),
+        (ask(model="google/nano-banana-pro"), None, 404, "model_not_available"),
+    ],
+)
+async def test_rejections_in_the_seed_shape_and_upstream_never_called(
+    client, app, engine, user_key, upstream, body, headers, status, code
+):
     user, secret = user_key
     r = await client.post(MESSAGES, json=body, headers=anthropic_auth(secret) if headers is None else headers)
     assert_error(r, status, code)
@@ -173,8 +223,7 @@ async def test_short_balance_is_402_and_the_upstream_is_never_called(client, app
 
 
 async def test_second_call_of_the_minute_is_429(limited_settings, engine, upstream):
-    first, second = await post_twice_with_limit_one(limited_settings, engine, upstream, MESSAGES, ask(),
-                                                    anthropic_auth)
+    first, second = await post_twice_with_limit_one(limited_settings, engine, upstream, MESSAGES, ask(), anthropic_auth)
     assert first.status_code == 200
     assert_error(second, 429, "rate_limit_exceeded")
     assert len(upstream.requests) == 1

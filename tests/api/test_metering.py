@@ -45,20 +45,28 @@ def price(engine, **fields):
 
 
 def per_token(engine, *, fee="0.01", prompt="1.25", completion="10", cap=1000):
-    price(engine, pricing="per_token", credit_cost=parse_credits(fee), prompt_price=parse_credits(prompt),
-          completion_price=parse_credits(completion), max_output_tokens=cap)
+    price(
+        engine,
+        pricing="per_token",
+        credit_cost=parse_credits(fee),
+        prompt_price=parse_credits(prompt),
+        completion_price=parse_credits(completion),
+        max_output_tokens=cap,
+    )
 
 
 def app_for(database_url, tmp_path, upstream, **overrides):
-    settings = make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url,
-                             run_pipeline_in_process=False, **overrides)
+    settings = make_settings(
+        database_url, tmp_path, openrouter_base_url=upstream.base_url, run_pipeline_in_process=False, **overrides
+    )
     return create_app(settings)
 
 
 def chat(base, key, content="hello world", **extra):
     body = {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
-    return httpx.post(f"{base}/api/v1/chat/completions", json=body, timeout=10,
-                      headers={"Authorization": f"Bearer {key}"})
+    return httpx.post(
+        f"{base}/api/v1/chat/completions", json=body, timeout=10, headers={"Authorization": f"Bearer {key}"}
+    )
 
 
 def ledger(engine, ref):
@@ -81,11 +89,14 @@ def log_row(app, engine, ref):
         app.state.runtime.logs.flush()
         with session_for(engine) as s:
             return s.exec(select(RequestLog).where(RequestLog.request_id == ref)).first()
+
     return eventually(find)
 
 
 # 0.01 + 11 prompt tokens x 1.25/1M + 3 completion tokens x 10/1M = 0.01004375 -> 0.010044
 HELLO_CHARGE = Decimal("0.010044")
+
+
 # held: 0.01 + the prompt bound (the upstream body's bytes) x 1.25/1M + 1000 x 10/1M
 def held_for(body_bytes: int, cap: int = 1000) -> int:
     return parse_credits("0.01") + -(-(body_bytes * 1_250_000 + cap * 10_000_000) // 1_000_000)
@@ -116,16 +127,20 @@ def test_per_token_plain_call_is_charged_its_usage_exactly(database_url, tmp_pat
 
 @BOTH
 @pytest.mark.parametrize("asked", [True, False])
-def test_per_token_stream_is_charged_the_same_and_usage_reaches_only_who_asked(database_url, tmp_path, engine,
-                                                                               upstream, asked):
+def test_per_token_stream_is_charged_the_same_and_usage_reaches_only_who_asked(
+    database_url, tmp_path, engine, upstream, asked
+):
     per_token(engine)
     user = make_user(engine, credits=5)
     key = make_key(engine, user)
     extra = {"stream": True, **({"stream_options": {"include_usage": True}} if asked else {})}
     with serve(app_for(database_url, tmp_path, upstream)) as (base, _):
         r = chat(base, key, **extra)
-        events = [orjson.loads(line[6:]) for line in r.text.splitlines()
-                  if line.startswith("data: ") and line != "data: [DONE]"]
+        events = [
+            orjson.loads(line[6:])
+            for line in r.text.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
         assert r.text.rstrip().endswith("data: [DONE]")
         assert upstream.app.stats.bodies[-1]["stream_options"] == {"include_usage": True}
         usages = [e["usage"] for e in events if "usage" in e]
@@ -137,7 +152,8 @@ def test_per_token_stream_is_charged_the_same_and_usage_reaches_only_who_asked(d
 
 
 def test_balance_that_covers_the_charge_but_not_the_hold_is_402_and_never_calls_upstream(
-        database_url, tmp_path, engine, upstream):
+    database_url, tmp_path, engine, upstream
+):
     per_token(engine, cap=100_000)  # the hold is at least 100k x 10/1M = 1 credit
     user = make_user(engine, credits="0.5")  # the call itself would cost ~0.01
     key = make_key(engine, user)
@@ -152,9 +168,18 @@ def test_balance_that_covers_the_charge_but_not_the_hold_is_402_and_never_calls_
 def test_request_policy_drops_routing_and_cost_fields_and_caps_max_tokens(database_url, tmp_path, engine, upstream):
     price(engine, max_output_tokens=256)
     key = make_key(engine, make_user(engine, credits=100))
-    dropped = {"models": ["x/y"], "route": "fallback", "provider": {"order": ["z"]}, "plugins": [{"id": "web"}],
-               "transforms": ["middle-out"], "preset": "p", "usage": {"include": True}, "service_tier": "priority",
-               "web_search_options": {}, "anything_else": 1}
+    dropped = {
+        "models": ["x/y"],
+        "route": "fallback",
+        "provider": {"order": ["z"]},
+        "plugins": [{"id": "web"}],
+        "transforms": ["middle-out"],
+        "preset": "p",
+        "usage": {"include": True},
+        "service_tier": "priority",
+        "web_search_options": {},
+        "anything_else": 1,
+    }
     with serve(app_for(database_url, tmp_path, upstream)) as (base, _):
         assert chat(base, key, max_tokens=10**6, temperature=0.5, seed=7, **dropped).status_code == 200
         sent = upstream.app.stats.bodies[-1]
@@ -193,8 +218,9 @@ def test_models_show_their_pricing(database_url, tmp_path, engine, upstream):
 def leave_after_the_first_event(base, key) -> str:
     """Start a slow stream, read one event, hang up; returns the request id."""
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "slow"}]}
-    with httpx.stream("POST", f"{base}/api/v1/chat/completions", json=body, timeout=10,
-                      headers={"Authorization": f"Bearer {key}"}) as r:
+    with httpx.stream(
+        "POST", f"{base}/api/v1/chat/completions", json=body, timeout=10, headers={"Authorization": f"Bearer {key}"}
+    ) as r:
         next(r.iter_lines())
         return r.headers["x-request-id"]
 
@@ -207,7 +233,8 @@ async def _reconcile(settings, passes: int = 1) -> int:
 
 @BOTH
 def test_abandoned_stream_is_settled_once_from_the_generation_record_across_a_restart(
-        database_url, tmp_path, engine, upstream):
+    database_url, tmp_path, engine, upstream
+):
     per_token(engine)
     user = make_user(engine, credits=5)
     key = make_key(engine, user)
@@ -268,9 +295,16 @@ def test_parallel_metered_calls_never_overspend(database_url, tmp_path, engine, 
 
     async def burst(base):
         async with httpx.AsyncClient(timeout=20) as client:
-            return await asyncio.gather(*(client.post(
-                f"{base}/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                json={"model": MODEL, "messages": [{"role": "user", "content": "hello world"}]}) for _ in range(40)))
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        f"{base}/api/v1/chat/completions",
+                        headers={"Authorization": f"Bearer {key}"},
+                        json={"model": MODEL, "messages": [{"role": "user", "content": "hello world"}]},
+                    )
+                    for _ in range(40)
+                )
+            )
 
     with serve(app_for(database_url, tmp_path, upstream)) as (base, _):
         responses = asyncio.run(burst(base))

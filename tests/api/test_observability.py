@@ -22,8 +22,9 @@ TOKEN = "metrics-token-0123456789"
 @pytest.fixture
 async def observed(database_url, tmp_path, monkeypatch, chat_upstream):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    application = create_app(make_settings(database_url, tmp_path, metrics_token=TOKEN,
-                                           openrouter_base_url=chat_upstream.base_url))
+    application = create_app(
+        make_settings(database_url, tmp_path, metrics_token=TOKEN, openrouter_base_url=chat_upstream.base_url)
+    )
     async with application.state.runtime.running():
         transport = httpx.ASGITransport(app=application, client=("203.0.113.9", 4711))
         async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
@@ -45,8 +46,11 @@ def access_lines():
 
 
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 async def scrape(client) -> dict[tuple[str, frozenset], float]:
@@ -104,8 +108,9 @@ async def test_requests_latency_credits_upstream_errors_and_log_rows_are_counted
     assert got[("platform_log_queue_depth", frozenset())] == 0
 
 
-async def test_access_log_is_one_json_line_per_request_with_its_id_and_never_a_key(observed, engine, access_lines,
-                                                                                  chat_upstream):
+async def test_access_log_is_one_json_line_per_request_with_its_id_and_never_a_key(
+    observed, engine, access_lines, chat_upstream
+):
     application, client = observed
     user = make_user(engine, credits=100)
     secret = make_key(engine, user)
@@ -122,8 +127,15 @@ async def test_access_log_is_one_json_line_per_request_with_its_id_and_never_a_k
     assert [e["request_id"] for e in entries] == [r.headers["x-request-id"] for r in responses]
     assert [e["status"] for e in entries] == [200, 401, 404, 404]
     first = entries[0]
-    assert (first["method"], first["path"], first["model"], first["user_id"], first["credit_cost"],
-            first["client"], first["error_code"]) == ("POST", CHAT, "openai/gpt-5", user.id, 3, "203.0.113.9", None)
+    assert (
+        first["method"],
+        first["path"],
+        first["model"],
+        first["user_id"],
+        first["credit_cost"],
+        first["client"],
+        first["error_code"],
+    ) == ("POST", CHAT, "openai/gpt-5", user.id, 3, "203.0.113.9", None)
     assert isinstance(first["latency_ms"], int) and first["key_id"]
     assert entries[1]["error_code"] == "invalid_api_key" and entries[1]["key_id"] is None
     text = "\n".join(access_lines)

@@ -78,8 +78,11 @@ async def test_reads_report_a_fresh_window_in_full(client, engine):
     for _ in range(7):
         r = await client.get("/api/v1/models", headers=auth(secret))
         assert r.status_code == 200
-        assert (r.headers["x-ratelimit-limit-requests"], r.headers["x-ratelimit-remaining-requests"],
-                r.headers["x-ratelimit-reset-requests"]) == ("5", "5", "0s")
+        assert (
+            r.headers["x-ratelimit-limit-requests"],
+            r.headers["x-ratelimit-remaining-requests"],
+            r.headers["x-ratelimit-reset-requests"],
+        ) == ("5", "5", "0s")
 
 
 async def test_task_status_is_a_read_and_image_submission_counts(client, engine, upstream):
@@ -110,8 +113,11 @@ async def test_zero_means_unlimited(client, engine, upstream):
 
 async def test_rejected_key_is_not_counted_but_still_has_headers(client):
     r = await client.get("/api/v1/models")
-    assert (r.headers["x-ratelimit-limit-requests"], r.headers["x-ratelimit-remaining-requests"],
-            r.headers["x-ratelimit-reset-requests"]) == ("0", "0", "0s")
+    assert (
+        r.headers["x-ratelimit-limit-requests"],
+        r.headers["x-ratelimit-remaining-requests"],
+        r.headers["x-ratelimit-reset-requests"],
+    ) == ("0", "0", "0s")
 
 
 async def test_redis_limit_is_shared_by_two_apps(redis_url, settings, engine, upstream):
@@ -136,7 +142,9 @@ async def test_redis_limit_is_shared_by_two_apps(redis_url, settings, engine, up
 
 
 async def test_redis_limit_headers_sequential(redis_url, settings, engine, upstream):
-    app = create_app(settings.model_copy(update={"redis_url": redis_url, "rate_limit_namespace": f"test-{uuid.uuid4().hex}"}))
+    app = create_app(
+        settings.model_copy(update={"redis_url": redis_url, "rate_limit_namespace": f"test-{uuid.uuid4().hex}"})
+    )
     secret = make_key(engine, make_user(engine, credits=100), rpm=4)
     async with app.state.runtime.running():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client:

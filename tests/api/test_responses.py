@@ -29,15 +29,25 @@ USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
 
 
 def completion(text: str = "Hello!", finish: str = "stop") -> dict:
-    return {"id": "gen-123", "object": "chat.completion", "created": 1, "model": "openai/gpt-5-upstream",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": dict(USAGE, cost=0.00004, cost_details={"upstream_inference_cost": 0.00004})}
+    return {
+        "id": "gen-123",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "openai/gpt-5-upstream",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": dict(USAGE, cost=0.00004, cost_details={"upstream_inference_cost": 0.00004}),
+    }
 
 
 def chunk(text: str | None, finish: str | None = None, **extra) -> dict:
     choices = [] if text is None else [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]
-    return {"id": "gen-s1", "object": "chat.completion.chunk", "model": "openai/gpt-5-upstream", "choices": choices,
-            **extra}
+    return {
+        "id": "gen-s1",
+        "object": "chat.completion.chunk",
+        "model": "openai/gpt-5-upstream",
+        "choices": choices,
+        **extra,
+    }
 
 
 def stream_chunks(*texts: str) -> list[bytes]:
@@ -93,29 +103,63 @@ def log_rows(engine, app, request_id: str) -> list[RequestLog]:
 async def test_plain_response_translated_both_ways_and_charged_once(client, app, engine, user_key, upstream):
     upstream.add(json=completion())
     user, secret = user_key
-    r = await client.post(RESPONSES, headers=auth(secret), json={
-        "model": "openai/gpt-5", "input": "hi", "instructions": "be brief", "temperature": 0.5,
-        "max_output_tokens": 20, "store": False, "provider": {"order": ["x"]}})
+    r = await client.post(
+        RESPONSES,
+        headers=auth(secret),
+        json={
+            "model": "openai/gpt-5",
+            "input": "hi",
+            "instructions": "be brief",
+            "temperature": 0.5,
+            "max_output_tokens": 20,
+            "store": False,
+            "provider": {"order": ["x"]},
+        },
+    )
     assert r.status_code == 200, r.text
     assert upstream.requests[0].path == "/v1/chat/completions"
     assert upstream.requests[0].json() == {
-        "model": "openai/gpt-5-upstream", "temperature": 0.5, "max_tokens": 20,
-        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+        "model": "openai/gpt-5-upstream",
+        "temperature": 0.5,
+        "max_tokens": 20,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    }
     body = r.json()
     request_id = r.headers["x-request-id"]
     assert (body["id"], body["object"], body["status"], body["model"]) == (
-        f"resp_{request_id}", "response", "completed", "openai/gpt-5")
-    assert body["output"] == [{"type": "message", "id": f"msg_{request_id}", "status": "completed",
-                               "role": "assistant", "content": [{"type": "output_text", "text": "Hello!",
-                                                                 "annotations": [], "logprobs": []}]}]
-    assert body["usage"] == {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                             "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
-                             "total_tokens": 7, "cost": 3}
+        f"resp_{request_id}",
+        "response",
+        "completed",
+        "openai/gpt-5",
+    )
+    assert body["output"] == [
+        {
+            "type": "message",
+            "id": f"msg_{request_id}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello!", "annotations": [], "logprobs": []}],
+        }
+    ]
+    assert body["usage"] == {
+        "input_tokens": 5,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 2,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 7,
+        "cost": 3,
+    }
     assert balance(engine, user) == 7
     assert ledger_kinds(engine, request_id) == ["charge"]
     [row] = log_rows(engine, app, request_id)
     assert (row.endpoint, row.status, row.error_code, row.model, row.credit_cost, row.stream) == (
-        RESPONSES, 200, None, "openai/gpt-5", 3 * MICRO, False)
+        RESPONSES,
+        200,
+        None,
+        "openai/gpt-5",
+        3 * MICRO,
+        False,
+    )
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens, row.upstream_id) == (5, 2, 7, "gen-123")
 
 
@@ -141,42 +185,68 @@ async def test_a_completion_cut_by_the_cap_is_incomplete(client, user_key, upstr
 async def test_stream_is_typed_events_with_usage_and_charged_once(client, app, engine, user_key, upstream):
     upstream.add(chunks=stream_chunks("Hel", "lo"))
     user, secret = user_key
-    r = await client.post(RESPONSES, json={"model": "openai/gpt-5", "input": "hi", "stream": True},
-                          headers=auth(secret))
+    r = await client.post(
+        RESPONSES, json={"model": "openai/gpt-5", "input": "hi", "stream": True}, headers=auth(secret)
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     sent = upstream.requests[0].json()
     assert (sent["stream"], sent["stream_options"], sent["max_tokens"]) == (True, {"include_usage": True}, 16384)
     seen = events(r.text)
     assert [name for name, _ in seen] == [
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
-        "response.content_part.done", "response.output_item.done", "response.completed"]
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert [data["sequence_number"] for _, data in seen] == list(range(10))
     final = seen[-1][1]["response"]
     assert (final["status"], final["output"][0]["content"][0]["text"], final["model"]) == (
-        "completed", "Hello", "openai/gpt-5")
-    assert final["usage"] == {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                              "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
-                              "total_tokens": 7, "cost": 3}
+        "completed",
+        "Hello",
+        "openai/gpt-5",
+    )
+    assert final["usage"] == {
+        "input_tokens": 5,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 2,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 7,
+        "cost": 3,
+    }
     assert "[DONE]" not in r.text
     assert balance(engine, user) == 7
     [row] = log_rows(engine, app, r.headers["x-request-id"])
     assert (row.endpoint, row.stream, row.status, row.credit_cost, row.total_tokens) == (
-        RESPONSES, True, 200, 3 * MICRO, 7)
+        RESPONSES,
+        True,
+        200,
+        3 * MICRO,
+        7,
+    )
 
 
 @BOTH
-async def test_stream_cut_mid_way_ends_in_an_error_event_and_is_refunded_once(client, app, engine, user_key,
-                                                                              upstream):
+async def test_stream_cut_mid_way_ends_in_an_error_event_and_is_refunded_once(client, app, engine, user_key, upstream):
     upstream.add(chunks=sse(chunk("partial")), cut=True)
     user, secret = user_key
-    r = await client.post(RESPONSES, json={"model": "openai/gpt-5", "input": "hi", "stream": True},
-                          headers=auth(secret))
+    r = await client.post(
+        RESPONSES, json={"model": "openai/gpt-5", "input": "hi", "stream": True}, headers=auth(secret)
+    )
     assert r.status_code == 200
     name, last = events(r.text)[-1]
-    assert (name, last["type"], last["code"], last["error"]["code"]) == ("error", "error", "provider_error",
-                                                                         "provider_error")
+    assert (name, last["type"], last["code"], last["error"]["code"]) == (
+        "error",
+        "error",
+        "provider_error",
+        "provider_error",
+    )
     assert balance(engine, user) == 10
     request_id = r.headers["x-request-id"]
     assert ledger_kinds(engine, request_id) == ["charge", "refund"]
@@ -201,22 +271,30 @@ async def test_upstream_400_is_the_callers_invalid_request_and_refunded(client, 
     assert balance(engine, user_key[0]) == 10
 
 
-@pytest.mark.parametrize("body, headers, status, code", [
-    ({"model": "openai/gpt-5", "input": "hi"}, {}, 401, "invalid_api_key"),
-    ({"input": "hi"}, None, 400, "model_required"),
-    ({"model": "openai/gpt-5"}, None, 400, "messages_required"),
-    ({"model": "openai/gpt-5", "input": ""}, None, 400, "messages_required"),
-    ({"model": "openai/gpt-5", "input": []}, None, 400, "messages_required"),
-    ({"model": "openai/gpt-5", "input": 5}, None, 400, "invalid_request"),
-    ({"model": "openai/gpt-5", "input": "hi", "temperature": 3}, None, 400, "invalid_request"),
-    ({"model": "openai/gpt-5", "input": "hi", "tools": [{"type": "function", "name": "f"}]}, None, 400,
-     "invalid_request"),
-    ({"model": "openai/gpt-5", "input": "hi", "previous_response_id": "resp_1"}, None, 400, "invalid_request"),
-    ({"model": "nope/nope", "input": "hi"}, None, 404, "model_not_available"),
-    ({"model": "google/nano-banana-pro", "input": "hi"}, None, 404, "model_not_available"),
-])
-async def test_rejections_in_the_seed_shape_and_upstream_never_called(client, app, engine, user_key, upstream,
-                                                                      body, headers, status, code):
+@pytest.mark.parametrize(
+    "body, headers, status, code",
+    [
+        ({"model": "openai/gpt-5", "input": "hi"}, {}, 401, "invalid_api_key"),
+        ({"input": "hi"}, None, 400, "model_required"),
+        ({"model": "openai/gpt-5"}, None, 400, "messages_required"),
+        ({"model": "openai/gpt-5", "input": ""}, None, 400, "messages_required"),
+        ({"model": "openai/gpt-5", "input": []}, None, 400, "messages_required"),
+        ({"model": "openai/gpt-5", "input": 5}, None, 400, "invalid_request"),
+        ({"model": "openai/gpt-5", "input": "hi", "temperature": 3}, None, 400, "invalid_request"),
+        (
+            {"model": "openai/gpt-5", "input": "hi", "tools": [{"type": "function", "name": "f"}]},
+            None,
+            400,
+            "invalid_request",
+        ),
+        ({"model": "openai/gpt-5", "input": "hi", "previous_response_id": "resp_1"}, None, 400, "invalid_request"),
+        ({"model": "nope/nope", "input": "hi"}, None, 404, "model_not_available"),
+        ({"model": "google/nano-banana-pro", "input": "hi"}, None, 404, "model_not_available"),
+    ],
+)
+async def test_rejections_in_the_seed_shape_and_upstream_never_called(
+    client, app, engine, user_key, upstream, body, headers, status, code
+):
     user, secret = user_key
     r = await client.post(RESPONSES, json=body, headers=auth(secret) if headers is None else headers)
     assert_error(r, status, code)
@@ -262,14 +340,17 @@ async def post_twice_with_limit_one(limited_settings, engine, upstream, path: st
     user = make_user(engine, credits=10)
     secret = make_key(engine, user, rpm=1)
     app = create_app(limited_settings)
-    async with app.state.runtime.running(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                              base_url="http://t") as c:
+    async with (
+        app.state.runtime.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
         return [await c.post(path, json=body, headers=headers(secret)) for _ in range(2)]
 
 
 async def test_second_call_of_the_minute_is_429(limited_settings, engine, upstream):
-    first, second = await post_twice_with_limit_one(limited_settings, engine, upstream, RESPONSES,
-                                                    {"model": "openai/gpt-5", "input": "hi"}, auth)
+    first, second = await post_twice_with_limit_one(
+        limited_settings, engine, upstream, RESPONSES, {"model": "openai/gpt-5", "input": "hi"}, auth
+    )
     assert first.status_code == 200
     assert_error(second, 429, "rate_limit_exceeded")
     assert int(second.headers["retry-after"]) >= 1

@@ -125,8 +125,13 @@ async def _recovers(client, secret: str) -> httpx.Response:
 async def test_rate_limit_store_failure_is_503_with_retry_after_then_recovers(
     mode, redis_stand_in, database_url, tmp_path, engine, upstream, caplog
 ):
-    settings = make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url, redis_url=redis_stand_in.url,
-                             rate_limit_namespace=f"test-{uuid.uuid4().hex}")
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        openrouter_base_url=upstream.base_url,
+        redis_url=redis_stand_in.url,
+        rate_limit_namespace=f"test-{uuid.uuid4().hex}",
+    )
     user = make_user(engine, credits=100)
     secret = make_key(engine, user, rpm=5)
     caplog.set_level(logging.INFO, logger="api.ratelimit")
@@ -154,8 +159,9 @@ async def test_rate_limit_store_failure_is_503_with_retry_after_then_recovers(
 
 async def test_login_limiter_on_a_hung_redis_fails_fast(redis_stand_in):
     await redis_stand_in.hung()
-    limiter = accounts.LoginLimiter(redis_stand_in.url, per_client=RateLimitItemPerMinute(5),
-                                    namespace=f"test-{uuid.uuid4().hex}")
+    limiter = accounts.LoginLimiter(
+        redis_stand_in.url, per_client=RateLimitItemPerMinute(5), namespace=f"test-{uuid.uuid4().hex}"
+    )
     async with asyncio.timeout(TEST_TIMEOUT_S):
         with pytest.raises(StorageError):
             await limiter.attempt(client="203.0.113.9", email="a@example.com")
@@ -170,8 +176,9 @@ async def test_a_held_sqlite_write_lock_stalls_no_read_and_fails_a_debit_with_50
     database_url, tmp_path, engine, upstream
 ):
     # key and registry caches off: every read below reaches the database
-    settings = make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url, sqlite_busy_timeout_s=1.0,
-                             key_cache_ttl_s=0)
+    settings = make_settings(
+        database_url, tmp_path, openrouter_base_url=upstream.base_url, sqlite_busy_timeout_s=1.0, key_cache_ttl_s=0
+    )
     user = make_user(engine, credits=30)
     secret = make_key(engine, user, rpm=0)
     async with asyncio.timeout(TEST_TIMEOUT_S), serving(settings) as client:

@@ -24,7 +24,6 @@ from ..factories import make_key, make_user
 from ..fakes.upstream import ServedUpstream, free_port
 from ..serving import serve
 
-
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
@@ -35,15 +34,15 @@ def upstream():
 
 
 def platform(database_url, tmp_path, base_url, **overrides):
-    settings = make_settings(database_url, tmp_path, openrouter_base_url=base_url, upstream_timeout_s=1.0,
-                             **overrides)
+    settings = make_settings(database_url, tmp_path, openrouter_base_url=base_url, upstream_timeout_s=1.0, **overrides)
     return create_app(settings)
 
 
 def call(base, key, content, stream=False, **kw):
     body = {"model": "openai/gpt-5", "messages": [{"role": "user", "content": content}], "stream": stream}
-    return httpx.post(f"{base}/api/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=10, **kw)
+    return httpx.post(
+        f"{base}/api/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10, **kw
+    )
 
 
 def ledger_kinds(engine, request_id):
@@ -97,8 +96,9 @@ def settle(spy, baseline: int) -> int:
         ("error200", 502, "provider_error", "Upstream provider returned an error", False),
     ],
 )
-def test_failed_call_is_refunded_once_and_logged(database_url, tmp_path, engine, upstream, content, status, code,
-                                                 message, retried):
+def test_failed_call_is_refunded_once_and_logged(
+    database_url, tmp_path, engine, upstream, content, status, code, message, retried
+):
     app = platform(database_url, tmp_path, upstream.base_url, upstream_retries=1)
     user = make_user(engine, credits=9)
     key = make_key(engine, user)
@@ -161,8 +161,12 @@ def test_body_that_cannot_be_sent_upstream_is_refused_before_the_debit(database_
     body = b'{"model":"openai/gpt-5","messages":[{"role":"user","content":' + deep + b"}]}"
     with serve(app) as (base, _):
         seen = len(upstream.app.stats.bodies)
-        r = httpx.post(f"{base}/api/v1/chat/completions", content=body, timeout=10,
-                       headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        r = httpx.post(
+            f"{base}/api/v1/chat/completions",
+            content=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_request")
         assert ledger_kinds(engine, r.headers["x-request-id"]) == []
         assert len(upstream.app.stats.bodies) == seen
@@ -252,8 +256,9 @@ def test_client_leaving_a_slow_stream_is_charged_once_and_closes_upstream(databa
     with serve(app) as (base, spy):
         baseline = spy.task_count()
         body = {"model": "openai/gpt-5", "stream": True, "messages": [{"role": "user", "content": "slow"}]}
-        with httpx.stream("POST", f"{base}/api/v1/chat/completions", json=body, timeout=10,
-                          headers={"Authorization": f"Bearer {key}"}) as r:
+        with httpx.stream(
+            "POST", f"{base}/api/v1/chat/completions", json=body, timeout=10, headers={"Authorization": f"Bearer {key}"}
+        ) as r:
             rid = r.headers["x-request-id"]
             next(r.iter_lines())
         deadline = time.monotonic() + 5

@@ -21,14 +21,22 @@ from ..fakes.scripted import ScriptedUpstream, sse
 from ..fakes.upstream import free_port
 from ..serving import serve
 
-COMPLETION = {"id": "gen-1", "object": "chat.completion", "model": "x",
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+COMPLETION = {
+    "id": "gen-1",
+    "object": "chat.completion",
+    "model": "x",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+}
 
 
 def chat(base, key, **extra):
-    return httpx.post(f"{base}/api/v1/chat/completions", timeout=20, headers={"Authorization": f"Bearer {key}"},
-                      json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}], **extra})
+    return httpx.post(
+        f"{base}/api/v1/chat/completions",
+        timeout=20,
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}], **extra},
+    )
 
 
 def platform(database_url, tmp_path, upstream_url, **overrides):
@@ -43,10 +51,16 @@ def test_the_connection_limit_is_honoured(database_url, tmp_path, engine):
 
             async def burst():
                 async with httpx.AsyncClient(timeout=20) as client:
-                    return await asyncio.gather(*(client.post(
-                        f"{base}/api/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                        json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]})
-                        for _ in range(12)))
+                    return await asyncio.gather(
+                        *(
+                            client.post(
+                                f"{base}/api/v1/chat/completions",
+                                headers={"Authorization": f"Bearer {key}"},
+                                json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+                            )
+                            for _ in range(12)
+                        )
+                    )
 
             statuses = [r.status_code for r in asyncio.run(burst())]
         assert statuses == [200] * 12
@@ -72,12 +86,14 @@ def test_a_connection_that_dies_after_the_request_was_read_is_not_resent(databas
 
 def test_a_chunked_stream_is_relayed_event_by_event(database_url, tmp_path, engine):
     key = make_key(engine, make_user(engine, credits=10))
-    events = sse({"id": "g", "choices": [{"index": 0, "delta": {"content": "Hel"}}]},
-                 {"id": "g", "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
-                 {"id": "g", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}},
-                 "[DONE]")
+    events = sse(
+        {"id": "g", "choices": [{"index": 0, "delta": {"content": "Hel"}}]},
+        {"id": "g", "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
+        {"id": "g", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}},
+        "[DONE]",
+    )
     joined = b"".join(events)
-    pieces = [joined[i:i + 7] for i in range(0, len(joined), 7)]  # events split across chunks anyhow
+    pieces = [joined[i : i + 7] for i in range(0, len(joined), 7)]  # events split across chunks anyhow
     with ScriptedUpstream() as upstream:
         upstream.add(chunks=pieces)
         with serve(platform(database_url, tmp_path, upstream.base_url)) as (base, _):
@@ -92,9 +108,28 @@ def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (and its key)."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -153,8 +188,7 @@ class ForwardProxy:
                     await dst.drain()
                 dst.close()
 
-            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer),
-                                 return_exceptions=True)
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
         except (ConnectionError, asyncio.IncompleteReadError):
             writer.close()
 
@@ -169,8 +203,12 @@ def test_a_proxy_from_the_environment_is_used(database_url, tmp_path, engine, mo
         # a name only the proxy can reach: it sends everything to the scripted upstream
         url = f"http://upstream.invalid:{upstream.port}/v1"
         with serve(platform(database_url, tmp_path, url)) as (base, _):
-            r = httpx.post(f"{base}/api/v1/chat/completions", timeout=20, trust_env=False,
-                           headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                f"{base}/api/v1/chat/completions",
+                timeout=20,
+                trust_env=False,
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+            )
     assert r.status_code == 200
     assert proxy.seen == [f"POST http://upstream.invalid:{upstream.port}/v1/chat/completions HTTP/1.1".encode()]

@@ -92,6 +92,7 @@ async def receiver():
 
 # ---------------------------------------------------------------- the answer
 
+
 async def test_an_endless_answer_is_read_only_a_few_kib_and_the_delivery_counts(receiver):
     receiver.answer = "endless"
     port = await receiver.listen("127.0.0.1")
@@ -113,6 +114,7 @@ async def test_a_trickling_answer_is_cut_at_the_deadline(receiver):
 
 
 # ---------------------------------------------------------------- the address
+
 
 class Rebinding:
     """A DNS that answers one address, and another one to anyone who asks again."""
@@ -151,9 +153,28 @@ async def test_an_answer_with_one_private_address_is_refused_before_connecting(r
 
 async def test_https_keeps_the_hostname_for_sni_and_the_certificate(receiver, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=hook.test",
-                    "-addext", "subjectAltName=DNS:hook.test", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=hook.test",
+            "-addext",
+            "subjectAltName=DNS:hook.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     sni: list[str | None] = []
@@ -161,8 +182,9 @@ async def test_https_keeps_the_hostname_for_sni_and_the_certificate(receiver, tm
     port = await listen_on_both(receiver, tls=server_tls)
     trust = ssl.create_default_context(cafile=str(cert))
     dns = Rebinding(["127.0.0.2"], ["127.0.0.1"])
-    ok = await deliver(f"https://hook.test:{port}/hook", allow_private=False, resolve=dns, is_allowed=only_stand_in,
-                       verify=trust)
+    ok = await deliver(
+        f"https://hook.test:{port}/hook", allow_private=False, resolve=dns, is_allowed=only_stand_in, verify=trust
+    )
     assert ok is True
     assert receiver.connections == [{"local": "127.0.0.2", "host": f"hook.test:{port}"}]
     assert sni == ["hook.test"]
@@ -179,39 +201,53 @@ async def test_the_real_resolver_refuses_loopback_names_and_literals(receiver):
     assert receiver.connections == []
 
 
-@pytest.mark.parametrize("address, public", [
-    ("8.8.8.8", True),
-    ("2606:4700:4700::1111", True),
-    ("127.0.0.1", False),
-    ("10.1.2.3", False),
-    ("169.254.169.254", False),
-    ("224.0.0.1", False),  # multicast
-    ("::1", False),
-    ("fe80::1", False),
-    ("::ffff:127.0.0.1", False),  # IPv4-mapped
-    ("::ffff:8.8.8.8", True),
-    ("::127.0.0.1", False),  # IPv4-compatible
-    ("::10.0.0.1", False),
-    ("::8.8.8.8", True),
-    ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
-    ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
-    ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
-    ("64:ff9b:1::808:808", False),  # local-use NAT64 (RFC 8215): a private translator
-    ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
-    ("2002:808:808::", True),  # 6to4 of 8.8.8.8
-    ("ff0e::1", False),  # multicast
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("169.254.169.254", False),
+        ("224.0.0.1", False),  # multicast
+        ("::1", False),
+        ("fe80::1", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped
+        ("::ffff:8.8.8.8", True),
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::10.0.0.1", False),
+        ("::8.8.8.8", True),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("64:ff9b:1::808:808", False),  # local-use NAT64 (RFC 8215): a private translator
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("2002:808:808::", True),  # 6to4 of 8.8.8.8
+        ("ff0e::1", False),  # multicast
+    ],
+)
 def test_embedded_ipv4_addresses_count_as_the_address_they_embed(address, public):
     assert webhooks.is_public_address(ipaddress.ip_address(address)) is public
 
 
 # ---------------------------------------------------------------- the URL
 
-@pytest.mark.parametrize("url", [
-    "https://hook.example/x\x00y", "https://hook.example/\r\nX-Injected: 1", "https://hook.example/a b",
-    "https://hook.example/\x7f", "https://hook\x00.example/", "https://hook.example/\ud800", "http://[::1/",
-    "https://hook.example:99999/", "https://user@hook.example/", "https://:pw@hook.example/",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hook.example/x\x00y",
+        "https://hook.example/\r\nX-Injected: 1",
+        "https://hook.example/a b",
+        "https://hook.example/\x7f",
+        "https://hook\x00.example/",
+        "https://hook.example/\ud800",
+        "http://[::1/",
+        "https://hook.example:99999/",
+        "https://user@hook.example/",
+        "https://:pw@hook.example/",
+    ],
+)
 def test_webhook_urls_with_control_characters_or_broken_parts_are_invalid(url):
     assert webhooks.valid_webhook_url(url) is False
 
@@ -242,7 +278,10 @@ def caller(engine):
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_a_nul_in_the_webhook_url_is_400_invalid_request(client, caller):
     _, key = caller
-    response = await client.post("/api/v1/images/generations", headers=auth(key), json={
-        "model": MODEL, "prompt": "a robot", "size": "1024x1024", "webhook_url": "https://hook.example/x\u0000y"})
+    response = await client.post(
+        "/api/v1/images/generations",
+        headers=auth(key),
+        json={"model": MODEL, "prompt": "a robot", "size": "1024x1024", "webhook_url": "https://hook.example/x\u0000y"},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_request"

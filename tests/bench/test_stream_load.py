@@ -19,11 +19,14 @@ class _Served:
     def __init__(self, app) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1/chat/completions"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="on", timeout_graceful_shutdown=1))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
-    def __enter__(self) -> "_Served":
+    def __enter__(self) -> _Served:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -78,8 +81,11 @@ def test_a_stream_without_done_is_counted_as_such():
 
 def test_an_answer_other_than_200_is_counted_as_a_status_error():
     with _Served(StreamUpstream()) as served:
-        result = asyncio.run(run_load(served.url.replace("/chat/completions", "/nowhere"), concurrency=1,
-                                      seconds=0.1, chunks=3, interval_ms=5))
+        result = asyncio.run(
+            run_load(
+                served.url.replace("/chat/completions", "/nowhere"), concurrency=1, seconds=0.1, chunks=3, interval_ms=5
+            )
+        )
     summary = result.summary()
     assert summary["streams"] >= 1
     assert summary["errors"]["status"] == summary["streams"]

@@ -59,8 +59,11 @@ def cookie_for(engine, user) -> str:
 def expire_sessions(engine, user) -> None:
     """Move every session of `user` past its expiry (as if its 7 days had gone by)."""
     with session_for(engine) as s:
-        s.execute(sa.update(UserSession).where(UserSession.user_id == user.id)
-                  .values(expires_at=utcnow() - timedelta(seconds=1)))
+        s.execute(
+            sa.update(UserSession)
+            .where(UserSession.user_id == user.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
         s.commit()
 
 

@@ -43,6 +43,7 @@ def delays() -> list[float]:
 @asynccontextmanager
 async def serving(limiter: accounts.LoginLimiter, delays: list[float]):
     """The routes on an app of their own, called from one client address."""
+
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
 
@@ -88,18 +89,22 @@ async def test_sign_up_creates_a_plain_user_with_signup_credits_and_signs_in(web
 
 
 async def test_sign_up_cannot_ask_to_be_admin(web, engine):
-    await web.post("/auth/register", data={"email": "sneaky@example.com", "password": PASSWORD,
-                                           "is_admin": "true", "admin": "1"})
+    await web.post(
+        "/auth/register", data={"email": "sneaky@example.com", "password": PASSWORD, "is_admin": "true", "admin": "1"}
+    )
     assert [u.is_admin for u in users_in(engine)] == [False]
 
 
-@pytest.mark.parametrize("form, code", [
-    ({"email": "not-an-email", "password": PASSWORD}, "email"),
-    ({"email": "a@example.com", "password": "short"}, "password_short"),
-    ({"email": "a@example.com", "password": "x" * 73}, "password_long"),
-    ({"email": "a@example.com", "password": "é" * 37}, "password_long"),  # 74 bytes
-    ({"email": "a@example.com"}, "password_short"),
-])
+@pytest.mark.parametrize(
+    "form, code",
+    [
+        ({"email": "not-an-email", "password": PASSWORD}, "email"),
+        ({"email": "a@example.com", "password": "short"}, "password_short"),
+        ({"email": "a@example.com", "password": "x" * 73}, "password_long"),
+        ({"email": "a@example.com", "password": "é" * 37}, "password_long"),  # 74 bytes
+        ({"email": "a@example.com"}, "password_short"),
+    ],
+)
 async def test_bad_sign_up_says_why_and_creates_nothing(web, engine, form, code):
     response = await web.post("/auth/register", data=form)
     assert error_of(response) == ("/register", code)
@@ -114,22 +119,32 @@ async def test_taken_email(web, engine):
 
 async def test_sign_in_and_go_back_where_you_were(web, engine):
     make_user(engine, email="me@example.com", password=PASSWORD)
-    response = await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD,
-                                                   "next": "/logs"})
+    response = await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD, "next": "/logs"})
     assert response.status_code == 303 and response.headers["location"] == "/logs"
     assert COOKIE_NAME in response.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "logs",
-                                    "/auth/logout", "/\t/evil.example", "/\n/evil.example"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "logs",
+        "/auth/logout",
+        "/\t/evil.example",
+        "/\n/evil.example",
+    ],
+)
 async def test_sign_in_never_redirects_off_site(web, engine, target):
     make_user(engine, email="me@example.com", password=PASSWORD)
     response = await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD, "next": target})
     assert response.headers["location"] == "/"
 
 
-@pytest.mark.parametrize("email, password", [("me@example.com", "wrong password"),
-                                             ("nobody@example.com", PASSWORD), ("", "")])
+@pytest.mark.parametrize(
+    "email, password", [("me@example.com", "wrong password"), ("nobody@example.com", PASSWORD), ("", "")]
+)
 async def test_wrong_credentials(web, engine, email, password):
     make_user(engine, email="me@example.com", password=PASSWORD)
     response = await web.post("/auth/login", data={"email": email, "password": password})
@@ -159,11 +174,13 @@ async def test_a_success_clears_the_failures_of_that_email(web, engine, limiter)
     for _ in range(2):
         await web.post("/auth/login", data={"email": "me@example.com", "password": "wrong password"})
     assert (await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD})).headers[
-        "location"] == "/"
+        "location"
+    ] == "/"
     for _ in range(2):
         await web.post("/auth/login", data={"email": "me@example.com", "password": "wrong password"})
     assert (await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD})).headers[
-        "location"] == "/"
+        "location"
+    ] == "/"
 
 
 @pytest.mark.real_bcrypt
@@ -195,8 +212,9 @@ async def test_sign_out_deletes_the_session_and_the_cookie(web, engine):
     cookie = cookie_for(engine, user)
     response = await web.post("/auth/logout", headers={"cookie": cookie})
     assert response.status_code == 303 and response.headers["location"] == "/"
-    assert f'{COOKIE_NAME}=""' in response.headers["set-cookie"] and "max-age=0" in response.headers[
-        "set-cookie"].lower()
+    assert (
+        f'{COOKIE_NAME}=""' in response.headers["set-cookie"] and "max-age=0" in response.headers["set-cookie"].lower()
+    )
     with session_for(engine) as s:
         assert s.exec(select(UserSession)).all() == []
 
@@ -204,20 +222,27 @@ async def test_sign_out_deletes_the_session_and_the_cookie(web, engine):
 @pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/auth/logout", "/auth/password"])
 async def test_forms_posted_from_another_site_are_refused(web, engine, path):
     user = make_user(engine, email="me@example.com", password=PASSWORD)
-    response = await web.post(path, data={"email": "x@example.com", "password": PASSWORD},
-                              headers={"origin": "https://evil.example", "cookie": cookie_for(engine, user)})
+    response = await web.post(
+        path,
+        data={"email": "x@example.com", "password": PASSWORD},
+        headers={"origin": "https://evil.example", "cookie": cookie_for(engine, user)},
+    )
     assert response.status_code == 403 and "set-cookie" not in response.headers
     assert len(users_in(engine)) == 1
-    same_site = await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD},
-                               headers={"origin": "http://platform.test"})
+    same_site = await web.post(
+        "/auth/login",
+        data={"email": "me@example.com", "password": PASSWORD},
+        headers={"origin": "http://platform.test"},
+    )
     assert same_site.status_code == 303 and same_site.headers["location"] == "/"
 
 
 async def test_csv_export_needs_a_session_and_has_only_your_filtered_rows(web, engine):
     user, other = make_user(engine), make_user(engine)
     with session_for(engine) as s:
-        logs.write_request_logs(s, [log(user.id, 1, status=200), log(user.id, 2, status=502),
-                                    log(other.id, 1, status=502)])
+        logs.write_request_logs(
+            s, [log(user.id, 1, status=200), log(user.id, 2, status=502), log(other.id, 1, status=502)]
+        )
     assert (await web.get("/export/logs.csv")).status_code == 401
     assert (await web.get("/export/logs.csv", headers={"cookie": f"{COOKIE_NAME}=forged"})).status_code == 401
     response = await web.get("/export/logs.csv?status=5xx", headers={"cookie": cookie_for(engine, user)})
@@ -286,13 +311,22 @@ async def test_an_unknown_email_and_a_wrong_password_get_the_same_answers(dash_s
         async with serving(limiter, delays) as web:
             for _ in range(8):
                 r = await web.post("/auth/login", data={"email": email, "password": "wrong password"})
-                seen.append((r.status_code, r.headers["location"], r.text, "set-cookie" in r.headers,
-                             error_message(*error_of(r)[1:], wait_of(r))))
+                seen.append(
+                    (
+                        r.status_code,
+                        r.headers["location"],
+                        r.text,
+                        "set-cookie" in r.headers,
+                        error_message(*error_of(r)[1:], wait_of(r)),
+                    )
+                )
         return seen, delays
 
     known, unknown = await answers("me@example.com"), await answers("nobody@example.com")
     assert known == unknown
-    assert [a[4] for a in known[0]] == ["Wrong email or password."] * 6 + ["Too many attempts. Try again in 15 minutes."] * 2
+    assert [a[4] for a in known[0]] == ["Wrong email or password."] * 6 + [
+        "Too many attempts. Try again in 15 minutes."
+    ] * 2
     assert known[1] == [0.25, 0.5]
 
 
@@ -332,8 +366,9 @@ async def test_sign_out_everywhere_ends_every_session_of_that_user(web, engine):
 async def test_a_password_change_ends_every_session_and_signs_this_browser_in_again(web, engine):
     user = make_user(engine, email="me@example.com", password=PASSWORD)
     here, elsewhere = cookie_for(engine, user), cookie_for(engine, user)
-    response = await web.post("/auth/password", headers={"cookie": here},
-                              data={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    response = await web.post(
+        "/auth/password", headers={"cookie": here}, data={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 303 and response.headers["location"] == "/settings/account?changed=1"
     for attribute in ("HttpOnly", "SameSite=strict", "Path=/", "Max-Age=604800"):
         assert attribute.lower() in response.headers["set-cookie"].lower()
@@ -355,19 +390,23 @@ def password_hash(engine, user) -> str:
         return s.get(User, user.id).password_hash
 
 
-@pytest.mark.parametrize("current, new, code", [
-    ("wrong password", NEW_PASSWORD, "current"),
-    (PASSWORD, "short", "password_short"),
-    (PASSWORD, "x" * 73, "password_long"),
-    (PASSWORD, PASSWORD, "same"),
-    ("wrong password", PASSWORD, "current"),  # "same" must not confirm a guess
-])
+@pytest.mark.parametrize(
+    "current, new, code",
+    [
+        ("wrong password", NEW_PASSWORD, "current"),
+        (PASSWORD, "short", "password_short"),
+        (PASSWORD, "x" * 73, "password_long"),
+        (PASSWORD, PASSWORD, "same"),
+        ("wrong password", PASSWORD, "current"),  # "same" must not confirm a guess
+    ],
+)
 async def test_a_refused_password_change_says_why_and_changes_nothing(web, engine, current, new, code):
     user = make_user(engine, password=PASSWORD)
     here, elsewhere = cookie_for(engine, user), cookie_for(engine, user)
     before = password_hash(engine, user)
-    response = await web.post("/auth/password", headers={"cookie": here},
-                              data={"current_password": current, "new_password": new})
+    response = await web.post(
+        "/auth/password", headers={"cookie": here}, data={"current_password": current, "new_password": new}
+    )
     assert error_of(response) == ("/settings/account", code) and "set-cookie" not in response.headers
     assert password_hash(engine, user) == before
     assert await session_works(web, here) and await session_works(web, elsewhere)
@@ -377,13 +416,19 @@ async def test_wrong_current_passwords_count_as_failed_sign_ins(web, engine, lim
     user = make_user(engine, email="me@example.com", password=PASSWORD)
     cookie = cookie_for(engine, user)
     for _ in range(3):
-        await web.post("/auth/password", headers={"cookie": cookie},
-                       data={"current_password": "a guess", "new_password": NEW_PASSWORD})
-    response = await web.post("/auth/password", headers={"cookie": cookie},
-                              data={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+        await web.post(
+            "/auth/password",
+            headers={"cookie": cookie},
+            data={"current_password": "a guess", "new_password": NEW_PASSWORD},
+        )
+    response = await web.post(
+        "/auth/password", headers={"cookie": cookie}, data={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert error_of(response) == ("/settings/account", "limited")
     assert error_of(await web.post("/auth/login", data={"email": "me@example.com", "password": PASSWORD})) == (
-        "/login", "limited")
+        "/login",
+        "limited",
+    )
 
 
 @pytest.mark.parametrize("expired", [False, True])
@@ -397,8 +442,9 @@ async def test_backend_routes_refuse_a_missing_or_expired_session(web, engine, e
     with session_for(engine) as s:
         logs.write_request_logs(s, [log(user.id, 1)])
     before = password_hash(engine, user)
-    response = await web.post("/auth/password", headers={"cookie": cookie},
-                              data={"current_password": PASSWORD, "new_password": NEW_PASSWORD})
+    response = await web.post(
+        "/auth/password", headers={"cookie": cookie}, data={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
     assert response.status_code == 303 and response.headers["location"] == "/login?next=%2Fsettings%2Faccount"
     assert password_hash(engine, user) == before and "set-cookie" not in response.headers
     assert (await web.get("/export/logs.csv", headers={"cookie": cookie})).status_code == 401
@@ -406,11 +452,14 @@ async def test_backend_routes_refuse_a_missing_or_expired_session(web, engine, e
     assert await session_works(web, elsewhere)
 
 
-@pytest.mark.parametrize("query, message", [
-    ("key=9223372036854775808", "choose a key from the list"),  # 2**63: past a BIGINT
-    ("key=99999999999999999999999", "choose a key from the list"),
-    ("status=%C2%B2%C2%B2%C2%B2", "status must be 2xx, 4xx, 5xx, errors or a code from 100 to 599"),  # "²²²"
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("key=9223372036854775808", "choose a key from the list"),  # 2**63: past a BIGINT
+        ("key=99999999999999999999999", "choose a key from the list"),
+        ("status=%C2%B2%C2%B2%C2%B2", "status must be 2xx, 4xx, 5xx, errors or a code from 100 to 599"),  # "²²²"
+    ],
+)
 async def test_an_export_filter_out_of_range_is_a_400_with_a_message(web, engine, query, message):
     user = make_user(engine)
     with session_for(engine) as s:
@@ -427,8 +476,10 @@ async def test_an_unreachable_limiter_store_refuses_sign_in_with_503_never_skips
     make_user(engine, email="owner@example.com", password=PASSWORD)
     down = accounts.LoginLimiter(f"redis://127.0.0.1:{free_port()}/0")
     async with serving(down, delays) as client:
-        for path, form in (("/auth/login", {"email": "owner@example.com", "password": PASSWORD}),
-                           ("/auth/register", {"email": "new@example.com", "password": PASSWORD})):
+        for path, form in (
+            ("/auth/login", {"email": "owner@example.com", "password": PASSWORD}),
+            ("/auth/register", {"email": "new@example.com", "password": PASSWORD}),
+        ):
             r = await client.post(path, data=form)
             assert (r.status_code, r.headers["retry-after"]) == (503, "1")
             assert r.text == "Sign-in is briefly unavailable; try again in a moment."

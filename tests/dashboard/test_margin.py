@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,7 @@ from .conftest import cookie_for, redirect_target, state_for, toast_says
 from .test_store_usage import log
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
-NOW = datetime(2025, 3, 14, 18, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 14, 18, 0, tzinfo=UTC)
 
 
 def day_of_calls(user_id: int, other_id: int, now: datetime) -> list[dict]:
@@ -43,12 +43,39 @@ def test_margin_per_model_and_utc_day_counts_successful_calls_and_image_refunds(
     logs.write_request_logs(session, day_of_calls(user.id, other.id, NOW))
     rows = margin_by_model_day(session, credits_per_usd=Decimal(100), days=7, now=NOW)
     assert rows == [
-        MarginRow(day=NOW.date(), model="openai/gpt-5", requests=2, prompt_tokens=3000, completion_tokens=1500,
-                  charged=30_044, upstream_usd=80, unpriced=1, margin=22_044),
-        MarginRow(day=NOW.date() - timedelta(days=1), model="google/nano-banana-pro", requests=1, prompt_tokens=0,
-                  completion_tokens=0, charged=0, upstream_usd=40_000, unpriced=0, margin=-4_000_000),
-        MarginRow(day=NOW.date() - timedelta(days=1), model="openai/gpt-5-mini", requests=1, prompt_tokens=0,
-                  completion_tokens=0, charged=1_000_000, upstream_usd=1_000_000, unpriced=0, margin=-99_000_000),
+        MarginRow(
+            day=NOW.date(),
+            model="openai/gpt-5",
+            requests=2,
+            prompt_tokens=3000,
+            completion_tokens=1500,
+            charged=30_044,
+            upstream_usd=80,
+            unpriced=1,
+            margin=22_044,
+        ),
+        MarginRow(
+            day=NOW.date() - timedelta(days=1),
+            model="google/nano-banana-pro",
+            requests=1,
+            prompt_tokens=0,
+            completion_tokens=0,
+            charged=0,
+            upstream_usd=40_000,
+            unpriced=0,
+            margin=-4_000_000,
+        ),
+        MarginRow(
+            day=NOW.date() - timedelta(days=1),
+            model="openai/gpt-5-mini",
+            requests=1,
+            prompt_tokens=0,
+            completion_tokens=0,
+            charged=1_000_000,
+            upstream_usd=1_000_000,
+            unpriced=0,
+            margin=-99_000_000,
+        ),
     ]
     # The conversion rate is a setting; one day is today only.
     [today] = margin_by_model_day(session, credits_per_usd=Decimal("1.5"), days=1, now=NOW)
@@ -57,7 +84,11 @@ def test_margin_per_model_and_utc_day_counts_successful_calls_and_image_refunds(
 
 def test_usd_text_has_six_places():
     assert (usd_text(80), usd_text(1_234_567), usd_text(0), usd_text(-5)) == (
-        "0.000080", "1.234567", "0.000000", "-0.000005")
+        "0.000080",
+        "1.234567",
+        "0.000000",
+        "-0.000005",
+    )
 
 
 async def test_margin_page_shows_the_report_to_an_admin(admin, engine):
@@ -66,16 +97,34 @@ async def test_margin_page_shows_the_report_to_an_admin(admin, engine):
         logs.write_request_logs(s, day_of_calls(user.id, admin.id, utcnow()))
     state = state_for(MarginAdminState, cookie=cookie_for(engine, admin), path="/admin/margin")
     assert await state.load() is None
-    assert [(r.model, r.requests, r.prompt_tokens, r.completion_tokens, r.charged, r.upstream_usd, r.margin,
-             r.negative, r.unpriced) for r in state.rows] == [
+    assert [
+        (
+            r.model,
+            r.requests,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.charged,
+            r.upstream_usd,
+            r.margin,
+            r.negative,
+            r.unpriced,
+        )
+        for r in state.rows
+    ] == [
         ("openai/gpt-5", "2", "3,000", "1,500", "0.030044", "0.000080", "+0.022044", False, 1),
         ("google/nano-banana-pro", "1", "0", "0", "0", "0.040000", "-4", True, 0),
         ("openai/gpt-5-mini", "1", "0", "0", "1", "1.000000", "-99", True, 0),
         ("openai/gpt-5", "1", "0", "0", "5", "0.000001", "+4.9999", False, 0),  # 8 days back
     ]
     assert state.rows[0].day == utcnow().date().isoformat() and state.days == "30"
-    assert state.totals == {"requests": "5", "charged": "6.030044", "upstream_usd": "1.040081",
-                            "margin": "-97.978056", "unpriced": "1", "rate": "100"}
+    assert state.totals == {
+        "requests": "5",
+        "charged": "6.030044",
+        "upstream_usd": "1.040081",
+        "margin": "-97.978056",
+        "unpriced": "1",
+        "rate": "100",
+    }
     await state.set_days("7")
     assert state.days == "7" and state.totals["requests"] == "4" and len(state.rows) == 3
 

@@ -64,9 +64,21 @@ EVERY_CALL = USER_CALLS + ADMIN_CALLS
 PUBLIC = {(OverviewState, "load"), (AuthPageState, "load")}
 # Handlers that only change what the tab shows (a dialog open, a filter field); they read
 # and write no account data, so they need no session. All are plain, synchronous methods.
-UI_ONLY = {"setvar", "dismiss_new_key", "ask_revoke", "cancel_revoke", "set_detail_open", "set_key",
-           "set_model", "set_status", "set_since", "set_until", "set_form_open", "set_grant_open",
-           "set_draft"}  # the model form's price preview: computed from what was typed, nothing stored
+UI_ONLY = {
+    "setvar",
+    "dismiss_new_key",
+    "ask_revoke",
+    "cancel_revoke",
+    "set_detail_open",
+    "set_key",
+    "set_model",
+    "set_status",
+    "set_since",
+    "set_until",
+    "set_form_open",
+    "set_grant_open",
+    "set_draft",
+}  # the model form's price preview: computed from what was typed, nothing stored
 ADMIN_STATES = {ModelsAdminState, UsersAdminState, MarginAdminState}
 
 
@@ -93,6 +105,7 @@ def test_every_handler_is_in_these_tables():
 
 def test_the_guard_takes_only_async_handlers_that_take_the_viewer():
     """A mistake shows when the page module is imported, not at a user's first event."""
+
     async def no_viewer(self, key_id: int): ...
 
     with pytest.raises(TypeError):
@@ -105,8 +118,9 @@ def test_every_admin_handler_is_in_the_plain_user_test():
     """`test_states.ADMIN_CALLS` drives `test_a_plain_user_calling_an_admin_handler_is_refused…`;
     the admin pages' `load` is `test_a_plain_user_on_an_admin_page_gets_no_admin_data`."""
     assert {cls for cls in page_states() if "Admin" in cls.__name__} == ADMIN_STATES
-    admin_handlers = {(cls, name) for cls in ADMIN_STATES for name in cls.event_handlers
-                      if name not in UI_ONLY and name != "load"}
+    admin_handlers = {
+        (cls, name) for cls in ADMIN_STATES for name in cls.event_handlers if name not in UI_ONLY and name != "load"
+    }
     assert {(cls, name) for cls, name, _ in ADMIN_CALLS} == admin_handlers
 
 
@@ -117,8 +131,7 @@ def with_data(engine, person) -> dict:
         logs.write_request_logs(s, [log(person.id, i, status=200 if i % 2 else 502) for i in range(60)])
         for i in range(30):
             credits.grant(s, user_id=person.id, amount=1_500_000, note=f"gift {i}")
-        return {"key": keys.list_keys(s, user_id=person.id)[0].id,
-                "log": usage.logs_page(s, user_id=person.id)[0].id}
+        return {"key": keys.list_keys(s, user_id=person.id)[0].id, "log": usage.logs_page(s, user_id=person.id)[0].id}
 
 
 def resolve(arg, ids: dict, user_id: int):
@@ -127,10 +140,12 @@ def resolve(arg, ids: dict, user_id: int):
     return {id(KEY): ids["key"], id(LOG): ids["log"], id(USER): user_id}.get(id(arg), arg)
 
 
-@pytest.mark.parametrize("state_cls, handler, args", EVERY_CALL,
-                         ids=[f"{c.__name__}.{h}-{i}" for i, (c, h, _) in enumerate(EVERY_CALL)])
+@pytest.mark.parametrize(
+    "state_cls, handler, args", EVERY_CALL, ids=[f"{c.__name__}.{h}-{i}" for i, (c, h, _) in enumerate(EVERY_CALL)]
+)
 async def test_an_expired_session_is_refused_by_every_handler_and_changes_nothing(
-        state_cls, handler, args, admin, user, engine):
+    state_cls, handler, args, admin, user, engine
+):
     """An admin's tab, working a moment ago; the session expires; the next event gets nothing."""
     ids = with_data(engine, admin)
     state = state_for(state_cls, cookie=cookie_for(engine, admin), path="/somewhere")
@@ -151,16 +166,19 @@ async def test_an_expired_session_is_refused_by_every_handler_and_changes_nothin
 # ---------------------------------------------------------------- the Account page
 
 
-@pytest.mark.parametrize("query, error, notice", [
-    ("", "", ""),
-    ("?changed=1", "", CHANGED),
-    ("?error=current", "The current password is wrong.", ""),
-    ("?error=same", "The new password must differ from the current one.", ""),
-    ("?error=password_short", "The password must be at least 8 characters.", ""),
-    ("?error=limited&wait=1", "Too many attempts. Try again in 1 minute.", ""),
-    ("?error=limited&wait=99999", "Too many attempts. Wait a few minutes, then try again.", ""),
-    ("?error=<script>", "", ""),
-])
+@pytest.mark.parametrize(
+    "query, error, notice",
+    [
+        ("", "", ""),
+        ("?changed=1", "", CHANGED),
+        ("?error=current", "The current password is wrong.", ""),
+        ("?error=same", "The new password must differ from the current one.", ""),
+        ("?error=password_short", "The password must be at least 8 characters.", ""),
+        ("?error=limited&wait=1", "Too many attempts. Try again in 1 minute.", ""),
+        ("?error=limited&wait=99999", "Too many attempts. Wait a few minutes, then try again.", ""),
+        ("?error=<script>", "", ""),
+    ],
+)
 async def test_account_page_shows_the_outcome_of_the_form(query, error, notice, user, engine):
     state = state_for(AccountState, cookie=cookie_for(engine, user), path=f"/settings/account{query}")
     assert await state.load() is None

@@ -32,9 +32,16 @@ from ..factories import make_key, make_user
 from .conftest import cookie_for, redirect_target, set_connection, state_for, toast_says
 from .test_store_usage import log
 
-PAGES = [(OverviewState, "/"), (KeysState, "/settings/api-keys"), (CreditsState, "/credits"),
-         (LogsState, "/logs"), (ImagesState, "/images"), (ModelsAdminState, "/admin/models"),
-         (UsersAdminState, "/admin/users"), (MarginAdminState, "/admin/margin")]
+PAGES = [
+    (OverviewState, "/"),
+    (KeysState, "/settings/api-keys"),
+    (CreditsState, "/credits"),
+    (LogsState, "/logs"),
+    (ImagesState, "/images"),
+    (ModelsAdminState, "/admin/models"),
+    (UsersAdminState, "/admin/users"),
+    (MarginAdminState, "/admin/margin"),
+]
 
 
 def snapshot(engine) -> dict:
@@ -88,12 +95,40 @@ USER = object()  # stands for the signed-in plain user's own id
 ADMIN_CALLS = [
     (ModelsAdminState, "start_add", ()),
     (ModelsAdminState, "start_edit", ("openai/gpt-5",)),
-    (ModelsAdminState, "save_model", ({"mode": "edit", "id": "openai/gpt-5", "display_name": "GPT-5",
-                                       "category": "chat", "capabilities": "chat", "credit_cost": "0",
-                                       "enabled": "on", "provider": "openrouter", "upstream_id": "x"},)),
-    (ModelsAdminState, "save_model", ({"mode": "add", "id": "evil/free", "display_name": "Free",
-                                       "category": "chat", "capabilities": "chat", "credit_cost": "0",
-                                       "enabled": "on", "provider": "openrouter", "upstream_id": "x"},)),
+    (
+        ModelsAdminState,
+        "save_model",
+        (
+            {
+                "mode": "edit",
+                "id": "openai/gpt-5",
+                "display_name": "GPT-5",
+                "category": "chat",
+                "capabilities": "chat",
+                "credit_cost": "0",
+                "enabled": "on",
+                "provider": "openrouter",
+                "upstream_id": "x",
+            },
+        ),
+    ),
+    (
+        ModelsAdminState,
+        "save_model",
+        (
+            {
+                "mode": "add",
+                "id": "evil/free",
+                "display_name": "Free",
+                "category": "chat",
+                "capabilities": "chat",
+                "credit_cost": "0",
+                "enabled": "on",
+                "provider": "openrouter",
+                "upstream_id": "x",
+            },
+        ),
+    ),
     (UsersAdminState, "start_grant", (USER,)),
     (UsersAdminState, "grant_credits", ({"user_id": USER, "amount": "1000", "note": "free money"},)),
     (UsersAdminState, "set_api_enabled", (USER, False)),
@@ -112,7 +147,8 @@ def own(arg, user_id: int):
 
 @pytest.mark.parametrize("state_cls, handler, args", ADMIN_CALLS)
 async def test_a_plain_user_calling_an_admin_handler_is_refused_and_nothing_changes(
-        state_cls, handler, args, user, engine):
+    state_cls, handler, args, user, engine
+):
     before = snapshot(engine)
     state = state_for(state_cls, cookie=cookie_for(engine, user), path="/admin/x")
     result = await getattr(state, handler)(*[own(a, user.id) for a in args])
@@ -162,9 +198,14 @@ async def test_what_a_tab_holds_is_dropped_when_someone_else_signs_in(user, engi
 # ---------------------------------------------------------------- sign-in pages
 
 
-@pytest.mark.parametrize("code, message", [("credentials", "Wrong email or password."),
-                                           ("taken", "An account with this email already exists. Sign in instead."),
-                                           ("<script>", "")])
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("credentials", "Wrong email or password."),
+        ("taken", "An account with this email already exists. Sign in instead."),
+        ("<script>", ""),
+    ],
+)
 async def test_sign_in_page_shows_the_message_for_its_error_code(code, message, dash_settings):
     state = state_for(AuthPageState, path=f"/login?error={code}&next=%2Flogs")
     assert await state.load() is None
@@ -230,8 +271,11 @@ async def test_credits_page_balance_and_ledger_newest_first_paged(user, engine):
     assert state.balance == "115" and len(state.entries) == 25 and state.has_next
     assert state.entries[0].detail == "gift 29" and state.entries[0].amount == "+0.5"
     await state.next_page()
-    assert state.page == 2 and [e.detail for e in state.entries] == [f"gift {i}" for i in range(4, -1, -1)] + [
-        "starting credits"] and not state.has_next
+    assert (
+        state.page == 2
+        and [e.detail for e in state.entries] == [f"gift {i}" for i in range(4, -1, -1)] + ["starting credits"]
+        and not state.has_next
+    )
     await state.previous_page()
     assert state.page == 1 and state.entries[0].detail == "gift 29"
 
@@ -241,8 +285,9 @@ async def test_credits_page_shows_each_request_as_one_line_with_its_hold_and_cha
         credits.debit_for_request(s, user_id=user.id, cost=parse_credits("0.21"), ref="req-1", model="openai/gpt-5")
         credits.settle(s, ref="req-1", cost=parse_credits("0.010044"))
         credits.debit_for_request(s, user_id=user.id, cost=parse_credits("3"), ref="req-2", model="openai/gpt-5")
-        credits.debit_for_request(s, user_id=user.id, cost=parse_credits("10"), ref="task-3",
-                                  model="google/nano-banana-pro")
+        credits.debit_for_request(
+            s, user_id=user.id, cost=parse_credits("10"), ref="task-3", model="google/nano-banana-pro"
+        )
         credits.refund(s, ref="task-3", note="provider error")
         credits.grant(s, user_id=user.id, amount=parse_credits("-1.25"), note="correction")
     state = state_for(CreditsState, cookie=cookie_for(engine, user))
@@ -277,8 +322,9 @@ async def test_overview(user, engine):
 async def test_logs_filters_paging_and_details(user, engine):
     other = make_user(engine)
     with session_for(engine) as s:
-        logs.write_request_logs(s, [log(user.id, i, status=200 if i % 3 else 429) for i in range(120)]
-                                + [log(other.id, 1)])
+        logs.write_request_logs(
+            s, [log(user.id, i, status=200 if i % 3 else 429) for i in range(120)] + [log(other.id, 1)]
+        )
     state = state_for(LogsState, cookie=cookie_for(engine, user), path="/logs")
     await state.load()
     assert len(state.rows) == 50 and state.has_next and state.export_href == "/export/logs.csv"
@@ -295,14 +341,19 @@ async def test_logs_filters_paging_and_details(user, engine):
 
 async def test_logs_show_each_requests_tokens_and_exact_charge(user, engine):
     with session_for(engine) as s:
-        logs.write_request_logs(s, [
-            log(user.id, 1, cost="0.010044", prompt_tokens=1000, completion_tokens=500, total_tokens=1500),
-            log(user.id, 2, cost="3", at=utcnow()),
-        ])
+        logs.write_request_logs(
+            s,
+            [
+                log(user.id, 1, cost="0.010044", prompt_tokens=1000, completion_tokens=500, total_tokens=1500),
+                log(user.id, 2, cost="3", at=utcnow()),
+            ],
+        )
     state = state_for(LogsState, cookie=cookie_for(engine, user))
     await state.load()
     assert [(r.credits, r.prompt_tokens, r.completion_tokens) for r in state.rows] == [
-        ("3", "", ""), ("0.010044", "1,000", "500")]
+        ("3", "", ""),
+        ("0.010044", "1,000", "500"),
+    ]
     await state.show_detail(state.rows[1].id)
     assert (state.detail.credits, state.detail.total_tokens) == ("0.010044", "1,500")
 
@@ -331,9 +382,18 @@ async def test_someone_elses_log_row_does_not_open(user, engine):
 
 async def test_images_lists_your_tasks_with_signed_thumbnail_urls(user, engine):
     with session_for(engine) as s:
-        task, _ = tasks.create_task(s, user_id=user.id, model="google/nano-banana-pro", provider="replicate",
-                                    upstream_id="google/nano-banana-pro", prompt="a red bicycle", size="1024x1024",
-                                    n=1, unit_cost=parse_credits("0.25"), timeout_s=600)
+        task, _ = tasks.create_task(
+            s,
+            user_id=user.id,
+            model="google/nano-banana-pro",
+            provider="replicate",
+            upstream_id="google/nano-banana-pro",
+            prompt="a red bicycle",
+            size="1024x1024",
+            n=1,
+            unit_cost=parse_credits("0.25"),
+            timeout_s=600,
+        )
         tasks.complete_task(s, task_id=task.id, token=None, outputs=[f"{task.id}/0.png"])
     state = state_for(ImagesState, cookie=cookie_for(engine, user))
     await state.load()
@@ -349,9 +409,17 @@ async def test_images_lists_your_tasks_with_signed_thumbnail_urls(user, engine):
 # ---------------------------------------------------------------- admin: models
 
 
-MODEL_FORM = {"mode": "edit", "id": "openai/gpt-5-mini", "display_name": "GPT-5 mini", "category": "chat",
-              "capabilities": "chat, reasoning", "credit_cost": "4", "enabled": "on", "provider": "openrouter",
-              "upstream_id": "openai/gpt-5-mini"}
+MODEL_FORM = {
+    "mode": "edit",
+    "id": "openai/gpt-5-mini",
+    "display_name": "GPT-5 mini",
+    "category": "chat",
+    "capabilities": "chat, reasoning",
+    "credit_cost": "4",
+    "enabled": "on",
+    "provider": "openrouter",
+    "upstream_id": "openai/gpt-5-mini",
+}
 
 
 async def test_admin_edits_a_model_and_the_change_is_audited(admin, engine):
@@ -375,36 +443,69 @@ async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_c
     state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin), path="/admin/models")
     await state.load()
     await state.start_edit("openai/gpt-5-mini")
-    assert state.draft == {"pricing": "per_request", "credit_cost": "1", "prompt_price": "0",
-                           "completion_price": "0", "markup": "1"}
+    assert state.draft == {
+        "pricing": "per_request",
+        "credit_cost": "1",
+        "prompt_price": "0",
+        "completion_price": "0",
+        "markup": "1",
+    }
     assert state.preview == "Every call costs 1 credits (× n when a call asks for n images or choices)."
-    for name, value in (("pricing", "per_token"), ("credit_cost", "0.001"), ("prompt_price", "1.25"),
-                        ("completion_price", "10")):
+    for name, value in (
+        ("pricing", "per_token"),
+        ("credit_cost", "0.001"),
+        ("prompt_price", "1.25"),
+        ("completion_price", "10"),
+    ):
         state.set_draft(name, value)
     # 0.001 + 1,000 × 1.25 / 1M + 500 × 10 / 1M
     assert state.preview == "A typical call (1,000 prompt + 500 completion tokens) costs 0.00725 credits."
     state.set_draft("completion_price", "ten")
     assert state.preview == "No preview: completion price must be a number such as 2.5."
-    form = {**MODEL_FORM, "pricing": "per_token", "credit_cost": "0.001", "prompt_price": "1.25",
-            "completion_price": "10", "markup": "1", "max_output_tokens": "8,000"}
+    form = {
+        **MODEL_FORM,
+        "pricing": "per_token",
+        "credit_cost": "0.001",
+        "prompt_price": "1.25",
+        "completion_price": "10",
+        "markup": "1",
+        "max_output_tokens": "8,000",
+    }
     assert toast_says(await state.save_model(form), "Saved")
     with session_for(engine) as s:
         entry = registry.get_model(s, model_id="openai/gpt-5-mini")
-    assert (entry.pricing, entry.credit_cost, entry.prompt_price, entry.completion_price, entry.markup,
-            entry.max_output_tokens) == ("per_token", 1_000, 1_250_000, 10_000_000, 1_000_000, 8_000)
+    assert (
+        entry.pricing,
+        entry.credit_cost,
+        entry.prompt_price,
+        entry.completion_price,
+        entry.markup,
+        entry.max_output_tokens,
+    ) == ("per_token", 1_000, 1_250_000, 10_000_000, 1_000_000, 8_000)
     [row] = [m for m in state.models if m.id == "openai/gpt-5-mini"]
     assert (row.pricing, row.credit_cost, row.price, row.typical) == (
-        "per_token", "0.001", "0.001 + 1.25 in / 10 out per 1M", "0.00725")
+        "per_token",
+        "0.001",
+        "0.001 + 1.25 in / 10 out per 1M",
+        "0.00725",
+    )
     assert set(state.changes[0].change.split("; ")) == {
-        "pricing: per_request → per_token", "credit_cost: 1 → 0.001", "prompt_price: 0 → 1.25",
-        "completion_price: 0 → 10", "max_output_tokens: 16384 → 8000", "capabilities: chat → chat, reasoning"}
+        "pricing: per_request → per_token",
+        "credit_cost: 1 → 0.001",
+        "prompt_price: 0 → 1.25",
+        "completion_price: 0 → 10",
+        "max_output_tokens: 16384 → 8000",
+        "capabilities: chat → chat, reasoning",
+    }
 
     await state.start_edit("openai/gpt-5-mini")  # the form opens with the saved prices
     state.set_draft("pricing", "upstream_cost")
     state.set_draft("markup", "1.2")
     # 0.001 + (1,000 × 1.25 + 500 × 10) / 1M × 1.2 at the reference prices
-    assert state.preview.startswith("A typical call (1,000 prompt + 500 completion tokens) costs about 0.0085 "
-                                    "credits at the reference prices × markup")
+    assert state.preview.startswith(
+        "A typical call (1,000 prompt + 500 completion tokens) costs about 0.0085 "
+        "credits at the reference prices × markup"
+    )
     await state.save_model({**form, "pricing": "upstream_cost", "markup": "1.2"})
     assert set(state.changes[0].change.split("; ")) == {"pricing: per_token → upstream_cost", "markup: 1 → 1.2"}
     [row] = [m for m in state.models if m.id == "openai/gpt-5-mini"]
@@ -432,29 +533,32 @@ async def test_admin_adds_a_model(admin, engine):
     assert state.changes[0].change == "added"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"credit_cost": "-1"}, "Credit cost must be"),
-    ({"credit_cost": "abc"}, "Credit cost must be"),
-    ({"credit_cost": "1000001"}, "Credit cost must be from 0 to 1000000 credits"),
-    ({"credit_cost": "0.0000001"}, "Credit cost has more than 6 decimal places"),
-    ({"credit_cost": ""}, "Credit cost must be a number such as 2.5"),
-    ({"credit_cost": "NaN"}, "Credit cost must be a finite number"),
-    ({"pricing": "per_word"}, "Pricing must be one of per_request, per_token, upstream_cost"),
-    ({"pricing": "per_token", "prompt_price": "1,5"}, "Prompt price must be a number such as 2.5"),
-    ({"pricing": "per_token", "completion_price": "-2"}, "Completion price must be from 0 to"),
-    ({"pricing": "upstream_cost", "markup": "0"}, "Markup must be above 0"),
-    ({"pricing": "upstream_cost", "markup": "1.0000005"}, "Markup has more than 6 decimal places"),
-    ({"max_output_tokens": "0"}, "Max output tokens must be a whole number from 1 to 2,000,000"),
-    ({"max_output_tokens": "lots"}, "Max output tokens must be a whole number"),
-    ({"category": "image", "pricing": "per_token"}, "Only chat and embedding models can be priced by tokens"),
-    ({"display_name": ""}, "Display_name must be"),
-    ({"category": "video"}, "Category must be one of"),
-    ({"provider": "nowhere"}, "Provider must be one of"),
-    ({"upstream_id": ""}, "Upstream_id must be"),
-    ({"id": "no such/model"}, "Model id must be"),
-    ({"id": "acme/missing"}, "No model"),
-    ({"mode": "add"}, "A model with id"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"credit_cost": "-1"}, "Credit cost must be"),
+        ({"credit_cost": "abc"}, "Credit cost must be"),
+        ({"credit_cost": "1000001"}, "Credit cost must be from 0 to 1000000 credits"),
+        ({"credit_cost": "0.0000001"}, "Credit cost has more than 6 decimal places"),
+        ({"credit_cost": ""}, "Credit cost must be a number such as 2.5"),
+        ({"credit_cost": "NaN"}, "Credit cost must be a finite number"),
+        ({"pricing": "per_word"}, "Pricing must be one of per_request, per_token, upstream_cost"),
+        ({"pricing": "per_token", "prompt_price": "1,5"}, "Prompt price must be a number such as 2.5"),
+        ({"pricing": "per_token", "completion_price": "-2"}, "Completion price must be from 0 to"),
+        ({"pricing": "upstream_cost", "markup": "0"}, "Markup must be above 0"),
+        ({"pricing": "upstream_cost", "markup": "1.0000005"}, "Markup has more than 6 decimal places"),
+        ({"max_output_tokens": "0"}, "Max output tokens must be a whole number from 1 to 2,000,000"),
+        ({"max_output_tokens": "lots"}, "Max output tokens must be a whole number"),
+        ({"category": "image", "pricing": "per_token"}, "Only chat and embedding models can be priced by tokens"),
+        ({"display_name": ""}, "Display_name must be"),
+        ({"category": "video"}, "Category must be one of"),
+        ({"provider": "nowhere"}, "Provider must be one of"),
+        ({"upstream_id": ""}, "Upstream_id must be"),
+        ({"id": "no such/model"}, "Model id must be"),
+        ({"id": "acme/missing"}, "No model"),
+        ({"mode": "add"}, "A model with id"),
+    ],
+)
 async def test_bad_model_form_says_why_and_changes_nothing(change, message, admin, engine):
     before = snapshot(engine)
     state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin))
@@ -472,32 +576,38 @@ async def test_admin_grants_and_removes_credits_with_a_note(admin, user, engine)
     await state.load()
     await state.start_grant(user.id)
     assert state.grant_open and state.grant_user.email == user.email and state.grant_user.balance == "100"
-    assert toast_says(await state.grant_credits({"user_id": str(user.id), "amount": "2.5", "note": "welcome"}),
-                      "Credits updated")
+    assert toast_says(
+        await state.grant_credits({"user_id": str(user.id), "amount": "2.5", "note": "welcome"}), "Credits updated"
+    )
     await state.grant_credits({"user_id": str(user.id), "amount": "-30.000001", "note": "refund reversal"})
     assert balance(engine, user) == 72_499_999
     with session_for(engine) as s:
         rows = credits.ledger_page(s, user_id=user.id, limit=2)
         assert credits.ledger_sum(s, user_id=user.id) == 72_499_999
-    assert [(r.amount, r.note, r.actor_user_id) for r in rows] == [(-30_000_001, "refund reversal", admin.id),
-                                                                   (2_500_000, "welcome", admin.id)]
+    assert [(r.amount, r.note, r.actor_user_id) for r in rows] == [
+        (-30_000_001, "refund reversal", admin.id),
+        (2_500_000, "welcome", admin.id),
+    ]
     assert [u.balance for u in state.users if u.id == user.id] == ["72.499999"]
 
 
-@pytest.mark.parametrize("form, message", [
-    ({"amount": "0", "note": "x"}, "Amount must be a number other than 0"),
-    ({"amount": "0.000000", "note": "x"}, "Amount must be a number other than 0"),
-    ({"amount": "ten", "note": "x"}, "Amount must be a number such as 2.5"),
-    ({"amount": "", "note": "x"}, "Amount must be a number of credits"),
-    ({"amount": "1.0000001", "note": "x"}, "Amount has more than 6 decimal places"),
-    ({"amount": "Infinity", "note": "x"}, "Amount must be a finite number"),
-    ({"amount": "1000000000.000001", "note": "x"}, "Amount must be a number other than 0 (at most a billion"),
-    ({"amount": "10", "note": ""}, "Add a note"),
-    ({"amount": "10", "note": "n" * 501}, "Add a note"),
-    ({"amount": "-100.000001", "note": "too much"}, "The balance would drop below zero"),
-    ({"amount": "10", "note": "x", "user_id": "999"}, "No such user"),
-    ({"amount": "10", "note": "x", "user_id": "abc"}, "No such user"),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"amount": "0", "note": "x"}, "Amount must be a number other than 0"),
+        ({"amount": "0.000000", "note": "x"}, "Amount must be a number other than 0"),
+        ({"amount": "ten", "note": "x"}, "Amount must be a number such as 2.5"),
+        ({"amount": "", "note": "x"}, "Amount must be a number of credits"),
+        ({"amount": "1.0000001", "note": "x"}, "Amount has more than 6 decimal places"),
+        ({"amount": "Infinity", "note": "x"}, "Amount must be a finite number"),
+        ({"amount": "1000000000.000001", "note": "x"}, "Amount must be a number other than 0 (at most a billion"),
+        ({"amount": "10", "note": ""}, "Add a note"),
+        ({"amount": "10", "note": "n" * 501}, "Add a note"),
+        ({"amount": "-100.000001", "note": "too much"}, "The balance would drop below zero"),
+        ({"amount": "10", "note": "x", "user_id": "999"}, "No such user"),
+        ({"amount": "10", "note": "x", "user_id": "abc"}, "No such user"),
+    ],
+)
 async def test_bad_grant_says_why_and_changes_nothing(form, message, admin, user, engine):
     before = snapshot(engine)
     state = state_for(UsersAdminState, cookie=cookie_for(engine, admin))

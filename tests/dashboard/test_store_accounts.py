@@ -31,13 +31,16 @@ def test_change_password_ends_every_session_of_that_user_only(session, engine):
 
 
 @both_databases
-@pytest.mark.parametrize("current, new, error", [
-    ("not the password", NEW, WrongPassword),
-    ("", NEW, WrongPassword),
-    (OLD, "short", InvalidInput),
-    (OLD, "é" * 37, InvalidInput),  # 74 bytes
-    (OLD, OLD, InvalidInput),
-])
+@pytest.mark.parametrize(
+    "current, new, error",
+    [
+        ("not the password", NEW, WrongPassword),
+        ("", NEW, WrongPassword),
+        (OLD, "short", InvalidInput),
+        (OLD, "é" * 37, InvalidInput),  # 74 bytes
+        (OLD, OLD, InvalidInput),
+    ],
+)
 def test_a_refused_change_changes_nothing(session, engine, current, new, error):
     user = make_user(engine, password=OLD)
     token = sessions.create_session(session, secret_key=TEST_SECRET, user_id=user.id)
@@ -70,7 +73,21 @@ def test_a_change_over_a_password_that_changed_meanwhile_is_refused(session, eng
 
 def test_failure_delay_starts_after_three_failures_grows_and_is_capped():
     assert [accounts.failure_delay(n) for n in range(14)] == [
-        0, 0, 0, 0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.0, 2.0]
+        0,
+        0,
+        0,
+        0,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.25,
+        1.5,
+        1.75,
+        2.0,
+        2.0,
+        2.0,
+    ]
     assert accounts.failure_delay(10_000) == accounts.MAX_DELAY_S == 2.0
 
 
@@ -101,8 +118,9 @@ async def test_an_emails_failures_refuse_only_the_client_they_came_from():
 async def test_failures_are_counted_through_redis_for_every_worker():
     url = require(REDIS_URL, "TEST_REDIS_URL")
     namespace = f"test-login-{uuid.uuid4().hex}"
-    one, two = (accounts.LoginLimiter(url, per_email_failures=RateLimitItemPerMinute(5), namespace=namespace)
-                for _ in range(2))
+    one, two = (
+        accounts.LoginLimiter(url, per_email_failures=RateLimitItemPerMinute(5), namespace=namespace) for _ in range(2)
+    )
     await one.failed(email="a@x.io", client="5.5.5.5")
     await two.failed(email="a@x.io", client="6.6.6.6")
     assert await one.recent_failures(client="7.7.7.7", email="a@x.io") == 2

@@ -79,8 +79,9 @@ def test_authenticate(session):
 
 @both_databases
 def test_edit_model_writes_the_audit_row_with_the_change(session):
-    entry, _ = registry.set_model(session, actor="admin@example.com", actor_user_id=7, model_id="openai/gpt-5",
-                                  credit_cost=parse_credits("0.046"))
+    entry, _ = registry.set_model(
+        session, actor="admin@example.com", actor_user_id=7, model_id="openai/gpt-5", credit_cost=parse_credits("0.046")
+    )
     assert entry.credit_cost == 46_000
     row = session.exec(select(ModelAudit).where(ModelAudit.actor != "seed")).one()
     assert (row.actor, row.actor_user_id, row.model_id) == ("admin@example.com", 7, "openai/gpt-5")
@@ -98,8 +99,15 @@ def test_edit_model_that_fails_or_changes_nothing_records_nothing(session):
 
 @both_databases
 def test_adding_a_model_is_audited_with_no_before(session):
-    registry.set_model(session, actor="a", actor_user_id=1, model_id="acme/new", category="chat",
-                       provider="openrouter", credit_cost=2_500_000)
+    registry.set_model(
+        session,
+        actor="a",
+        actor_user_id=1,
+        model_id="acme/new",
+        category="chat",
+        provider="openrouter",
+        credit_cost=2_500_000,
+    )
     row = audit.recent_changes(session)[0]
     assert row.before is None and row.after["credit_cost"] == 2_500_000
 
@@ -124,8 +132,7 @@ async def test_login_limiter_per_client_and_per_email_failures():
 async def test_login_limits_are_shared_through_redis():
     url = require(REDIS_URL, "TEST_REDIS_URL")
     namespace = f"test-login-{uuid.uuid4().hex}"
-    one, two = (accounts.LoginLimiter(url, per_client=RateLimitItemPerMinute(3), namespace=namespace)
-                for _ in range(2))
+    one, two = (accounts.LoginLimiter(url, per_client=RateLimitItemPerMinute(3), namespace=namespace) for _ in range(2))
     for limiter in (one, two, one):
         assert await limiter.attempt(client="5.5.5.5") is None
     assert (await two.attempt(client="5.5.5.5")).reason == "client"

@@ -66,7 +66,11 @@ async def test_a_new_key_never_enters_the_tab_state(web, user, engine):
     await state.key_created({"name": "laptop"})  # what the script tells the state
     [row] = state.keys
     assert (row.name, row.rate_limit, row.status, row.display) == (
-        "laptop", "30/min", "active", f"{secret[:12]}…{secret[-4:]}")
+        "laptop",
+        "30/min",
+        "active",
+        f"{secret[:12]}…{secret[-4:]}",
+    )
     assert state.new_key_name == "laptop" and state.error == ""
     # Only the prefix and last 4 are there (the list shows them); nothing in between.
     assert secret[12:-4].encode() not in stored_bytes(state) and secret[12:-4] not in sent_text(state)
@@ -74,13 +78,16 @@ async def test_a_new_key_never_enters_the_tab_state(web, user, engine):
     assert state.new_key_name == ""
 
 
-@pytest.mark.parametrize("form, message", [
-    ({"name": "", "rate_limit": "60"}, "Key name must not be empty."),
-    ({"name": "x" * 101, "rate_limit": "60"}, "Key name must be at most 100 characters."),
-    ({"name": "ok", "rate_limit": "-1"}, RATE_LIMIT_ERROR),
-    ({"name": "ok", "rate_limit": "²"}, RATE_LIMIT_ERROR),
-    ({"name": "ok"}, RATE_LIMIT_ERROR),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"name": "", "rate_limit": "60"}, "Key name must not be empty."),
+        ({"name": "x" * 101, "rate_limit": "60"}, "Key name must be at most 100 characters."),
+        ({"name": "ok", "rate_limit": "-1"}, RATE_LIMIT_ERROR),
+        ({"name": "ok", "rate_limit": "²"}, RATE_LIMIT_ERROR),
+        ({"name": "ok"}, RATE_LIMIT_ERROR),
+    ],
+)
 async def test_a_bad_key_form_is_a_400_with_a_message_and_creates_nothing(web, user, engine, form, message):
     response = await create_through_the_route(web, cookie_for(engine, user), **form)
     assert (response.status_code, response.json()) == (400, {"error": message})
@@ -92,8 +99,11 @@ async def test_a_bad_key_form_is_a_400_with_a_message_and_creates_nothing(web, u
 
 async def test_the_key_route_needs_a_session_and_refuses_another_site(web, user, engine):
     assert (await create_through_the_route(web, "", name="k", rate_limit="1")).status_code == 401
-    foreign = await web.post("/auth/keys", data={"name": "k", "rate_limit": "1"},
-                             headers={"cookie": cookie_for(engine, user), "origin": "https://evil.example"})
+    foreign = await web.post(
+        "/auth/keys",
+        data={"name": "k", "rate_limit": "1"},
+        headers={"cookie": cookie_for(engine, user), "origin": "https://evil.example"},
+    )
     assert foreign.status_code == 403 and snapshot(engine)["keys"] == []
 
 

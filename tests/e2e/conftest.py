@@ -39,8 +39,9 @@ class LiveServer:
         return get_engine(self.database_url)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "store", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "store", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
 
     def user_with_key(self, email: str, credits: int, rpm: int = 0) -> str:
         """Create a user (with credits) and a key through the admin CLI; returns the key."""
@@ -76,8 +77,9 @@ def live_server(tmp_path_factory) -> LiveServer:
         env.pop("REDIS_URL", None)
         log_path = tmp / "server.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(["make", "-s", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                ["make", "-s", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         server = LiveServer(f"http://127.0.0.1:{port}", database_url, env, upstream, log_path)
         try:
             _wait_ready(server, proc)

@@ -103,14 +103,18 @@ def test_client_going_away_closes_the_upstream_stream_and_keeps_the_charge(live_
     stats = live_server.upstream.app.stats
     cancelled_before = stats.streams_cancelled
     before = user_balance(live_server, "sdk@example.com")
-    with httpx.Client(timeout=20) as client:
-        with client.stream("POST", live_server.api + "/chat/completions",
-                           headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "openai/gpt-5", "stream": True,
-                                 "messages": [{"role": "user", "content": "slow"}]}) as response:
-            assert response.status_code == 200
-            request_id = response.headers["x-request-id"]
-            next(response.iter_lines())
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream(
+            "POST",
+            live_server.api + "/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "openai/gpt-5", "stream": True, "messages": [{"role": "user", "content": "slow"}]},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        next(response.iter_lines())
     deadline = time.monotonic() + 10
     while stats.streams_cancelled == cancelled_before and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -20,8 +20,13 @@ from playwright.sync_api import Page, expect, sync_playwright
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ADMIN = ("admin@example.com", "admin password 1")
 PASSWORD = "browser password 1"
 WAIT_MS = 20_000
@@ -305,9 +310,13 @@ def websocket_handshake(base_url: str, origin: str) -> int:
     """The status of a websocket handshake on Reflex's event endpoint sent with `origin`."""
     url = httpx.URL(base_url)
     with socket.create_connection((url.host, url.port), timeout=10) as conn:
-        conn.sendall((f"GET /_event/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                      f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n").encode())
+        conn.sendall(
+            (
+                f"GET /_event/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n\r\n"
+            ).encode()
+        )
         return int(conn.recv(64).split(b" ")[1])
 
 

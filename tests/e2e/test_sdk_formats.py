@@ -64,7 +64,8 @@ def test_openai_responses_stream(live_server, oai):
 def test_anthropic_messages_create(live_server, claude):
     before = user_balance(live_server, EMAIL)
     raw = claude.messages.with_raw_response.create(
-        model="openai/gpt-5", max_tokens=100, system="be kind", messages=[{"role": "user", "content": "hello there"}])
+        model="openai/gpt-5", max_tokens=100, system="be kind", messages=[{"role": "user", "content": "hello there"}]
+    )
     message = raw.parse()
     assert message.content[0].text == "echo: hello there"
     assert (message.role, message.model, message.stop_reason) == ("assistant", "openai/gpt-5", "end_turn")
@@ -72,14 +73,19 @@ def test_anthropic_messages_create(live_server, claude):
     assert live_server.upstream.app.stats.bodies[-1]["max_tokens"] == 100
     assert user_balance(live_server, EMAIL) == before - 3
     row = wait_for_log(live_server, raw.headers["x-request-id"])
-    assert (row.endpoint, row.status, row.credit_cost, row.key_prefix) == ("/api/v1/messages", 200, 3 * MICRO,
-                                                                             claude.api_key[:12])
+    assert (row.endpoint, row.status, row.credit_cost, row.key_prefix) == (
+        "/api/v1/messages",
+        200,
+        3 * MICRO,
+        claude.api_key[:12],
+    )
 
 
 def test_anthropic_messages_stream(live_server, claude):
     before = user_balance(live_server, EMAIL)
-    with claude.messages.stream(model="openai/gpt-5", max_tokens=100,
-                                messages=[{"role": "user", "content": "hello there"}]) as stream:
+    with claude.messages.stream(
+        model="openai/gpt-5", max_tokens=100, messages=[{"role": "user", "content": "hello there"}]
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == "echo: hello there "
@@ -99,8 +105,12 @@ def test_errors_raise_each_sdks_matching_exceptions(live_server, oai, claude):
         claude.messages.create(model="nope/nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert missing.value.body["error"]["code"] == "model_not_available"
     with pytest.raises(anthropic.BadRequestError) as refused:
-        claude.messages.create(model="openai/gpt-5", max_tokens=5, messages=[{"role": "user", "content": "x"}],
-                               tools=[{"name": "f", "input_schema": {"type": "object"}}])
+        claude.messages.create(
+            model="openai/gpt-5",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "x"}],
+            tools=[{"name": "f", "input_schema": {"type": "object"}}],
+        )
     assert refused.value.body["error"]["code"] == "invalid_request"
 
     before = user_balance(live_server, EMAIL)
@@ -122,10 +132,12 @@ def test_short_balance_is_402_through_both_sdks(live_server):
     seen = len(live_server.upstream.app.stats.bodies)
     with pytest.raises(openai.APIStatusError) as short:
         openai.OpenAI(base_url=live_server.api, api_key=poor, max_retries=0).responses.create(
-            model="openai/gpt-5", input="x")
+            model="openai/gpt-5", input="x"
+        )
     assert (short.value.status_code, short.value.code) == (402, "insufficient_credits")
     with pytest.raises(anthropic.APIStatusError) as short_too:
         anthropic.Anthropic(base_url=f"{live_server.base_url}/api", api_key=poor, max_retries=0).messages.create(
-            model="openai/gpt-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+            model="openai/gpt-5", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
     assert short_too.value.status_code == 402
     assert len(live_server.upstream.app.stats.bodies) == seen  # the upstream was never called

@@ -24,7 +24,11 @@ def test_key_secret_never_lands_in_db_logs_or_errors(live_server):
         for method, path, body in [
             ("GET", "/models", None),
             ("GET", "/key", None),
-            ("POST", "/chat/completions", {"model": "openai/gpt-5", "messages": [{"role": "user", "content": "fail:500"}]}),
+            (
+                "POST",
+                "/chat/completions",
+                {"model": "openai/gpt-5", "messages": [{"role": "user", "content": "fail:500"}]},
+            ),
             ("POST", "/chat/completions", {"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]}),
             ("POST", "/chat/completions", {"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]}),
             ("POST", "/chat/completions", {"model": "nope"}),

@@ -71,9 +71,20 @@ class ScriptedUpstream:
 
     # ------------------------------------------------------------ scripting
 
-    def add(self, *, status: int = 200, json=None, body: bytes = b"", headers: dict[str, str] | None = None,
-            chunks: list[bytes] | None = None, cut: bool = False, drop: bool = False, stall: float = 0.0,
-            delay: float = 0.0, reusable: bool = False) -> None:
+    def add(
+        self,
+        *,
+        status: int = 200,
+        json=None,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        chunks: list[bytes] | None = None,
+        cut: bool = False,
+        drop: bool = False,
+        stall: float = 0.0,
+        delay: float = 0.0,
+        reusable: bool = False,
+    ) -> None:
         if json is not None:
             body = orjson.dumps(json)
             headers = {"Content-Type": "application/json", **(headers or {})}
@@ -89,7 +100,7 @@ class ScriptedUpstream:
 
     # ------------------------------------------------------------ serving
 
-    def __enter__(self) -> "ScriptedUpstream":
+    def __enter__(self) -> ScriptedUpstream:
         self._thread.start()
         assert self._ready.wait(10), "scripted upstream did not start"
         return self

@@ -47,9 +47,8 @@ import itertools
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-
 from array import array
+from dataclasses import dataclass, field
 
 import orjson
 import uvicorn
@@ -80,8 +79,13 @@ class FakeUpstream:
         return f"gen-fake-{next(self._ids)}"
 
     def _record(self, gen_id: str, prompt: int, completion: int, cancelled: bool = False) -> None:
-        self.generations[gen_id] = {"id": gen_id, "tokens_prompt": prompt, "tokens_completion": completion,
-                                    "total_cost": _cost(prompt, completion), "cancelled": cancelled}
+        self.generations[gen_id] = {
+            "id": gen_id,
+            "tokens_prompt": prompt,
+            "tokens_completion": completion,
+            "total_cost": _cost(prompt, completion),
+            "cancelled": cancelled,
+        }
 
     def release(self) -> None:
         """Let a "gate" stream go on (called from the test's thread)."""
@@ -119,8 +123,17 @@ class FakeUpstream:
             if self.record:
                 self.stats.bodies.append(request)
             image = base64.b64encode(PNG).decode()
-            await _respond(send, 200, orjson.dumps({"created": int(time.time()), "id": self._new_id(),
-                                                    "data": [{"b64_json": image}] * request.get("n", 1)}))
+            await _respond(
+                send,
+                200,
+                orjson.dumps(
+                    {
+                        "created": int(time.time()),
+                        "id": self._new_id(),
+                        "data": [{"b64_json": image}] * request.get("n", 1),
+                    }
+                ),
+            )
             return
         if not scope["path"].endswith("/chat/completions"):
             await _respond(send, 404, b'{"error":{"message":"not found"}}')
@@ -136,13 +149,19 @@ class FakeUpstream:
         elif content.startswith("fail:"):
             status = int(content[5:])
             extra = [(b"retry-after", b"7")] if status == 429 else []
-            await _respond(send, status, b'{"error":{"message":"upstream says no: key sk-or-v1-0123456789abcdef"}}',
-                           extra)
+            await _respond(
+                send, status, b'{"error":{"message":"upstream says no: key sk-or-v1-0123456789abcdef"}}', extra
+            )
         elif content == "error200":
             await _respond(send, 200, b'{"error":{"message":"the model crashed","code":502}}')
         elif content == "deep":
-            await _respond(send, 200, orjson.dumps(_completion(request, "x")).replace(
-                b'"content":"x"', b'"content":' + b"[" * 300 + b"]" * 300))
+            await _respond(
+                send,
+                200,
+                orjson.dumps(_completion(request, "x")).replace(
+                    b'"content":"x"', b'"content":' + b"[" * 300 + b"]" * 300
+                ),
+            )
         elif content == "hang":
             await asyncio.sleep(30)
             await _respond(send, 200, orjson.dumps(_completion(request, "late")))
@@ -179,8 +198,13 @@ class FakeUpstream:
                 vector = base64.b64encode(array("f", vector).tobytes()).decode()
             data.append({"object": "embedding", "index": index, "embedding": vector})
         tokens = sum(len(item) for item in inputs)
-        answer = {"id": self._new_id(), "object": "list", "data": data, "model": request["model"],
-                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "cost": _cost(tokens, 0)}}
+        answer = {
+            "id": self._new_id(),
+            "object": "list",
+            "data": data,
+            "model": request["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "cost": _cost(tokens, 0)},
+        }
         if first == "nousage":
             del answer["usage"]
         await _respond(send, 200, orjson.dumps(answer))
@@ -216,8 +240,7 @@ class FakeUpstream:
         self.stats.streams_started += 1
         gen_id = self._new_id()
         prompt_tokens = len(content)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         if content == "slow":
             words = [f"w{i} " for i in range(200)]
         else:
@@ -225,8 +248,13 @@ class FakeUpstream:
         sent = 0
         try:
             for i, word in enumerate(words):
-                await send({"type": "http.response.body", "more_body": True,
-                            "body": b"data: " + orjson.dumps(_chunk(request, word, gen_id=gen_id)) + b"\n\n"})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "more_body": True,
+                        "body": b"data: " + orjson.dumps(_chunk(request, word, gen_id=gen_id)) + b"\n\n",
+                    }
+                )
                 sent += 1
                 if content == "cut":
                     raise ConnectionAbortedError("the fake upstream drops the connection")
@@ -242,8 +270,11 @@ class FakeUpstream:
             final = b"data: " + orjson.dumps(_chunk(request, "", finish_reason="stop", gen_id=gen_id)) + b"\n\n"
             if (request.get("stream_options") or {}).get("include_usage"):
                 usage = _usage(prompt_tokens, len(words))
-                final += b"data: " + orjson.dumps(_chunk(request, None, gen_id=gen_id) | {"choices": [], "usage": usage}) \
+                final += (
+                    b"data: "
+                    + orjson.dumps(_chunk(request, None, gen_id=gen_id) | {"choices": [], "usage": usage})
                     + b"\n\n"
+                )
             await send({"type": "http.response.body", "more_body": True, "body": final + b"data: [DONE]\n\n"})
             await send({"type": "http.response.body", "body": b""})
             self.stats.streams_finished += 1
@@ -258,7 +289,8 @@ class FakeUpstream:
 
 # A 1x1 PNG, what the Image API answers.
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 _BAD_ENDINGS = {
     "errevent": lambda request: b'data: {"error":{"message":"overloaded mid-stream","code":502}}\n\n',
@@ -269,9 +301,17 @@ _BAD_ENDINGS = {
 
 
 async def _respond(send, status: int, body: bytes, extra_headers=()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *extra_headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra_headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -281,14 +321,23 @@ def _cost(prompt: int, completion: int) -> float:
 
 def _usage(prompt: int, completion: int) -> dict:
     cost = _cost(prompt, completion)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "cost": cost, "is_byok": False, "cost_details": {"upstream_inference_cost": cost}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost": cost,
+        "is_byok": False,
+        "cost_details": {"upstream_inference_cost": cost},
+    }
 
 
 def _completion(request: dict, text: str, gen_id: str = "gen-fake-0") -> dict:
     content = str(request["messages"][-1].get("content", ""))
     return {
-        "id": gen_id, "object": "chat.completion", "created": int(time.time()), "model": request["model"],
+        "id": gen_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request["model"],
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": _usage(len(content), len(text.split())),
     }
@@ -296,8 +345,13 @@ def _completion(request: dict, text: str, gen_id: str = "gen-fake-0") -> dict:
 
 def _chunk(request: dict, text: str | None, finish_reason: str | None = None, gen_id: str = "gen-fake-s") -> dict:
     delta = {} if text is None else {"content": text}
-    return {"id": gen_id, "object": "chat.completion.chunk", "created": 1, "model": request["model"],
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+    return {
+        "id": gen_id,
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": request["model"],
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
 
 
 def free_port() -> int:
@@ -313,12 +367,19 @@ class ServedUpstream:
         self.app = FakeUpstream(record=record)
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="on",
-                                                     timeout_graceful_shutdown=1))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=1,
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
-    def __enter__(self) -> "ServedUpstream":
+    def __enter__(self) -> ServedUpstream:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -335,5 +396,6 @@ class ServedUpstream:
 if __name__ == "__main__":  # python -m tests.fakes.upstream PORT (used by `make bench`)
     import sys
 
-    uvicorn.run(FakeUpstream(record=False), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        FakeUpstream(record=False), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False
+    )

@@ -66,8 +66,9 @@ def _own_database(base_url: str) -> tuple[str, sa.Engine, str]:
 def _start(name: str, command: list[str], env: dict[str, str], log_dir: Path, base_url: str | None = None) -> Process:
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
-        popen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Process(name, popen, log_path, base_url)
 
 
@@ -139,11 +140,25 @@ def topology(tmp_path_factory) -> Topology:
                 env.pop(variable, None)
             for index in (1, 2):
                 port = free_port()
-                processes.append(_start(
-                    f"api{index}",
-                    [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port),
-                     "--no-access-log"],
-                    env, tmp, base_url=f"http://127.0.0.1:{port}"))
+                processes.append(
+                    _start(
+                        f"api{index}",
+                        [
+                            sys.executable,
+                            "-m",
+                            "uvicorn",
+                            "api.app:app",
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(port),
+                            "--no-access-log",
+                        ],
+                        env,
+                        tmp,
+                        base_url=f"http://127.0.0.1:{port}",
+                    )
+                )
             worker_env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
             processes.append(_start("worker", [sys.executable, "-m", "api.worker"], worker_env, tmp))
             for process in processes:

@@ -26,13 +26,13 @@ CHAT_BODY = {"model": "openai/gpt-5-mini", "messages": [{"role": "user", "conten
 IMAGE_MODEL = "google/nano-banana-pro"  # costs 10
 
 
-async def fire(topology: Topology, key: str, count: int, path: str = "/api/v1/chat/completions",
-               body: dict | None = CHAT_BODY) -> list[httpx.Response]:
+async def fire(
+    topology: Topology, key: str, count: int, path: str = "/api/v1/chat/completions", body: dict | None = CHAT_BODY
+) -> list[httpx.Response]:
     """`count` requests at once, alternating between the two API processes."""
     async with httpx.AsyncClient(timeout=30) as client:
         calls = [
-            client.post(f"{topology.apis[i % 2].base_url}{path}", json=body, headers=auth(key))
-            for i in range(count)
+            client.post(f"{topology.apis[i % 2].base_url}{path}", json=body, headers=auth(key)) for i in range(count)
         ]
         return list(await asyncio.gather(*calls))
 
@@ -51,8 +51,9 @@ def log_rows(topology: Topology, request_ids: list[str], timeout: float = 15) ->
 
 def rows_for_key(topology: Topology, key_prefix: str) -> int:
     with topology.engine.connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM request_logs WHERE key_prefix = :p"),
-                            {"p": key_prefix}).scalar_one()
+        return conn.execute(
+            sa.text("SELECT count(*) FROM request_logs WHERE key_prefix = :p"), {"p": key_prefix}
+        ).scalar_one()
 
 
 def money(topology: Topology, user) -> tuple[Decimal, Decimal]:
@@ -89,8 +90,9 @@ async def test_40_parallel_requests_against_a_balance_for_10_admit_exactly_10(to
     assert {r.json()["error"]["code"] for r in responses if r.status_code == 402} == {"insufficient_credits"}
     assert money(topology, user) == (0, 0)
     with topology.engine.connect() as conn:
-        charges = conn.execute(sa.text("SELECT count(*) FROM credit_ledger WHERE user_id = :u AND kind = 'charge'"),
-                               {"u": user.id}).scalar_one()
+        charges = conn.execute(
+            sa.text("SELECT count(*) FROM credit_ledger WHERE user_id = :u AND kind = 'charge'"), {"u": user.id}
+        ).scalar_one()
     assert charges == 10
     ids = [r.headers["x-request-id"] for r in responses]
     assert log_rows(topology, ids) == {i: 1 for i in ids}
@@ -127,13 +129,17 @@ async def test_the_separate_pipeline_worker_finishes_an_image_task_submitted_to_
     key = make_key(topology.engine, user)
     first, second = (api.base_url for api in topology.apis)
     async with httpx.AsyncClient(timeout=30) as client:
-        submitted = await client.post(f"{first}/api/v1/images/generations", headers=auth(key),
-                                      json={"model": IMAGE_MODEL, "prompt": "a robot", "size": "1024x1024"})
+        submitted = await client.post(
+            f"{first}/api/v1/images/generations",
+            headers=auth(key),
+            json={"model": IMAGE_MODEL, "prompt": "a robot", "size": "1024x1024"},
+        )
         assert submitted.status_code == 200, submitted.text
         task_id = submitted.json()["task_id"]
         deadline = time.monotonic() + 30
-        while (body := (await client.get(f"{second}/api/v1/images/generations/{task_id}",
-                                         headers=auth(key))).json())["status"] != "succeeded":
+        while (body := (await client.get(f"{second}/api/v1/images/generations/{task_id}", headers=auth(key))).json())[
+            "status"
+        ] != "succeeded":
             assert body["status"] in ("pending", "running"), body
             assert time.monotonic() < deadline, body
             await asyncio.sleep(0.1)
@@ -152,14 +158,18 @@ async def test_metrics_sum_both_processes_and_access_logs_are_json_without_keys(
     assert [r.status_code for r in responses] == [200] * 6
     async with httpx.AsyncClient(timeout=30) as client:
         assert (await client.get(f"{topology.apis[0].base_url}/metrics")).status_code == 401
-        scraped = await client.get(f"{topology.apis[1].base_url}/metrics",
-                                   headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        scraped = await client.get(
+            f"{topology.apis[1].base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
     assert scraped.status_code == 200
     per_process: dict[str, float] = {}
     for family in text_string_to_metric_families(scraped.text):
         for sample in family.samples:
             if sample.name == "platform_requests_total" and sample.labels == {
-                    "endpoint": "/api/v1/chat/completions", "model": "openai/gpt-5-mini", "status": "200"}:
+                "endpoint": "/api/v1/chat/completions",
+                "model": "openai/gpt-5-mini",
+                "status": "200",
+            }:
                 per_process["sum"] = per_process.get("sum", 0) + sample.value
     # every 200 chat request of this module so far, from both processes, in one scrape
     assert per_process["sum"] >= 10 + 10 + 2 + 6

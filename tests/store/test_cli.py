@@ -22,12 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def cli(tmp_path):
     url = f"sqlite:///{tmp_path}/cli.db"
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "cli-test-secret-0123456789",
-           "PYTHONPATH": str(ROOT), "DEFAULT_RATE_LIMIT_PER_MINUTE": "17"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": "cli-test-secret-0123456789",
+        "PYTHONPATH": str(ROOT),
+        "DEFAULT_RATE_LIMIT_PER_MINUTE": "17",
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "store", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "store", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
 
     migrate(url)  # in process: a subprocess costs seconds; `migrate` itself is tested below
     run.engine = get_engine(url)
@@ -44,10 +50,19 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 def test_migrate_builds_an_empty_database_and_is_idempotent(cli, tmp_path):
-    fresh = subprocess.run([sys.executable, "-m", "store", "migrate"],
-                           env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db",
-                                "SECRET_KEY": "x" * 20, "PYTHONPATH": str(ROOT)},
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    fresh = subprocess.run(
+        [sys.executable, "-m", "store", "migrate"],
+        env={
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db",
+            "SECRET_KEY": "x" * 20,
+            "PYTHONPATH": str(ROOT),
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fresh.returncode == 0
     assert "openai/gpt-5" in fresh.stdout
     result = cli("migrate")
@@ -68,10 +83,15 @@ def test_create_user_grant_and_models(cli):
         assert (user.email, user.balance, user.is_admin) == ("ann@example.com", 10_499_999, False)
         assert credits.ledger_sum(s, user_id=user.id) == 10_499_999
         assert [e.amount for e in s.exec(select(LedgerEntry).order_by(LedgerEntry.id))] == [
-            5_500_000, 7_000_000, -2_000_001]
+            5_500_000,
+            7_000_000,
+            -2_000_001,
+        ]
     listing = cli("models").stdout.splitlines()
-    assert ("openai/gpt-5\tchat\tpricing=per_request\tcost=3\tmax_output_tokens=16384\tenabled"
-            "\topenrouter:openai/gpt-5\tGPT-5") in listing
+    assert (
+        "openai/gpt-5\tchat\tpricing=per_request\tcost=3\tmax_output_tokens=16384\tenabled"
+        "\topenrouter:openai/gpt-5\tGPT-5"
+    ) in listing
 
 
 def test_create_key_prints_the_key_alone_on_its_last_line(cli):
@@ -87,29 +107,69 @@ def test_create_key_prints_the_key_alone_on_its_last_line(cli):
 
 
 def test_set_model_creates_and_edits(cli):
-    assert cli("set-model", "meta/llama", "--category", "chat", "--provider", "openrouter", "--cost", "2",
-               "--upstream-id", "meta-llama/llama-3", "--display-name", "Llama").returncode == 0
+    assert (
+        cli(
+            "set-model",
+            "meta/llama",
+            "--category",
+            "chat",
+            "--provider",
+            "openrouter",
+            "--cost",
+            "2",
+            "--upstream-id",
+            "meta-llama/llama-3",
+            "--display-name",
+            "Llama",
+        ).returncode
+        == 0
+    )
     assert cli("set-model", "meta/llama", "--disable", "--cost", "0.046").returncode == 0
     with session_for(cli.engine) as s:
         entry = s.get(ModelEntry, "meta/llama")
         assert (entry.credit_cost, entry.enabled, entry.upstream_id, entry.display_name) == (
-            46_000, False, "meta-llama/llama-3", "Llama")
+            46_000,
+            False,
+            "meta-llama/llama-3",
+            "Llama",
+        )
         changes = list(s.exec(select(ModelAudit).where(ModelAudit.model_id == "meta/llama").order_by(ModelAudit.id)))
         assert [(c.actor, c.before is None) for c in changes] == [("cli", True), ("cli", False)]
         assert (changes[1].before["credit_cost"], changes[1].after["credit_cost"]) == (2_000_000, 46_000)
 
 
 def test_set_model_token_pricing_with_decimals(cli):
-    result = cli("set-model", "openai/gpt-5", "--pricing", "upstream_cost", "--cost", "0", "--prompt-price", "1.25",
-                 "--completion-price", "10", "--markup", "1.2", "--max-output-tokens", "8000")
+    result = cli(
+        "set-model",
+        "openai/gpt-5",
+        "--pricing",
+        "upstream_cost",
+        "--cost",
+        "0",
+        "--prompt-price",
+        "1.25",
+        "--completion-price",
+        "10",
+        "--markup",
+        "1.2",
+        "--max-output-tokens",
+        "8000",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "updated openai/gpt-5\tchat\tpricing=upstream_cost\tcost=0\tprompt=1.25/1M\tcompletion=10/1M"
-        "\tmarkup=1.2\tmax_output_tokens=8000\tenabled\topenrouter:openai/gpt-5\tGPT-5")
+        "\tmarkup=1.2\tmax_output_tokens=8000\tenabled\topenrouter:openai/gpt-5\tGPT-5"
+    )
     with session_for(cli.engine) as s:
         entry = s.get(ModelEntry, "openai/gpt-5")
-        assert (entry.pricing, entry.credit_cost, entry.prompt_price, entry.completion_price, entry.markup,
-                entry.max_output_tokens) == ("upstream_cost", 0, 1_250_000, 10_000_000, 1_200_000, 8000)
+        assert (
+            entry.pricing,
+            entry.credit_cost,
+            entry.prompt_price,
+            entry.completion_price,
+            entry.markup,
+            entry.max_output_tokens,
+        ) == ("upstream_cost", 0, 1_250_000, 10_000_000, 1_200_000, 8000)
 
 
 def test_margin_reports_each_model_and_day_with_exact_numbers(cli):
@@ -118,13 +178,16 @@ def test_margin_reports_each_model_and_day_with_exact_numbers(cli):
     now = utcnow()
     today, yesterday = now.date(), (now - timedelta(days=1)).date()
     with session_for(cli.engine) as s:
-        logs.write_request_logs(s, [
-            log(1, 1, at=now, cost="0.010044", prompt_tokens=1000, completion_tokens=500, upstream_cost=80),
-            log(1, 2, at=now, cost="0.02", prompt_tokens=2000, completion_tokens=1000),
-            log(1, 3, at=now, cost=0, status=502, upstream_cost=500),
-            log(1, 4, at=now - timedelta(days=1), cost="1", model="openai/gpt-5-mini", upstream_cost=1_000_000),
-            log(1, 5, at=now - timedelta(days=3), cost="2", upstream_cost=10),
-        ])
+        logs.write_request_logs(
+            s,
+            [
+                log(1, 1, at=now, cost="0.010044", prompt_tokens=1000, completion_tokens=500, upstream_cost=80),
+                log(1, 2, at=now, cost="0.02", prompt_tokens=2000, completion_tokens=1000),
+                log(1, 3, at=now, cost=0, status=502, upstream_cost=500),
+                log(1, 4, at=now - timedelta(days=1), cost="1", model="openai/gpt-5-mini", upstream_cost=1_000_000),
+                log(1, 5, at=now - timedelta(days=3), cost="2", upstream_cost=10),
+            ],
+        )
     result = cli("margin", "--days", "2")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -188,7 +251,6 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(cli, args, monkeypa
     # In process (the same `main` the module runs) to keep the cases fast.
     from store.cli import main
     from store.settings import get_settings
-
     from tests.factories import make_user
 
     make_user(cli.engine, email="c@example.com", credits=3)
@@ -219,13 +281,31 @@ def _snapshot(s) -> tuple:
         [(u.email, u.balance, u.is_admin, u.api_enabled) for u in s.exec(select(User))],
         [(k.name, k.revoked_at) for k in s.exec(select(ApiKey))],
         [(e.amount, e.kind) for e in s.exec(select(LedgerEntry))],
-        [(m.id, m.pricing, m.credit_cost, m.prompt_price, m.completion_price, m.markup, m.max_output_tokens,
-          m.enabled, m.provider) for m in s.exec(select(ModelEntry))],
+        [
+            (
+                m.id,
+                m.pricing,
+                m.credit_cost,
+                m.prompt_price,
+                m.completion_price,
+                m.markup,
+                m.max_output_tokens,
+                m.enabled,
+                m.provider,
+            )
+            for m in s.exec(select(ModelEntry))
+        ],
     )
 
 
 def test_commands_before_migrate_fail_cleanly(tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/empty.db", "SECRET_KEY": "x" * 20, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "store", "models"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/empty.db",
+        "SECRET_KEY": "x" * 20,
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "store", "models"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert "run `python -m store migrate`" in one_line_error(result)

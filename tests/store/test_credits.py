@@ -77,12 +77,18 @@ def test_grants_are_bounded_so_the_ledger_sum_cannot_overflow(session, engine):
     assert credits.grant(session, user_id=user.id, amount=credits.MAX_BALANCE - 5 * MICRO) == credits.MAX_BALANCE
     with pytest.raises(InvalidInput, match="the balance would exceed 1,000,000,000"):
         credits.grant(session, user_id=user.id, amount=1)
-    assert credits.balance(session, user_id=user.id) == credits.MAX_BALANCE == credits.ledger_sum(session, user_id=user.id)
+    assert (
+        credits.balance(session, user_id=user.id) == credits.MAX_BALANCE == credits.ledger_sum(session, user_id=user.id)
+    )
     # a refund is never capped: what was charged always comes back
     credits.debit_for_request(session, user_id=user.id, cost=3 * MICRO, ref="r")
     credits.grant(session, user_id=user.id, amount=3 * MICRO)
     assert credits.refund(session, ref="r") is True
-    assert credits.balance(session, user_id=user.id) == credits.MAX_BALANCE + 3 * MICRO == credits.ledger_sum(session, user_id=user.id)
+    assert (
+        credits.balance(session, user_id=user.id)
+        == credits.MAX_BALANCE + 3 * MICRO
+        == credits.ledger_sum(session, user_id=user.id)
+    )
 
 
 def test_ledger_page_is_newest_first_and_keyset_paged(session, engine):

@@ -13,8 +13,16 @@ from store.models import RequestLog, utcnow
 
 
 def row(request_id: str, age_days: float) -> dict:
-    return {"request_id": request_id, "method": "GET", "endpoint": "/api/v1/models", "status": 200,
-            "latency_ms": 1, "credit_cost": 0, "stream": False, "created_at": utcnow() - timedelta(days=age_days)}
+    return {
+        "request_id": request_id,
+        "method": "GET",
+        "endpoint": "/api/v1/models",
+        "status": 200,
+        "latency_ms": 1,
+        "credit_cost": 0,
+        "stream": False,
+        "created_at": utcnow() - timedelta(days=age_days),
+    }
 
 
 def ids(engine) -> set[str]:

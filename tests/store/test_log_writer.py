@@ -17,8 +17,18 @@ BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=
 
 
 def row(request_id: str, **fields) -> dict:
-    return {"request_id": request_id, "method": "GET", "endpoint": "/api/v1/models", "model": None, "status": 200,
-            "latency_ms": 1, "credit_cost": 0, "stream": False, "created_at": utcnow(), **fields}
+    return {
+        "request_id": request_id,
+        "method": "GET",
+        "endpoint": "/api/v1/models",
+        "model": None,
+        "status": 200,
+        "latency_ms": 1,
+        "credit_cost": 0,
+        "stream": False,
+        "created_at": utcnow(),
+        **fields,
+    }
 
 
 def stored(engine) -> dict[str, RequestLog]:
@@ -31,8 +41,9 @@ class Counts:
         self.written = self.set_aside = self.dropped = 0
 
     def writer(self, engine, **kwargs) -> RequestLogWriter:
-        return RequestLogWriter(engine, on_write=self._written, on_set_aside=self._set_aside,
-                                on_dropped=self._dropped, **kwargs)
+        return RequestLogWriter(
+            engine, on_write=self._written, on_set_aside=self._set_aside, on_dropped=self._dropped, **kwargs
+        )
 
     def _written(self, n: int) -> None:
         self.written += n
@@ -121,8 +132,9 @@ def test_the_queue_is_bounded_and_what_it_refuses_is_counted(engine):
 def test_metrics_count_rows_set_aside_and_dropped(engine):
     """Wired as the Runtime wires them: each writer callback feeds one counter."""
     metrics = Metrics()
-    writer = RequestLogWriter(engine, max_queue=2, on_set_aside=metrics.log_rows_set_aside.inc,
-                              on_dropped=metrics.log_rows_dropped.inc)
+    writer = RequestLogWriter(
+        engine, max_queue=2, on_set_aside=metrics.log_rows_set_aside.inc, on_dropped=metrics.log_rows_dropped.inc
+    )
     writer.submit(row("x"))
     writer.flush()
     for request_id in ("x", "y", "z"):

@@ -11,10 +11,19 @@ from store.errors import InvalidInput
 from store.money import MICRO, format_credits, json_credits, parse_credits, usd_micro
 
 
-@pytest.mark.parametrize("text,micro", [
-    ("3", 3 * MICRO), ("2.5", 2_500_000), ("0.046", 46_000), ("-0.000001", -1), (" 7 ", 7 * MICRO),
-    ("1e3", 1000 * MICRO), (Decimal("0.1"), 100_000), (4, 4 * MICRO),
-])
+@pytest.mark.parametrize(
+    "text,micro",
+    [
+        ("3", 3 * MICRO),
+        ("2.5", 2_500_000),
+        ("0.046", 46_000),
+        ("-0.000001", -1),
+        (" 7 ", 7 * MICRO),
+        ("1e3", 1000 * MICRO),
+        (Decimal("0.1"), 100_000),
+        (4, 4 * MICRO),
+    ],
+)
 def test_parse_credits_is_exact(text, micro):
     assert parse_credits(text) == micro
 
@@ -25,9 +34,17 @@ def test_parse_credits_refuses_what_is_not_an_exact_amount(text):
         parse_credits(text)
 
 
-@pytest.mark.parametrize("micro,text", [
-    (3 * MICRO, "3"), (2_500_000, "2.5"), (46_000, "0.046"), (1, "0.000001"), (-46_000, "-0.046"), (0, "0"),
-])
+@pytest.mark.parametrize(
+    "micro,text",
+    [
+        (3 * MICRO, "3"),
+        (2_500_000, "2.5"),
+        (46_000, "0.046"),
+        (1, "0.000001"),
+        (-46_000, "-0.046"),
+        (0, "0"),
+    ],
+)
 def test_format_and_json_are_the_exact_decimal(micro, text):
     assert format_credits(micro) == text
     assert orjson.dumps({"c": json_credits(micro)}) == b'{"c":' + text.encode() + b"}"

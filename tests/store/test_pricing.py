@@ -20,8 +20,12 @@ class Entry:
     markup: int = MICRO
 
 
-GPT = Entry("per_token", credit_cost=parse_credits("0.01"), prompt_price=parse_credits("1.25"),
-            completion_price=parse_credits("10"))
+GPT = Entry(
+    "per_token",
+    credit_cost=parse_credits("0.01"),
+    prompt_price=parse_credits("1.25"),
+    completion_price=parse_credits("10"),
+)
 
 
 def test_per_request_charges_the_fee_times_n_whatever_the_usage():
@@ -43,8 +47,13 @@ def test_per_token_reservation_bounds_prompt_and_every_choice():
 
 
 def test_upstream_cost_uses_the_reported_usd_times_rate_times_markup():
-    entry = Entry("upstream_cost", credit_cost=0, prompt_price=parse_credits("1"), completion_price=parse_credits("2"),
-                  markup=parse_credits("1.2"))
+    entry = Entry(
+        "upstream_cost",
+        credit_cost=0,
+        prompt_price=parse_credits("1"),
+        completion_price=parse_credits("2"),
+        markup=parse_credits("1.2"),
+    )
     # $0.0012345 -> 1235 micro-USD x 100 credits/USD x 1.2 = 148_200 micro-credits
     assert pricing.charge(entry, Usage(10, 10, cost_usd=1235), credits_per_usd=Decimal(100)) == 148_200
     # no reported cost: the reference prices with the markup: (10x1 + 10x2)/1M x 1.2 = 0.000036
@@ -59,8 +68,11 @@ def test_final_charge_never_exceeds_the_hold():
 
 
 def test_prompt_bound_counts_bytes_and_a_fixed_allowance_per_inline_image():
-    body = b'{"messages":[{"content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,' + b"A" * 50_000 \
+    body = (
+        b'{"messages":[{"content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,'
+        + b"A" * 50_000
         + b'"}}]}]}'
+    )
     data_url_len = len(b'"data:image/png;base64,' + b"A" * 50_000 + b'"')
     assert pricing.prompt_token_bound(body) == len(body) - data_url_len + pricing.MEDIA_TOKENS
     assert pricing.prompt_token_bound(b'{"a":"hi"}') == 10

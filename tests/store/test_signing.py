@@ -86,7 +86,9 @@ def test_webhook_signature_is_hmac_sha256_of_the_body_under_the_users_secret():
 
 media_paths = st.builds(
     lambda task, i, ext: f"img_{task}/{i}.{ext}",
-    st.text("0123456789abcdef", min_size=32, max_size=32), st.integers(0, 3), st.sampled_from(["png", "jpg", "webp"]),
+    st.text("0123456789abcdef", min_size=32, max_size=32),
+    st.integers(0, 3),
+    st.sampled_from(["png", "jpg", "webp"]),
 )
 
 

@@ -23,9 +23,20 @@ BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=
 
 
 def create(session, user, *, n=1, cost=10 * MICRO, key=None, prompt="a robot", **extra):
-    return tasks.create_task(session, user_id=user.id, model=MODEL, provider="replicate", upstream_id=MODEL,
-                             prompt=prompt, size="1024x1024", n=n, unit_cost=cost, timeout_s=60,
-                             idempotency_key=key, **extra)
+    return tasks.create_task(
+        session,
+        user_id=user.id,
+        model=MODEL,
+        provider="replicate",
+        upstream_id=MODEL,
+        prompt=prompt,
+        size="1024x1024",
+        n=n,
+        unit_cost=cost,
+        timeout_s=60,
+        idempotency_key=key,
+        **extra,
+    )
 
 
 def ledger(session, user):
@@ -103,8 +114,9 @@ def test_release_makes_the_task_due_again_later_and_old_tokens_are_fenced_off(se
     user = make_user(engine, credits=100)
     task, _ = create(session, user)
     [claimed] = tasks.claim_due_tasks(session, limit=1, lease_s=30)
-    assert tasks.release_task(session, task_id=task.id, token=claimed.attempts,
-                              next_poll_at=utcnow() + timedelta(seconds=60))
+    assert tasks.release_task(
+        session, task_id=task.id, token=claimed.attempts, next_poll_at=utcnow() + timedelta(seconds=60)
+    )
     assert tasks.claim_due_tasks(session, limit=1, lease_s=30) == []
     assert tasks.claim_due_tasks(session, limit=1, lease_s=30, now=utcnow() + timedelta(seconds=61))[0].attempts == 2
     assert not tasks.release_task(session, task_id=task.id, token=1, next_poll_at=utcnow())
@@ -187,8 +199,9 @@ def test_concurrent_claims_never_hand_out_one_task_twice(engine, database_url):
 def test_failed_submission_frees_the_idempotency_key_and_sends_nothing(session, engine):
     user = make_user(engine, credits=100)
     task, _ = create(session, user, key="k", webhook_url="https://example.com/hook", hold_s=60)
-    assert tasks.fail_task(session, task_id=task.id, token=0, reason="HTTP 500", notify=False,
-                           forget_idempotency_key=True)
+    assert tasks.fail_task(
+        session, task_id=task.id, token=0, reason="HTTP 500", notify=False, forget_idempotency_key=True
+    )
     failed = session.get(ImageTask, task.id)
     assert (failed.status, failed.idempotency_key, failed.webhook_status) == ("failed", None, None)
     assert session.exec(select(RequestLog)).all() == []
@@ -218,8 +231,14 @@ def test_output_urls_are_signed_only_once_succeeded(session, engine):
     expires, sig = (part.split("=")[1] for part in query.split("&"))
     assert path == f"{task.id}/0.png" and signing.verify_media(TEST_SECRET, path, expires, sig)
     view = tasks.public_view(done, urls=[url])
-    assert view == {"created": view["created"], "data": [{"url": url}], "task_id": task.id,
-                    "provider_task_id": None, "status": "succeeded", "model": MODEL}
+    assert view == {
+        "created": view["created"],
+        "data": [{"url": url}],
+        "task_id": task.id,
+        "provider_task_id": None,
+        "status": "succeeded",
+        "model": MODEL,
+    }
 
 
 def test_webhooks_are_claimed_once_and_retried_until_given_up(session, engine):
