@@ -87,6 +87,6 @@ def finish(runtime: Runtime, ctx: RequestContext) -> None:
 
 async def _settle(runtime: Runtime, ctx: RequestContext) -> None:
     back = ctx.held - ctx.credit_cost
-    await runtime.write(credits.settle_hold, user_id=ctx.key.user_id, ref=ctx.request_id, held=ctx.held,
-                        cost=ctx.credit_cost, model=ctx.model)
+    await runtime.db(credits.settle_hold, user_id=ctx.key.user_id, ref=ctx.request_id, held=ctx.held,
+                     cost=ctx.credit_cost, model=ctx.model)
     runtime.metrics.credits_settled_back.inc(back / MICRO)

@@ -11,28 +11,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
 import httpx
 
 from store import credits, keys, logs, registry, users
-from store.db import NOT_NOW, InlineWriter, get_engine, is_locked, session_for
+from store.db import get_engine, is_locked
 from store.errors import InsufficientCredits, KeyNotUsable, NotFound
 from store.models import ModelEntry, utcnow
 from store.money import MICRO
+from store.offloop import run_store
 from store.settings import Settings
 
+from .access_log import AccessLog
 from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
-from .access_log import AccessLog
 from .errors import ApiError
 from .metrics import Metrics
+from .providers.images import ImageProvider
 from .providers.openrouter import OpenRouterChat
 from .providers.upstream_http import create_session
-from .providers.images import ImageProvider
 from .ratelimit import KeyRateLimiter
 from .worker import PipelineWorker, build_providers
 
@@ -62,8 +63,6 @@ class Runtime:
         self.chat: OpenRouterChat | None = None
         self.image_providers: dict[str, ImageProvider] = {}
         self._unsubscribe: Callable[[], None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._inline = InlineWriter(self.engine) if InlineWriter.supports(self.engine) else None
         self._later: set[asyncio.Task] = set()
         self.started = False
 
@@ -104,11 +103,6 @@ class Runtime:
                 await self.upstream.close()
                 self.upstream = None
             await anyio.to_thread.run_sync(self.logs.close)
-            if self._executor is not None:
-                self._executor.shutdown(wait=False)
-                self._executor = None
-            if self._inline is not None:
-                self._inline.close()
             self._unsubscribe()
             self.access_log.flush()
             self.metrics.process_exited()
@@ -134,36 +128,18 @@ class Runtime:
             await asyncio.gather(*list(self._later), return_exceptions=True)
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run a store operation in a worker thread with its own session.
+        """Run a store call off the event loop (store.offloop.run_store), reads and writes alike.
 
-        A plain executor rather than anyio's `to_thread`: half the cost per hop, and the
-        debit makes one on every request. As there, a started call always completes.
         A write that SQLite could not lock within its busy timeout (another process held
         the database) answers 503 with Retry-After: the caller may simply try again.
         """
-
-        def call() -> T:
-            with session_for(self.engine) as session:
-                return fn(session, **kwargs)
-
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._db_threads(), thread_name_prefix="store")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+            return await run_store(self.engine, fn, **kwargs)
         except Exception as exc:
             if is_locked(exc):
                 raise ApiError("service_unavailable", "The database is busy; retry shortly",
                                headers={"Retry-After": "1"}) from None
             raise
-
-    def _db_threads(self) -> int:
-        # One thread per pooled connection, so a call never queues for a connection. On
-        # SQLite too: readers run beside the one writer (WAL), and writers queue on the
-        # write turn (store.db), so a write that waits for the lock holds up no read.
-        # An in-memory database is one connection per thread: one thread only.
-        if self.engine.dialect.name == "sqlite" and not InlineWriter.supports(self.engine):
-            return 1
-        return self.settings.db_pool_size + self.settings.db_max_overflow
 
     async def verify_key(self, raw: str) -> keys.KeyRecord | None:
         if not keys.is_well_formed(raw):
@@ -191,14 +167,10 @@ class Runtime:
         return entry
 
     async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
-        """Admit the request by charging it; 402 and no change when the balance is short.
-
-        On SQLite the charge is written right here when that cannot wait (InlineWriter),
-        else (and on PostgreSQL always) in a worker thread.
-        """
+        """Admit the request by charging it; 402 and no change when the balance is short."""
         try:
-            await self.write(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id,
-                             model=model, key_id=ctx.key.key_id)
+            await self.db(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id,
+                          model=model, key_id=ctx.key.key_id)
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
         except KeyNotUsable as exc:  # revoked or disabled since the key was cached
@@ -206,15 +178,6 @@ class Runtime:
             raise ApiError("invalid_api_key" if exc.revoked else "api_disabled") from None
         ctx.credit_cost = ctx.held = cost
         self.metrics.credits_debited.inc(cost / MICRO)
-
-    async def write(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """A short ledger write of the request path (the hold, the settlement): on SQLite run
-        right here when that cannot wait (InlineWriter), else in a worker thread."""
-        if self._inline is not None:
-            done = self._inline.try_call(fn, **kwargs)
-            if done is not NOT_NOW:
-                return done
-        return await self.db(fn, **kwargs)
 
     async def refund(self, ctx: RequestContext, note: str) -> None:
         """Give the request's charge back, at most once; finishes even while being cancelled.

@@ -24,9 +24,10 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -34,16 +35,17 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from store import signing, tasks
-from store.db import get_engine, session_for
+from store.db import get_engine
 from store.models import ImageTask, utcnow
+from store.offloop import run_store
 from store.settings import Settings, get_settings
 
 from . import webhooks
-from .reconciler import Reconciler
 from .providers import UpstreamError
 from .providers.images import CANCELED, FAILED, RUNNING, ImageJob, ImageProvider
 from .providers.openrouter_images import OpenRouterImages
 from .providers.replicate import ReplicateImages
+from .reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,11 +108,7 @@ class PipelineWorker:
         self._next_reconcile = 0.0
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        def call() -> T:
-            with session_for(self.engine) as session:
-                return fn(session, **kwargs)
-
-        return await anyio.to_thread.run_sync(call)
+        return await run_store(self.engine, fn, **kwargs)
 
     # ------------------------------------------------------------ the loop
 

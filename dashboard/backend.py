@@ -1,17 +1,20 @@
 """The dashboard's way into the store: the configured engine, and store calls off the event loop.
 
 Reflex runs event handlers on its event loop; every store call goes through `run`,
-which does the work in a worker thread with a session of its own.
+which is the store's one off-loop helper (store.offloop.run_store): the work runs in a
+worker thread with a session of its own. A function marked `@store.db.reads` reads beside
+SQLite's writer and never waits for its lock.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import anyio
 from sqlalchemy.engine import Engine
 
-from store.db import get_engine, session_for
+from store.db import get_engine
+from store.offloop import run_store
 from store.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -28,10 +31,4 @@ def engine() -> Engine:
 
 async def run(fn: Callable[..., T], /, **kwargs: Any) -> T:
     """Call `fn(session, **kwargs)` in a worker thread with its own session."""
-    bound = engine()
-
-    def call() -> T:
-        with session_for(bound) as session:
-            return fn(session, **kwargs)
-
-    return await anyio.to_thread.run_sync(call)
+    return await run_store(engine(), fn, **kwargs)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from .db import Prepared
+from .db import reads
 from .errors import InsufficientCredits, InvalidInput, KeyNotUsable, NotFound
 from .models import ApiKey, LedgerEntry, User, utcnow
 from .money import MICRO, format_credits
@@ -36,16 +36,15 @@ _NO_CEILING = 2**62
 
 
 _USERS = User.__table__
-# The two statements of every debit, compiled once and run on the DBAPI cursor.
-_CONDITIONAL_ADD = Prepared(
+# The two statements of every change of a balance: the conditional update, the ledger row.
+_CONDITIONAL_ADD = (
     sa.update(_USERS)
     .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
            _USERS.c.balance + sa.bindparam("amount") <= sa.bindparam("ceiling", type_=sa.BigInteger))
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
-    .returning(_USERS.c.balance),
-    write=True,
+    .returning(_USERS.c.balance)
 )
-_LEDGER_ROW = Prepared(sa.insert(LedgerEntry.__table__), write=True)
+_LEDGER_ROW = sa.insert(LedgerEntry.__table__)
 
 _KEYS = ApiKey.__table__
 # A request's key and its user may make model calls: checked inside the debit itself, so
@@ -57,18 +56,15 @@ _KEY_USABLE = sa.exists().where(
     _KEYS.c.revoked_at.is_(None),
     sa.or_(_KEYS.c.expires_at.is_(None), _KEYS.c.expires_at > sa.bindparam("now", type_=_KEYS.c.expires_at.type)),
 )
-_ADMIT = Prepared(
+_ADMIT = (
     sa.update(_USERS)
     .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
            _USERS.c.api_enabled.is_(True), _KEY_USABLE)
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
-    .returning(_USERS.c.balance),
-    write=True,
+    .returning(_USERS.c.balance)
 )
-_ADMISSIBLE = Prepared(
-    sa.select(_USERS.c.balance).where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.api_enabled.is_(True),
-                                      _KEY_USABLE),
-    write=False,
+_ADMISSIBLE = sa.select(_USERS.c.balance).where(
+    _USERS.c.id == sa.bindparam("user_id"), _USERS.c.api_enabled.is_(True), _KEY_USABLE
 )
 
 
@@ -90,19 +86,19 @@ def _apply(
     `key_id`) that key or its user may not make model calls.
 
     Returns the new balance, or None when refused. Commits.
-    `session` may also be a Core Connection (the API's inline debit: no ORM session).
+    `session` may also be a Core Connection.
     """
     conn = _connection(session)
     if key_id is None:
-        row = _CONDITIONAL_ADD.run(conn, {"user_id": user_id, "amount": amount, "ceiling": ceiling}).fetchone()
+        row = conn.execute(_CONDITIONAL_ADD, {"user_id": user_id, "amount": amount, "ceiling": ceiling}).first()
     else:
-        row = _ADMIT.run(conn, {"user_id": user_id, "amount": amount, "key_id": key_id, "now": utcnow()}).fetchone()
+        row = conn.execute(_ADMIT, {"user_id": user_id, "amount": amount, "key_id": key_id, "now": utcnow()}).first()
     if row is None:
         session.rollback()
         return None
     new_balance = row[0]
-    _LEDGER_ROW.run(
-        conn,
+    conn.execute(
+        _LEDGER_ROW,
         {
             "user_id": user_id,
             "amount": amount,
@@ -121,11 +117,9 @@ def _apply(
 
 
 def _connection(session: Session | sa.Connection) -> sa.Connection:
-    if isinstance(session, Session):
-        return session.connection()  # begins the session's transaction
-    if not session.in_transaction():
-        session.begin()  # statements run on the DBAPI cursor: begin here, so commit() commits
-    return session
+    """The Core connection the statements run on, in the session's transaction: plain Core
+    execution, as the ORM adds nothing to two statements on one table each."""
+    return session.connection() if isinstance(session, Session) else session
 
 
 def debit_for_request(
@@ -144,7 +138,7 @@ def debit_for_request(
     if cost == 0:
         if key_id is None:
             return balance(session, user_id=user_id)
-        row = _ADMISSIBLE.run(_connection(session), {"user_id": user_id, "key_id": key_id, "now": utcnow()}).fetchone()
+        row = _connection(session).execute(_ADMISSIBLE, {"user_id": user_id, "key_id": key_id, "now": utcnow()}).first()
         session.rollback()
         if row is None:
             raise _refusal(session, user_id=user_id, key_id=key_id) or NotFound("no such user")
@@ -266,6 +260,7 @@ def grant(
     return new_balance
 
 
+@reads
 def balance(session: Session, *, user_id: int) -> int:
     value = session.execute(sa.select(User.balance).where(User.id == user_id)).scalar_one_or_none()
     if value is None:
@@ -273,12 +268,14 @@ def balance(session: Session, *, user_id: int) -> int:
     return value
 
 
+@reads
 def ledger_sum(session: Session, *, user_id: int) -> int:
     return session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.user_id == user_id)
     ).scalar_one()
 
 
+@reads
 def ledger_page(
     session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None
 ) -> list[LedgerEntry]:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from . import events
+from .db import reads
 from .errors import InvalidInput, NotFound
 from .models import ApiKey, User, utcnow
 
@@ -94,6 +95,7 @@ def issue_key(
     return IssuedKey(key=key, secret=raw)
 
 
+@reads
 def verify_key(session: Session, *, secret_key: str, raw: str) -> KeyRecord | None:
     """The record for a presented key, or None if it is malformed, unknown, revoked or expired.
 
@@ -127,6 +129,7 @@ def verify_key(session: Session, *, secret_key: str, raw: str) -> KeyRecord | No
     )
 
 
+@reads
 def list_keys(session: Session, *, user_id: int) -> list[ApiKey]:
     return list(session.exec(select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id.desc())))
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from . import events, pricing
+from .db import reads
 from .errors import InvalidInput, NotFound
 from .models import ModelAudit, ModelEntry, utcnow
 from .money import MICRO, format_credits, json_credits, parse_credits
@@ -119,6 +120,7 @@ def set_model(
     return entry, before
 
 
+@reads
 def get_model(session: Session, *, model_id: str) -> ModelEntry:
     entry = session.get(ModelEntry, model_id)
     if entry is None:
@@ -126,6 +128,7 @@ def get_model(session: Session, *, model_id: str) -> ModelEntry:
     return entry
 
 
+@reads
 def list_models(session: Session, *, enabled_only: bool = False) -> list[ModelEntry]:
     query = select(ModelEntry).order_by(ModelEntry.category, ModelEntry.id)
     if enabled_only:

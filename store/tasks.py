@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from . import credits, signing
+from .db import reads
 from .errors import Conflict
 from .models import ApiKey, ImageTask, LedgerEntry, RequestLog, utcnow
 
@@ -312,15 +313,18 @@ def webhook_result(session: Session, *, task_id: str, delivered: bool, retry_at:
 # ---------------------------------------------------------------- reading
 
 
+@reads
 def get_task_for_user(session: Session, *, task_id: str, user_id: int) -> ImageTask | None:
     task = session.get(ImageTask, task_id)
     return task if task is not None and task.user_id == user_id else None
 
 
+@reads
 def get_task(session: Session, *, task_id: str) -> ImageTask | None:
     return session.get(ImageTask, task_id)
 
 
+@reads
 def list_tasks_for_user(session: Session, *, user_id: int, limit: int = 50,
                         before_id: str | None = None) -> list[ImageTask]:
     """The user's tasks, newest first; pass the last id seen as `before_id` for the next page."""

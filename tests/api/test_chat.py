@@ -67,6 +67,7 @@ async def test_completion_rewrites_model_both_ways_and_charges_once(client, app,
     from store import registry
 
     registry.set_model(session, actor="test", model_id="openai/gpt-5", upstream_id="openai/gpt-5-upstream")
+    session.rollback()  # end its read: on SQLite a transaction holds the write lock the debit needs (store.db)
     upstream.add(json=upstream_completion())
     user, secret = user_key
     r = await client.post(CHAT, json=chat_body(temperature=0.5), headers=auth(secret))

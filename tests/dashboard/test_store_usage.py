@@ -205,6 +205,7 @@ def test_ledger_lines_put_a_requests_hold_and_settlement_on_one_line(session, en
         ("grant", None, None, 10_000_000, 0, False),
     ]
     assert lines[1].note == "upstream failed" and lines[4].ref == "req-a"
+    session.rollback()  # end the read: on SQLite a transaction holds the write lock (store.db)
     with session_for(engine) as s:  # the lines add up to the balance, as the rows do
         assert sum(ln.amount for ln in lines) == credits.balance(s, user_id=user.id) == 9_489_956
 
