@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from limits.errors import StorageError
 
 from store import accounts, keys, sessions, usage, users
+from store.db import read_engine
 from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
 from store.money import parse_credits
 
@@ -310,7 +311,7 @@ def build_router(
         except StoreError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         # A sync generator: Starlette iterates it in a worker thread, batch by batch.
-        body = usage.export_csv(backend.engine(), user_id=viewer.id, filters=filters)
+        body = usage.export_csv(read_engine(backend.engine()), user_id=viewer.id, filters=filters)
         return StreamingResponse(
             body,
             media_type="text/csv; charset=utf-8",

@@ -39,8 +39,11 @@ _USERS = User.__table__
 # The two statements of every change of a balance: the conditional update, the ledger row.
 _CONDITIONAL_ADD = (
     sa.update(_USERS)
-    .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
-           _USERS.c.balance + sa.bindparam("amount") <= sa.bindparam("ceiling", type_=sa.BigInteger))
+    .where(
+        _USERS.c.id == sa.bindparam("user_id"),
+        _USERS.c.balance + sa.bindparam("amount") >= 0,
+        _USERS.c.balance + sa.bindparam("amount") <= sa.bindparam("ceiling", type_=sa.BigInteger),
+    )
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
     .returning(_USERS.c.balance)
 )
@@ -58,8 +61,12 @@ _KEY_USABLE = sa.exists().where(
 )
 _ADMIT = (
     sa.update(_USERS)
-    .where(_USERS.c.id == sa.bindparam("user_id"), _USERS.c.balance + sa.bindparam("amount") >= 0,
-           _USERS.c.api_enabled.is_(True), _KEY_USABLE)
+    .where(
+        _USERS.c.id == sa.bindparam("user_id"),
+        _USERS.c.balance + sa.bindparam("amount") >= 0,
+        _USERS.c.api_enabled.is_(True),
+        _KEY_USABLE,
+    )
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
     .returning(_USERS.c.balance)
 )
@@ -123,7 +130,12 @@ def _connection(session: Session | sa.Connection) -> sa.Connection:
 
 
 def debit_for_request(
-    session: Session | sa.Connection, *, user_id: int, cost: int, ref: str, model: str | None = None,
+    session: Session | sa.Connection,
+    *,
+    user_id: int,
+    cost: int,
+    ref: str,
+    model: str | None = None,
     key_id: int | None = None,
 ) -> int:
     """Charge `cost` for request or task `ref`; returns the new balance.
@@ -192,22 +204,32 @@ def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
         return False
     net = sum(r.amount for r in rows if r.kind in (CHARGE, SETTLE))
     try:
-        return _apply(session, user_id=charge.user_id, amount=-net, kind=REFUND, ref=ref, model=charge.model,
-                      note=note) is not None
+        return (
+            _apply(session, user_id=charge.user_id, amount=-net, kind=REFUND, ref=ref, model=charge.model, note=note)
+            is not None
+        )
     except IntegrityError:  # (kind, ref) is unique: a second refund of one ref
         session.rollback()
         return False
 
 
-def settle_hold(session: Session | sa.Connection, *, user_id: int, ref: str, held: int, cost: int,
-                model: str | None = None) -> int:
+def settle_hold(
+    session: Session | sa.Connection, *, user_id: int, ref: str, held: int, cost: int, model: str | None = None
+) -> int:
     """Settle request `ref`, whose hold of `held` the caller knows, at `cost` (capped at
     the hold): one `settle` row, no reads. For the request path, which knows the request
     was neither refunded nor settled; (kind, ref) being unique, a second settlement of the
     same request fails instead of paying twice. Returns the charge that stands."""
     final = final_charge(held, cost)
-    _apply(session, user_id=user_id, amount=held - final, kind=SETTLE, ref=ref, model=model,
-           note=f"used {format_credits(final)} of {format_credits(held)} held")
+    _apply(
+        session,
+        user_id=user_id,
+        amount=held - final,
+        kind=SETTLE,
+        ref=ref,
+        model=model,
+        note=f"used {format_credits(final)} of {format_credits(held)} held",
+    )
     return final
 
 
@@ -223,8 +245,16 @@ def settle(session: Session, *, ref: str, cost: int, note: str | None = None, co
     final = final_charge(held, cost)
     note = note or f"used {format_credits(final)} of {format_credits(held)} held"
     try:
-        _apply(session, user_id=charge.user_id, amount=held - final, kind=SETTLE, ref=ref, model=charge.model,
-               note=note[:500], commit=commit)
+        _apply(
+            session,
+            user_id=charge.user_id,
+            amount=held - final,
+            kind=SETTLE,
+            ref=ref,
+            model=charge.model,
+            note=note[:500],
+            commit=commit,
+        )
     except IntegrityError:  # settled concurrently
         session.rollback()
         return None
@@ -250,7 +280,12 @@ def grant(
         raise NotFound("no such user")
     session.rollback()  # end the read so the update starts its own transaction
     new_balance = _apply(
-        session, user_id=user_id, amount=amount, kind=GRANT, note=note, actor_user_id=actor_user_id,
+        session,
+        user_id=user_id,
+        amount=amount,
+        kind=GRANT,
+        note=note,
+        actor_user_id=actor_user_id,
         ceiling=MAX_BALANCE,
     )
     if new_balance is None:
@@ -276,9 +311,7 @@ def ledger_sum(session: Session, *, user_id: int) -> int:
 
 
 @reads
-def ledger_page(
-    session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None
-) -> list[LedgerEntry]:
+def ledger_page(session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None) -> list[LedgerEntry]:
     """The user's ledger, newest first; pass the last id seen as `before_id` for the next page."""
     query = select(LedgerEntry).where(LedgerEntry.user_id == user_id)
     if before_id is not None:

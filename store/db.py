@@ -38,8 +38,9 @@ DEFAULT_BUSY_TIMEOUT_S = 5.0
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def get_engine(url: str, pool_size: int = 10, max_overflow: int = 20,
-               busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
+def get_engine(
+    url: str, pool_size: int = 10, max_overflow: int = 20, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+) -> Engine:
     """Return this process's engine for `url`, creating it once.
 
     On SQLite, a write that cannot have the lock within `busy_timeout_s` fails with
@@ -73,8 +74,9 @@ def _in_memory(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
 
 
-def _sqlite_engine(url: str, pool_size: int, max_overflow: int, busy_timeout_s: float, *, begin: str,
-                   query_only: bool = False) -> Engine:
+def _sqlite_engine(
+    url: str, pool_size: int, max_overflow: int, busy_timeout_s: float, *, begin: str, query_only: bool = False
+) -> Engine:
     database = sa.engine.make_url(url).database
     in_memory = not database or database == ":memory:"
     if database and not in_memory:

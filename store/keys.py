@@ -73,9 +73,7 @@ def _validate_rate_limit(rpm: int) -> int:
     return rpm
 
 
-def issue_key(
-    session: Session, *, secret_key: str, user_id: int, name: str, rate_limit_per_minute: int
-) -> IssuedKey:
+def issue_key(session: Session, *, secret_key: str, user_id: int, name: str, rate_limit_per_minute: int) -> IssuedKey:
     name = _validate_name(name)
     rpm = _validate_rate_limit(rate_limit_per_minute)
     if session.get(User, user_id) is None:
@@ -106,9 +104,7 @@ def verify_key(session: Session, *, secret_key: str, raw: str) -> KeyRecord | No
         return None
     digest = hash_key(secret_key, raw)
     row = session.execute(
-        sa.select(ApiKey, User.api_enabled)
-        .join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.key_hash == digest)
+        sa.select(ApiKey, User.api_enabled).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == digest)
     ).first()
     session.rollback()
     if row is None:
@@ -166,9 +162,7 @@ def revoke_key(session: Session, *, key_id: int, user_id: int | None = None) -> 
 
 def revoke_key_by_prefix(session: Session, *, prefix: str) -> ApiKey:
     """Revoke the one live key with this display prefix (the CLI's way to name a key)."""
-    matches = list(
-        session.exec(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
-    )
+    matches = list(session.exec(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))))
     if not matches:
         raise NotFound(f"no live key with prefix {prefix!r}")
     if len(matches) > 1:

@@ -18,6 +18,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from .db import reads
 from .models import RequestLog, utcnow
 from .money import MICRO, ceil_micro
 
@@ -48,6 +49,7 @@ def _utc_day(session: Session, column):
     return sa.func.date(column)  # SQLite keeps UTC wall-clock text
 
 
+@reads
 def margin_by_model_day(
     session: Session, *, credits_per_usd: Decimal, days: int = 30, now: datetime | None = None
 ) -> list[MarginRow]:

@@ -112,8 +112,15 @@ def set_model(
         return session.get(ModelEntry, model_id), before
     entry.updated_at = utcnow()
     session.add(entry)
-    session.add(ModelAudit(model_id=model_id, actor_user_id=actor_user_id, actor=actor[:254],
-                           before=before, after=entry.model_dump(mode="json")))
+    session.add(
+        ModelAudit(
+            model_id=model_id,
+            actor_user_id=actor_user_id,
+            actor=actor[:254],
+            before=before,
+            after=entry.model_dump(mode="json"),
+        )
+    )
     session.commit()
     session.refresh(entry)
     events.publish(events.REGISTRY_CHANGED, entry.id)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from .db import reads
 from .models import User, UserSession, utcnow
 
 SESSION_TTL = timedelta(days=7)
@@ -95,6 +96,7 @@ def end_user_sessions(session: Session, *, user_id: int) -> int:
     return deleted
 
 
+@reads
 def active_sessions(session: Session, *, user_id: int) -> list[UserSession]:
     query = select(UserSession).where(UserSession.user_id == user_id, UserSession.expires_at > utcnow())
     return list(session.exec(query.order_by(UserSession.id)))

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from . import credits
+from .db import reads
 from .models import PendingSettlement, RequestLog, utcnow
 from .pricing import Usage
 
@@ -99,6 +100,7 @@ def settle_pending(
     return final
 
 
+@reads
 def pending_count(session: Session) -> int:
     count = session.execute(sa.select(sa.func.count()).select_from(PendingSettlement)).scalar_one()
     session.rollback()  # end the read: the next count sees what was committed since

@@ -16,7 +16,7 @@ waiting on each other; SQLite runs the claim as one atomic write statement.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,7 +41,7 @@ def new_task_id() -> str:
 def aware(value: datetime | None) -> datetime | None:
     """SQLite hands back naive UTC datetimes; make them comparable with `utcnow()`."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -83,11 +83,25 @@ def create_task(
             return _same_request(existing, model, prompt, size, n), False
     now = utcnow()
     task = ImageTask(
-        id=new_task_id(), user_id=user_id, api_key_id=api_key_id, request_id=request_id,
-        model=model, provider=provider, upstream_id=upstream_id, prompt=prompt, size=size, n=n,
-        credit_cost=unit_cost * n, status=PENDING, idempotency_key=idempotency_key,
-        webhook_url=webhook_url, next_poll_at=now, claimed_until=_in(hold_s, now) if hold_s else None,
-        deadline_at=_in(timeout_s, now), created_at=now, updated_at=now,
+        id=new_task_id(),
+        user_id=user_id,
+        api_key_id=api_key_id,
+        request_id=request_id,
+        model=model,
+        provider=provider,
+        upstream_id=upstream_id,
+        prompt=prompt,
+        size=size,
+        n=n,
+        credit_cost=unit_cost * n,
+        status=PENDING,
+        idempotency_key=idempotency_key,
+        webhook_url=webhook_url,
+        next_poll_at=now,
+        claimed_until=_in(hold_s, now) if hold_s else None,
+        deadline_at=_in(timeout_s, now),
+        created_at=now,
+        updated_at=now,
     )
     session.add(task)
     try:
@@ -105,9 +119,7 @@ def create_task(
 
 
 def _by_idempotency_key(session: Session, user_id: int, key: str) -> ImageTask | None:
-    task = session.exec(
-        select(ImageTask).where(ImageTask.user_id == user_id, ImageTask.idempotency_key == key)
-    ).first()
+    task = session.exec(select(ImageTask).where(ImageTask.user_id == user_id, ImageTask.idempotency_key == key)).first()
     if task is not None:
         session.expunge(task)  # keep its loaded values past the rollback that ends the read
     session.rollback()
@@ -120,13 +132,21 @@ def _same_request(task: ImageTask, model: str, prompt: str, size: str | None, n:
     return task
 
 
-def mark_submitted(session: Session, *, task_id: str, provider_task_id: str | None,
-                   poll_in_s: float, token: int = 0) -> bool:
+def mark_submitted(
+    session: Session, *, task_id: str, provider_task_id: str | None, poll_in_s: float, token: int = 0
+) -> bool:
     """Record the provider's id and hand the task to the workers (first poll in `poll_in_s`)."""
-    return _update(
-        session, task_id, token,
-        provider_task_id=provider_task_id, claimed_until=None, next_poll_at=_in(poll_in_s),
-    ) is not None
+    return (
+        _update(
+            session,
+            task_id,
+            token,
+            provider_task_id=provider_task_id,
+            claimed_until=None,
+            next_poll_at=_in(poll_in_s),
+        )
+        is not None
+    )
 
 
 # ---------------------------------------------------------------- the workers' side
@@ -147,8 +167,7 @@ def _any(session: Session, condition) -> bool:
     return found
 
 
-def claim_due_tasks(session: Session, *, limit: int, lease_s: float,
-                    now: datetime | None = None) -> list[ImageTask]:
+def claim_due_tasks(session: Session, *, limit: int, lease_s: float, now: datetime | None = None) -> list[ImageTask]:
     """Take up to `limit` due tasks for `lease_s` seconds; each comes back running.
 
     The returned task's `attempts` is the claim token the worker passes back.
@@ -159,14 +178,17 @@ def claim_due_tasks(session: Session, *, limit: int, lease_s: float,
     candidates = select(ImageTask.id).where(_due(now)).order_by(ImageTask.next_poll_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    claimed = session.execute(
-        sa.update(ImageTask)
-        .where(ImageTask.id.in_(candidates.scalar_subquery()), _due(now))
-        .values(status=RUNNING, claimed_until=_in(lease_s, now), attempts=ImageTask.attempts + 1,
-                updated_at=now)
-        .returning(ImageTask)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalars().all()
+    claimed = (
+        session.execute(
+            sa.update(ImageTask)
+            .where(ImageTask.id.in_(candidates.scalar_subquery()), _due(now))
+            .values(status=RUNNING, claimed_until=_in(lease_s, now), attempts=ImageTask.attempts + 1, updated_at=now)
+            .returning(ImageTask)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
     session.commit()
     return sorted(claimed, key=lambda t: aware(t.next_poll_at))
 
@@ -176,10 +198,17 @@ def _update(session: Session, task_id: str, token: int | None, **values: Any) ->
     condition = sa.and_(ImageTask.id == task_id, ImageTask.status.in_(ACTIVE))
     if token is not None:
         condition = sa.and_(condition, ImageTask.attempts == token)
-    task = session.execute(
-        sa.update(ImageTask).where(condition).values(updated_at=utcnow(), **values)
-        .returning(ImageTask).execution_options(synchronize_session=False, populate_existing=True)
-    ).scalars().first()
+    task = (
+        session.execute(
+            sa.update(ImageTask)
+            .where(condition)
+            .values(updated_at=utcnow(), **values)
+            .returning(ImageTask)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        .scalars()
+        .first()
+    )
     session.commit()
     return task
 
@@ -198,8 +227,16 @@ def complete_task(session: Session, *, task_id: str, token: int, outputs: list[s
     return _finish(session, task_id, token, status=SUCCEEDED, outputs=outputs)
 
 
-def fail_task(session: Session, *, task_id: str, reason: str, token: int | None = None,
-              timed_out: bool = False, notify: bool = True, forget_idempotency_key: bool = False) -> bool:
+def fail_task(
+    session: Session,
+    *,
+    task_id: str,
+    reason: str,
+    token: int | None = None,
+    timed_out: bool = False,
+    notify: bool = True,
+    forget_idempotency_key: bool = False,
+) -> bool:
     """Fail an active task and refund its charge. True if this call failed it.
 
     `notify=False` (a submission the caller saw fail) writes no completion log row and
@@ -207,27 +244,56 @@ def fail_task(session: Session, *, task_id: str, reason: str, token: int | None 
     The refund runs after the failure commits; `refund_failed_tasks` repairs a crash in between.
     """
     extra: dict[str, Any] = {"idempotency_key": None} if forget_idempotency_key else {}
-    task = _finish(session, task_id, token, status=FAILED, error=reason[:MAX_ERROR_LEN],
-                   timed_out=timed_out, notify=notify, **extra)
+    task = _finish(
+        session,
+        task_id,
+        token,
+        status=FAILED,
+        error=reason[:MAX_ERROR_LEN],
+        timed_out=timed_out,
+        notify=notify,
+        **extra,
+    )
     if task is None:
         return False
     credits.refund(session, ref=task.id, note=reason[:MAX_ERROR_LEN])
     return True
 
 
-def _finish(session: Session, task_id: str, token: int | None, *, status: str,
-            timed_out: bool = False, notify: bool = True, **values: Any) -> ImageTask | None:
+def _finish(
+    session: Session,
+    task_id: str,
+    token: int | None,
+    *,
+    status: str,
+    timed_out: bool = False,
+    notify: bool = True,
+    **values: Any,
+) -> ImageTask | None:
     now = utcnow()
     condition = sa.and_(ImageTask.id == task_id, ImageTask.status.in_(ACTIVE))
     if token is not None:
         condition = sa.and_(condition, ImageTask.attempts == token)
     webhook = sa.case((ImageTask.webhook_url.is_not(None), WEBHOOK_PENDING), else_=None) if notify else None
-    task = session.execute(
-        sa.update(ImageTask).where(condition)
-        .values(status=status, claimed_until=None, finished_at=now, updated_at=now,
-                webhook_status=webhook, webhook_next_at=now if notify else None, **values)
-        .returning(ImageTask).execution_options(synchronize_session=False, populate_existing=True)
-    ).scalars().first()
+    task = (
+        session.execute(
+            sa.update(ImageTask)
+            .where(condition)
+            .values(
+                status=status,
+                claimed_until=None,
+                finished_at=now,
+                updated_at=now,
+                webhook_status=webhook,
+                webhook_next_at=now if notify else None,
+                **values,
+            )
+            .returning(ImageTask)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        .scalars()
+        .first()
+    )
     if task is None:
         session.rollback()
         return None
@@ -277,8 +343,7 @@ def refund_failed_tasks(session: Session, *, limit: int = 100) -> int:
 # ---------------------------------------------------------------- webhooks
 
 
-def claim_due_webhooks(session: Session, *, limit: int, lease_s: float,
-                       now: datetime | None = None) -> list[ImageTask]:
+def claim_due_webhooks(session: Session, *, limit: int, lease_s: float, now: datetime | None = None) -> list[ImageTask]:
     """Take finished tasks whose webhook is due; the lease pushes `webhook_next_at` ahead."""
     now = now or utcnow()
     due = sa.and_(ImageTask.webhook_status == WEBHOOK_PENDING, ImageTask.webhook_next_at <= now)
@@ -287,13 +352,17 @@ def claim_due_webhooks(session: Session, *, limit: int, lease_s: float,
     candidates = select(ImageTask.id).where(due).order_by(ImageTask.webhook_next_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    claimed = session.execute(
-        sa.update(ImageTask)
-        .where(ImageTask.id.in_(candidates.scalar_subquery()), due)
-        .values(webhook_next_at=_in(lease_s, now), webhook_attempts=ImageTask.webhook_attempts + 1)
-        .returning(ImageTask)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalars().all()
+    claimed = (
+        session.execute(
+            sa.update(ImageTask)
+            .where(ImageTask.id.in_(candidates.scalar_subquery()), due)
+            .values(webhook_next_at=_in(lease_s, now), webhook_attempts=ImageTask.webhook_attempts + 1)
+            .returning(ImageTask)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
     session.commit()
     return list(claimed)
 
@@ -325,8 +394,9 @@ def get_task(session: Session, *, task_id: str) -> ImageTask | None:
 
 
 @reads
-def list_tasks_for_user(session: Session, *, user_id: int, limit: int = 50,
-                        before_id: str | None = None) -> list[ImageTask]:
+def list_tasks_for_user(
+    session: Session, *, user_id: int, limit: int = 50, before_id: str | None = None
+) -> list[ImageTask]:
     """The user's tasks, newest first; pass the last id seen as `before_id` for the next page."""
     query = select(ImageTask).where(ImageTask.user_id == user_id)
     if before_id is not None:
@@ -334,8 +404,10 @@ def list_tasks_for_user(session: Session, *, user_id: int, limit: int = 50,
         if before is None:
             return []
         query = query.where(
-            sa.or_(ImageTask.created_at < before.created_at,
-                   sa.and_(ImageTask.created_at == before.created_at, ImageTask.id < before.id))
+            sa.or_(
+                ImageTask.created_at < before.created_at,
+                sa.and_(ImageTask.created_at == before.created_at, ImageTask.id < before.id),
+            )
         )
     query = query.order_by(ImageTask.created_at.desc(), ImageTask.id.desc()).limit(limit)
     return list(session.exec(query))
@@ -359,6 +431,9 @@ def public_view(task: ImageTask, *, urls: list[str]) -> dict[str, Any]:
         "model": task.model,
     }
     if task.status == FAILED:
-        view["error"] = {"message": task.error or "Image generation failed", "type": "provider_error",
-                         "code": "provider_error"}
+        view["error"] = {
+            "message": task.error or "Image generation failed",
+            "type": "provider_error",
+            "code": "provider_error",
+        }
     return view

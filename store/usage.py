@@ -14,17 +14,17 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from .db import session_for
-from .errors import InvalidInput
 from .credits import CHARGE, GRANT, SETTLE
+from .db import reads, session_for
+from .errors import InvalidInput
 from .models import ApiKey, LedgerEntry, ModelEntry, PendingSettlement, RequestLog, utcnow
 from .money import format_credits
 
@@ -45,9 +45,9 @@ class LogFilter:
     until: date | None = None
 
     @classmethod
-    def parse(cls, *, key: str = "", model: str = "", status: str = "", since: str = "",
-              until: str = "") -> "LogFilter":
+    def parse(cls, *, key: str = "", model: str = "", status: str = "", since: str = "", until: str = "") -> LogFilter:
         """Build a filter from form or query-string text; empty or "all" means no filter."""
+
         def blank(text: str | None) -> bool:
             return not text or text.strip() in ("", "all")
 
@@ -57,8 +57,10 @@ class LogFilter:
                 raise InvalidInput("choose a key from the list")
             api_key_id = int(key)
         status = None if blank(status) else status.strip()
-        if status is not None and status not in STATUS_CLASSES and not (
-            _ascii_digits(status) and 100 <= int(status) <= 599
+        if (
+            status is not None
+            and status not in STATUS_CLASSES
+            and not (_ascii_digits(status) and 100 <= int(status) <= 599)
         ):
             raise InvalidInput("status must be 2xx, 4xx, 5xx, errors or a code from 100 to 599")
         first, last = _day(since, "from"), _day(until, "to")
@@ -69,9 +71,13 @@ class LogFilter:
 
     def as_query(self) -> dict[str, str]:
         """The filter as query-string values (what `parse` reads back)."""
-        values = {"key": str(self.api_key_id or ""), "model": self.model or "", "status": self.status or "",
-                  "since": self.since.isoformat() if self.since else "",
-                  "until": self.until.isoformat() if self.until else ""}
+        values = {
+            "key": str(self.api_key_id or ""),
+            "model": self.model or "",
+            "status": self.status or "",
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+        }
         return {k: v for k, v in values.items() if v}
 
 
@@ -91,7 +97,7 @@ def _day(text: str | None, name: str) -> date | None:
 
 
 def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _filtered(query, user_id: int, filters: LogFilter):
@@ -128,12 +134,19 @@ def _after(query, session: Session, user_id: int, before_id: int | None):
     ).scalar_one_or_none()
     if cursor is None:
         return query.where(sa.false())
-    return query.where(sa.tuple_(RequestLog.created_at, RequestLog.id) < sa.tuple_(
-        sa.literal(cursor, RequestLog.created_at.type), sa.literal(before_id)))
+    return query.where(
+        sa.tuple_(RequestLog.created_at, RequestLog.id)
+        < sa.tuple_(sa.literal(cursor, RequestLog.created_at.type), sa.literal(before_id))
+    )
 
 
+@reads
 def logs_page(
-    session: Session, *, user_id: int, filters: LogFilter = LogFilter(), limit: int = 50,
+    session: Session,
+    *,
+    user_id: int,
+    filters: LogFilter = LogFilter(),
+    limit: int = 50,
     before_id: int | None = None,
 ) -> list[RequestLog]:
     """One page of the user's request logs, newest first.
@@ -146,12 +159,14 @@ def logs_page(
     return rows
 
 
+@reads
 def log_entry(session: Session, *, user_id: int, log_id: int) -> RequestLog | None:
     """One log row, only if it is this user's."""
     row = session.get(RequestLog, log_id)
     return row if row is not None and row.user_id == user_id else None
 
 
+@reads
 def key_names(session: Session, *, user_id: int) -> dict[int, str]:
     rows = session.execute(sa.select(ApiKey.id, ApiKey.name).where(ApiKey.user_id == user_id))
     return {key_id: name for key_id, name in rows}
@@ -173,6 +188,7 @@ def _utc_day(session: Session, column):
     return sa.func.date(column)  # SQLite keeps UTC wall-clock text
 
 
+@reads
 def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date | None = None) -> list[DayUsage]:
     """Requests and credits spent on each of the last `days` UTC days, oldest first, zeros included.
 
@@ -185,8 +201,12 @@ def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date |
     first = today - timedelta(days=days - 1)
     day = _utc_day(session, RequestLog.created_at)
     rows = session.execute(
-        sa.select(day, sa.func.count(), sa.func.sum(sa.case((RequestLog.method == TASK_METHOD, 1), else_=0)),
-                  sa.func.coalesce(sa.func.sum(RequestLog.credit_cost), 0))
+        sa.select(
+            day,
+            sa.func.count(),
+            sa.func.sum(sa.case((RequestLog.method == TASK_METHOD, 1), else_=0)),
+            sa.func.coalesce(sa.func.sum(RequestLog.credit_cost), 0),
+        )
         .where(RequestLog.user_id == user_id, RequestLog.created_at >= _start_of(first))
         .group_by(day)
     ).all()
@@ -202,9 +222,25 @@ def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date |
 
 # ---------------------------------------------------------------- CSV export
 
-CSV_COLUMNS = ("time", "request_id", "key", "key_prefix", "method", "endpoint", "model", "status",
-               "error_code", "latency_ms", "credits", "stream", "prompt_tokens", "completion_tokens",
-               "total_tokens", "upstream_id", "task_id")
+CSV_COLUMNS = (
+    "time",
+    "request_id",
+    "key",
+    "key_prefix",
+    "method",
+    "endpoint",
+    "model",
+    "status",
+    "error_code",
+    "latency_ms",
+    "credits",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "upstream_id",
+    "task_id",
+)
 
 
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
@@ -223,11 +259,26 @@ def _cell(value) -> str:
     return text
 
 
-_CSV_SOURCE = (RequestLog.created_at, RequestLog.request_id, RequestLog.api_key_id, RequestLog.key_prefix,
-               RequestLog.method, RequestLog.endpoint, RequestLog.model, RequestLog.status,
-               RequestLog.error_code, RequestLog.latency_ms, RequestLog.credit_cost, RequestLog.stream,
-               RequestLog.prompt_tokens, RequestLog.completion_tokens, RequestLog.total_tokens,
-               RequestLog.upstream_id, RequestLog.task_id, RequestLog.id)
+_CSV_SOURCE = (
+    RequestLog.created_at,
+    RequestLog.request_id,
+    RequestLog.api_key_id,
+    RequestLog.key_prefix,
+    RequestLog.method,
+    RequestLog.endpoint,
+    RequestLog.model,
+    RequestLog.status,
+    RequestLog.error_code,
+    RequestLog.latency_ms,
+    RequestLog.credit_cost,
+    RequestLog.stream,
+    RequestLog.prompt_tokens,
+    RequestLog.completion_tokens,
+    RequestLog.total_tokens,
+    RequestLog.upstream_id,
+    RequestLog.task_id,
+    RequestLog.id,
+)
 
 
 def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int = 5000) -> Iterator[str]:
@@ -246,10 +297,21 @@ def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int =
         with session_for(engine) as session:
             query = _after(_filtered(sa.select(*_CSV_SOURCE), user_id, filters), session, user_id, before_id)
             rows = session.execute(query.order_by(*NEWEST_FIRST).limit(batch)).all()
-        for (at, request_id, key_id, *middle, stream, p_tokens, c_tokens, t_tokens, upstream, task, _id) in rows:
+        for at, request_id, key_id, *middle, stream, p_tokens, c_tokens, t_tokens, upstream, task, _id in rows:
             *middle, charged = middle
-            values = (at, request_id, names.get(key_id), *middle, format_credits(charged),
-                      "true" if stream else "false", p_tokens, c_tokens, t_tokens, upstream, task)
+            values = (
+                at,
+                request_id,
+                names.get(key_id),
+                *middle,
+                format_credits(charged),
+                "true" if stream else "false",
+                p_tokens,
+                c_tokens,
+                t_tokens,
+                upstream,
+                task,
+            )
             writer.writerow([_cell(v) for v in values])
         yield buffer.getvalue()
         buffer.seek(0)
@@ -281,6 +343,7 @@ class LedgerLine:
     ref: str | None = None
 
 
+@reads
 def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None) -> list[LedgerLine]:
     """The user's ledger as lines, newest first; pass the last line's id as `before_id` for
     the next page. A page reads only its own rows: the lines' first rows by id (every row
@@ -293,22 +356,44 @@ def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: 
     settled: dict[str, int] = {}
     pending: set[str] = set()
     if refs:
-        settled = dict(session.execute(sa.select(LedgerEntry.ref, LedgerEntry.amount).where(
-            LedgerEntry.kind == SETTLE, LedgerEntry.ref.in_(refs), LedgerEntry.user_id == user_id)).all())
-        pending = set(session.execute(sa.select(PendingSettlement.ref).where(
-            PendingSettlement.ref.in_(refs), PendingSettlement.user_id == user_id)).scalars())
+        settled = dict(
+            session.execute(
+                sa.select(LedgerEntry.ref, LedgerEntry.amount).where(
+                    LedgerEntry.kind == SETTLE, LedgerEntry.ref.in_(refs), LedgerEntry.user_id == user_id
+                )
+            ).all()
+        )
+        pending = set(
+            session.execute(
+                sa.select(PendingSettlement.ref).where(
+                    PendingSettlement.ref.in_(refs), PendingSettlement.user_id == user_id
+                )
+            ).scalars()
+        )
     models = {e.model for e in firsts if e.model}
-    categories = dict(session.execute(sa.select(ModelEntry.id, ModelEntry.category).where(
-        ModelEntry.id.in_(models))).all()) if models else {}
+    categories = (
+        dict(session.execute(sa.select(ModelEntry.id, ModelEntry.category).where(ModelEntry.id.in_(models))).all())
+        if models
+        else {}
+    )
     session.rollback()
     lines = []
     for e in firsts:
-        common = dict(id=e.id, created_at=e.created_at, model=e.model, category=categories.get(e.model),
-                      note=e.note, ref=e.ref)
+        common = dict(
+            id=e.id, created_at=e.created_at, model=e.model, category=categories.get(e.model), note=e.note, ref=e.ref
+        )
         if e.kind == CHARGE:
             back = settled.get(e.ref, 0) if e.ref else 0
-            lines.append(LedgerLine(kind="request", amount=e.amount + back, held=-e.amount,
-                                    settled=e.ref in settled, settling=e.ref in pending, **common))
+            lines.append(
+                LedgerLine(
+                    kind="request",
+                    amount=e.amount + back,
+                    held=-e.amount,
+                    settled=e.ref in settled,
+                    settling=e.ref in pending,
+                    **common,
+                )
+            )
         else:  # a grant or a refund (a kind this version does not know is shown as it is)
             lines.append(LedgerLine(kind=e.kind, amount=e.amount, **common))
     return lines
@@ -327,6 +412,7 @@ class CreditTotals:
     balance: int
 
 
+@reads
 def credit_totals(session: Session, *, user_id: int) -> CreditTotals:
     """What the user has spent and holds, in one statement (one snapshot)."""
     kind, amount = col(LedgerEntry.kind), col(LedgerEntry.amount)
