@@ -8,7 +8,8 @@
     ChatBody, ImageBody
                   the JSON body read with the MAX_BODY_BYTES limit, validated (api.schemas)
 
-FastAPI resolves a route's dependencies in the order of its parameters, so a route
+Every dependency is `async def`: FastAPI runs a plain `def` dependency in a worker thread,
+a thread hop per request for nothing. FastAPI resolves a route's dependencies in the order of its parameters, so a route
 that declares `key: CallerKey, body: ChatBody` checks the key, then the limit, then the
 body: the spec's order.
 """
@@ -29,11 +30,11 @@ from .runtime import Runtime
 from .schemas import ChatCompletionRequest, ImageGenerationRequest, parse
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_context(request: Request) -> RequestContext:
+async def get_context(request: Request) -> RequestContext:
     return request.scope["state"]["ctx"]
 
 

@@ -13,7 +13,9 @@ What is configured here, from settings:
   (`UPSTREAM_TIMEOUT_S`); a plain completion also runs under one overall deadline (the
   provider's);
 - TLS: the system's trust store, or `UPSTREAM_CA_FILE` (a self-signed upstream);
-- proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`: `trust_env`).
+- proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), looked
+  up once for the upstream's base URL when the session is made and given to it as its
+  proxy (aiohttp's `trust_env` would look them up again in a worker thread on every call).
 
 aiohttp never resends a POST on its own (it retries a dropped keep-alive connection only
 for idempotent methods), so a request that may have reached the upstream is sent again
@@ -23,6 +25,8 @@ only where `UPSTREAM_RETRIES` says so (see providers.openrouter).
 from __future__ import annotations
 
 import ssl
+import urllib.request
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -32,6 +36,16 @@ from store.settings import Settings
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+def env_proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (None when none applies or NO_PROXY skips it)."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return None
+    return proxy
 
 
 def create_session(settings: Settings) -> aiohttp.ClientSession:
@@ -48,7 +62,7 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
-        trust_env=True,
+        proxy=env_proxy_for(settings.openrouter_base_url),
         json_serialize=lambda value: orjson.dumps(value).decode(),
         auto_decompress=True,
     )
