@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from .db import reads
+from .db import on_connection, reads
 from .errors import InsufficientCredits, InvalidInput, KeyNotUsable, NotFound
 from .models import ApiKey, LedgerEntry, User, utcnow
 from .money import MICRO, format_credits
@@ -129,6 +129,7 @@ def _connection(session: Session | sa.Connection) -> sa.Connection:
     return session.connection() if isinstance(session, Session) else session
 
 
+@on_connection
 def debit_for_request(
     session: Session | sa.Connection,
     *,
@@ -213,6 +214,7 @@ def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
         return False
 
 
+@on_connection
 def settle_hold(
     session: Session | sa.Connection, *, user_id: int, ref: str, held: int, cost: int, model: str | None = None
 ) -> int:

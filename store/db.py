@@ -118,6 +118,21 @@ def reads(fn: F) -> F:
     return fn
 
 
+_CORE: set[Callable[..., Any]] = set()
+
+
+def on_connection(fn: F) -> F:
+    """Mark a store function `fn(connection, ...)` of the request path that needs no ORM:
+    store.offloop gives it a Core connection (an ORM session costs more than its two
+    statements). It must commit or roll back what it begins."""
+    _CORE.add(fn)
+    return fn
+
+
+def wants_connection(fn: Callable[..., Any]) -> bool:
+    return fn in _CORE
+
+
 def read_engine(engine: Engine) -> Engine:
     """`engine`'s read engine: on a SQLite file, one whose sessions read beside the writer
     and cannot write; else `engine` itself."""

@@ -2,7 +2,8 @@
 the dashboard all come here).
 
 `await run_store(engine, fn, **kwargs)` calls `fn(session, **kwargs)` in a worker thread
-with a session of its own, closed at the call's end: on SQLite a `@reads` function gets
+with a session of its own (a Core connection for a function marked `on_connection`),
+closed at the call's end: on SQLite a `@reads` function gets
 a session of the read engine (it reads beside the writer), any other one a session of
 `engine`, whose transactions begin IMMEDIATE (see store.db). Each engine has one bounded thread
 pool, a thread per pooled connection (DB_POOL_SIZE + DB_MAX_OVERFLOW), so a call never
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
-from .db import engine_for, session_for, threads_for
+from .db import engine_for, session_for, threads_for, wants_connection
 
 T = TypeVar("T")
 
@@ -38,6 +39,9 @@ async def run_store(engine: Engine, fn: Callable[..., T], /, **kwargs: Any) -> T
     bound = engine_for(engine, fn)
 
     def call() -> T:
+        if wants_connection(fn):  # store.db.on_connection: a Core connection, no ORM session
+            with bound.connect() as connection:
+                return fn(connection, **kwargs)
         with session_for(bound) as session:
             return fn(session, **kwargs)
 
