@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from . import keys
-from .db import session_for
 from .models import RequestLog, utcnow
+from .offloop import run_store_blocking
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,7 @@ class RequestLogWriter:
             self._count_written(len(batch))
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        with session_for(self._engine) as session:
-            write_request_logs(session, rows)
+        run_store_blocking(self._engine, write_request_logs, rows=rows)
 
     def _write_one_by_one(self, batch: list[dict[str, Any]]) -> None:
         """Write a batch the database refused row by row, setting aside the refused rows."""
@@ -195,8 +194,9 @@ class RequestLogWriter:
             if self._retention_days and time.monotonic() >= self._next_purge:
                 self._next_purge = time.monotonic() + self._purge_every
                 try:
-                    with session_for(self._engine) as session:
-                        self.purged += purge_request_logs(session, older_than_days=self._retention_days)
+                    self.purged += run_store_blocking(
+                        self._engine, purge_request_logs, older_than_days=self._retention_days
+                    )
                 except Exception:
                     log.exception("purging old request logs failed; will retry")
 
