@@ -82,11 +82,11 @@ def finish(runtime: Runtime, ctx: RequestContext) -> None:
             first_in_s=settings.reconcile_backoff_s, deadline_s=settings.reconcile_deadline_s,
         ))
     elif ctx.credit_cost != ctx.held:
-        runtime.later(_settle(runtime, ctx))
+        runtime.later(_settle(runtime, ctx, user_id=ctx.key.user_id))
 
 
-async def _settle(runtime: Runtime, ctx: RequestContext) -> None:
+async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
     back = ctx.held - ctx.credit_cost
-    await runtime.db(credits.settle_hold, user_id=ctx.key.user_id, ref=ctx.request_id, held=ctx.held,
+    await runtime.db(credits.settle_hold, user_id=user_id, ref=ctx.request_id, held=ctx.held,
                      cost=ctx.credit_cost, model=ctx.model)
     runtime.metrics.credits_settled_back.inc(back / MICRO)

@@ -168,13 +168,15 @@ class Runtime:
 
     async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
         """Admit the request by charging it; 402 and no change when the balance is short."""
+        key = ctx.key
+        assert key is not None  # the request was authenticated before anything is charged
         try:
-            await self.db(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id,
-                          model=model, key_id=ctx.key.key_id)
+            await self.db(credits.debit_for_request, user_id=key.user_id, cost=cost, ref=ctx.request_id,
+                          model=model, key_id=key.key_id)
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
         except KeyNotUsable as exc:  # revoked or disabled since the key was cached
-            self.keys.drop_user(ctx.key.user_id)
+            self.keys.drop_user(key.user_id)
             raise ApiError("invalid_api_key" if exc.revoked else "api_disabled") from None
         ctx.credit_cost = ctx.held = cost
         self.metrics.credits_debited.inc(cost / MICRO)

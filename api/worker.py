@@ -58,12 +58,14 @@ _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "
 
 def build_providers(http: httpx.AsyncClient, settings: Settings) -> dict[str, ImageProvider]:
     """The image providers by registry name, sharing one HTTP client."""
-    common = {"timeout_s": settings.upstream_timeout_s, "max_image_bytes": settings.max_image_bytes}
+    timeout_s, max_image_bytes = settings.upstream_timeout_s, settings.max_image_bytes
     return {
         "replicate": ReplicateImages(http, base_url=settings.replicate_base_url,
-                                     api_token=settings.replicate_api_token, **common),
+                                     api_token=settings.replicate_api_token,
+                                     timeout_s=timeout_s, max_image_bytes=max_image_bytes),
         "openrouter": OpenRouterImages(http, base_url=settings.openrouter_base_url,
-                                       api_key=settings.openrouter_api_key, **common),
+                                       api_key=settings.openrouter_api_key,
+                                       timeout_s=timeout_s, max_image_bytes=max_image_bytes),
     }
 
 
@@ -144,7 +146,8 @@ class PipelineWorker:
         """One pass, waiting for every step it started (tests and tools). Returns the count."""
         async with anyio.create_task_group() as group:
             await self._sweep()
-            return await self._dispatch(group)
+            started = await self._dispatch(group)
+        return started
 
     async def _dispatch(self, group) -> int:
         free = self.settings.worker_concurrency - len(self._inflight)
@@ -208,7 +211,7 @@ class PipelineWorker:
         if task.provider_task_id is None:
             outputs = await self._submit(task, token, provider)
         else:
-            outputs = await self._poll(task, token, provider)
+            outputs = await self._poll(task, token, provider, task.provider_task_id)
         if outputs is None:
             return
         try:
@@ -245,9 +248,11 @@ class PipelineWorker:
             await self._release(task, token, self.settings.task_poll_interval_s)
         return submission.outputs
 
-    async def _poll(self, task: ImageTask, token: int, provider: ImageProvider) -> list[str] | None:
+    async def _poll(
+        self, task: ImageTask, token: int, provider: ImageProvider, provider_task_id: str
+    ) -> list[str] | None:
         try:
-            progress = await provider.poll(task.provider_task_id)
+            progress = await provider.poll(provider_task_id)
         except UpstreamError as exc:  # transient until the deadline says otherwise
             log.info("image task %s: poll failed (%s); will retry", task.id, exc)
             await self._release(task, token, self._backoff(task))
