@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from . import keys
 from .db import rowcount, session_for
@@ -207,7 +207,3 @@ class RequestLogWriter:
             self._thread.join(timeout=30)
             self._thread = None
         self.flush()
-
-
-def logs_for_request(session: Session, *, request_id: str) -> RequestLog | None:
-    return session.exec(select(RequestLog).where(col(RequestLog.request_id) == request_id)).first()
