@@ -1,5 +1,5 @@
 # make run   -- set everything up, migrate, serve dashboard + /api/v1 on $(PORT)
-# make test  -- set everything up, run the whole suite (PYTEST_ARGS=... to add args)
+# make test  -- set everything up, ruff + mypy, then the whole suite (PYTEST_ARGS=... to add args)
 SHELL := /bin/bash
 
 PORT ?= 3000
@@ -76,7 +76,11 @@ chromium:
 		export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
 	fi
 
+# Lint, format and types first (configured in pyproject.toml): each must pass, as the suite must.
 test: $(DEV_DEPS) $(BUN_STAMP) chromium
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 # The benchmark (never part of `make test`), two tables: wrk against a zero-delay fake

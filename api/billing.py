@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 _UPSTREAM_COST_FIELDS = ("cost", "cost_details", "is_byok")
 
 
-async def hold(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, prompt_bound: int, max_tokens: int,
-               n: int = 1) -> int:
+async def hold(
+    runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, prompt_bound: int, max_tokens: int, n: int = 1
+) -> int:
     """Debit the most this request can cost; returns it."""
     held = pricing.reservation(entry, prompt_bound=prompt_bound, max_tokens=max_tokens, n=n)
     await runtime.debit(ctx, cost=held, model=entry.id)
@@ -39,8 +40,16 @@ async def hold(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, prom
     return held
 
 
-def bill(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, usage: Any, *, n: int = 1,
-         prompt_bytes: int = 0, completion_bytes: int = 0) -> int | None:
+def bill(
+    runtime: Runtime,
+    ctx: RequestContext,
+    entry: ModelEntry,
+    usage: Any,
+    *,
+    n: int = 1,
+    prompt_bytes: int = 0,
+    completion_bytes: int = 0,
+) -> int | None:
     """Price the request from `usage` (the upstream's `usage` object, rewritten in place to
     show the platform's charge as `cost`) and note what is left to write; returns the
     charge, or None when the reconciler will settle it (a metered model and no usage).
@@ -54,8 +63,15 @@ def bill(runtime: Runtime, ctx: RequestContext, entry: ModelEntry, usage: Any, *
             usage.pop(name, None)
     if cost is None:
         if ctx.key is not None and pricing.needs_usage(entry):
-            guess = pricing.charge(entry, pricing.estimate(prompt_bytes, completion_bytes), n=n,
-                                   credits_per_usd=runtime.settings.credits_per_usd) or 0
+            guess = (
+                pricing.charge(
+                    entry,
+                    pricing.estimate(prompt_bytes, completion_bytes),
+                    n=n,
+                    credits_per_usd=runtime.settings.credits_per_usd,
+                )
+                or 0
+            )
             ctx.unsettled = (entry.id, pricing.final_charge(ctx.held, guess))
         return None
     final = pricing.final_charge(ctx.held, cost)
@@ -76,17 +92,25 @@ def finish(runtime: Runtime, ctx: RequestContext) -> None:
     if ctx.unsettled is not None:
         model, estimate = ctx.unsettled
         settings = runtime.settings
-        runtime.later(runtime.db(
-            settlements.add_pending, ref=ctx.request_id, user_id=ctx.key.user_id, model=model,
-            upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None, estimate=estimate,
-            first_in_s=settings.reconcile_backoff_s, deadline_s=settings.reconcile_deadline_s,
-        ))
+        runtime.later(
+            runtime.db(
+                settlements.add_pending,
+                ref=ctx.request_id,
+                user_id=ctx.key.user_id,
+                model=model,
+                upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
+                estimate=estimate,
+                first_in_s=settings.reconcile_backoff_s,
+                deadline_s=settings.reconcile_deadline_s,
+            )
+        )
     elif ctx.credit_cost != ctx.held:
-        runtime.later(_settle(runtime, ctx))
+        runtime.later(_settle(runtime, ctx, user_id=ctx.key.user_id))
 
 
-async def _settle(runtime: Runtime, ctx: RequestContext) -> None:
+async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
     back = ctx.held - ctx.credit_cost
-    await runtime.db(credits.settle_hold, user_id=ctx.key.user_id, ref=ctx.request_id, held=ctx.held,
-                     cost=ctx.credit_cost, model=ctx.model)
+    await runtime.db(
+        credits.settle_hold, user_id=user_id, ref=ctx.request_id, held=ctx.held, cost=ctx.credit_cost, model=ctx.model
+    )
     runtime.metrics.credits_settled_back.inc(back / MICRO)

@@ -7,6 +7,7 @@ turns one into bytes, so the shape cannot drift between routes and middleware.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import orjson
 from pydantic import BaseModel
@@ -69,7 +70,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def _responses() -> dict[int | str, dict]:
+def _responses() -> dict[int | str, dict[str, Any]]:
     codes: dict[int, list[str]] = defaultdict(list)
     for code, (status, _) in CODES.items():
         codes[status].append(code)

@@ -44,16 +44,20 @@ T = TypeVar("T")
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow,
-                                 settings.sqlite_busy_timeout_s)
+        self.engine = get_engine(
+            settings.database_url, settings.db_pool_size, settings.db_max_overflow, settings.sqlite_busy_timeout_s
+        )
         self.limiter = KeyRateLimiter(settings.redis_url, settings.rate_limit_namespace)
         self.keys = KeyCache(settings.key_cache_ttl_s)
         self.registry = RegistryCache(settings.key_cache_ttl_s)
         self.metrics = Metrics()
         self.access_log = AccessLog(settings.access_log)
         self.logs = logs.RequestLogWriter(
-            self.engine, interval=settings.log_flush_interval_s, batch_size=settings.log_batch_size,
-            retention_days=settings.log_retention_days, max_queue=settings.log_queue_max,
+            self.engine,
+            interval=settings.log_flush_interval_s,
+            batch_size=settings.log_batch_size,
+            retention_days=settings.log_retention_days,
+            max_queue=settings.log_queue_max,
             on_write=self._logs_written,
             on_set_aside=self.metrics.log_rows_set_aside.inc,
             on_dropped=self.metrics.log_rows_dropped.inc,
@@ -92,8 +96,9 @@ class Runtime:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self.settings.run_pipeline_in_process:
-                    worker = PipelineWorker(self.settings, http=self.http, providers=self.image_providers,
-                                            engine=self.engine)
+                    worker = PipelineWorker(
+                        self.settings, http=self.http, providers=self.image_providers, engine=self.engine
+                    )
                     await stack.enter_async_context(worker.running())
                 yield self
         finally:
@@ -137,8 +142,9 @@ class Runtime:
             return await run_store(self.engine, fn, **kwargs)
         except Exception as exc:
             if is_locked(exc):
-                raise ApiError("service_unavailable", "The database is busy; retry shortly",
-                               headers={"Retry-After": "1"}) from None
+                raise ApiError(
+                    "service_unavailable", "The database is busy; retry shortly", headers={"Retry-After": "1"}
+                ) from None
             raise
 
     async def verify_key(self, raw: str) -> keys.KeyRecord | None:
@@ -168,13 +174,21 @@ class Runtime:
 
     async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
         """Admit the request by charging it; 402 and no change when the balance is short."""
+        key = ctx.key
+        assert key is not None  # the request was authenticated before anything is charged
         try:
-            await self.db(credits.debit_for_request, user_id=ctx.key.user_id, cost=cost, ref=ctx.request_id,
-                          model=model, key_id=ctx.key.key_id)
+            await self.db(
+                credits.debit_for_request,
+                user_id=key.user_id,
+                cost=cost,
+                ref=ctx.request_id,
+                model=model,
+                key_id=key.key_id,
+            )
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
         except KeyNotUsable as exc:  # revoked or disabled since the key was cached
-            self.keys.drop_user(ctx.key.user_id)
+            self.keys.drop_user(key.user_id)
             raise ApiError("invalid_api_key" if exc.revoked else "api_disabled") from None
         ctx.credit_cost = ctx.held = cost
         self.metrics.credits_debited.inc(cost / MICRO)

@@ -9,7 +9,7 @@ upstream call ends as soon as the client does.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -40,6 +40,8 @@ class RelayResponse(StreamingResponse):
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()
+                body = self.body_iterator
+                assert isinstance(body, AsyncGenerator)  # what a relay is given (Starlette types it AsyncIterable)
+                await body.aclose()
                 if self.on_close is not None:
                     await self.on_close()

@@ -58,12 +58,22 @@ _MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF87a", "
 
 def build_providers(http: httpx.AsyncClient, settings: Settings) -> dict[str, ImageProvider]:
     """The image providers by registry name, sharing one HTTP client."""
-    common = {"timeout_s": settings.upstream_timeout_s, "max_image_bytes": settings.max_image_bytes}
+    timeout_s, max_image_bytes = settings.upstream_timeout_s, settings.max_image_bytes
     return {
-        "replicate": ReplicateImages(http, base_url=settings.replicate_base_url,
-                                     api_token=settings.replicate_api_token, **common),
-        "openrouter": OpenRouterImages(http, base_url=settings.openrouter_base_url,
-                                       api_key=settings.openrouter_api_key, **common),
+        "replicate": ReplicateImages(
+            http,
+            base_url=settings.replicate_base_url,
+            api_token=settings.replicate_api_token,
+            timeout_s=timeout_s,
+            max_image_bytes=max_image_bytes,
+        ),
+        "openrouter": OpenRouterImages(
+            http,
+            base_url=settings.openrouter_base_url,
+            api_key=settings.openrouter_api_key,
+            timeout_s=timeout_s,
+            max_image_bytes=max_image_bytes,
+        ),
     }
 
 
@@ -94,13 +104,20 @@ def store_images(media_dir: Path, task_id: str, images: list[bytes]) -> list[str
 
 
 class PipelineWorker:
-    def __init__(self, settings: Settings, *, http: httpx.AsyncClient,
-                 providers: dict[str, ImageProvider] | None = None, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: httpx.AsyncClient,
+        providers: dict[str, ImageProvider] | None = None,
+        engine: Engine | None = None,
+    ) -> None:
         self.settings = settings
         self.http = http
         self.providers = providers if providers is not None else build_providers(http, settings)
-        self.engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow,
-                                           settings.sqlite_busy_timeout_s)
+        self.engine = engine or get_engine(
+            settings.database_url, settings.db_pool_size, settings.db_max_overflow, settings.sqlite_busy_timeout_s
+        )
         self._inflight: set[str] = set()
         self._next_sweep = 0.0
         # Requests whose usage never arrived are settled here too (api.reconciler).
@@ -144,7 +161,8 @@ class PipelineWorker:
         """One pass, waiting for every step it started (tests and tools). Returns the count."""
         async with anyio.create_task_group() as group:
             await self._sweep()
-            return await self._dispatch(group)
+            started = await self._dispatch(group)
+        return started
 
     async def _dispatch(self, group) -> int:
         free = self.settings.worker_concurrency - len(self._inflight)
@@ -155,8 +173,7 @@ class PipelineWorker:
         for task in claimed:
             self._inflight.add(task.id)
             group.start_soon(self._step, task)
-        due_hooks = await self.db(tasks.claim_due_webhooks, limit=free,
-                                  lease_s=self.settings.webhook_timeout_s * 3)
+        due_hooks = await self.db(tasks.claim_due_webhooks, limit=free, lease_s=self.settings.webhook_timeout_s * 3)
         for task in due_hooks:
             group.start_soon(self._deliver, task)
         return len(claimed) + len(due_hooks)
@@ -208,7 +225,7 @@ class PipelineWorker:
         if task.provider_task_id is None:
             outputs = await self._submit(task, token, provider)
         else:
-            outputs = await self._poll(task, token, provider)
+            outputs = await self._poll(task, token, provider, task.provider_task_id)
         if outputs is None:
             return
         try:
@@ -239,15 +256,18 @@ class PipelineWorker:
                 await self._fail(task, token, str(exc), timed_out=exc.timeout)
             return None
         if submission.provider_task_id is not None:
-            await self.db(tasks.record_provider_task, task_id=task.id, token=token,
-                          provider_task_id=submission.provider_task_id)
+            await self.db(
+                tasks.record_provider_task, task_id=task.id, token=token, provider_task_id=submission.provider_task_id
+            )
         if submission.outputs is None:
             await self._release(task, token, self.settings.task_poll_interval_s)
         return submission.outputs
 
-    async def _poll(self, task: ImageTask, token: int, provider: ImageProvider) -> list[str] | None:
+    async def _poll(
+        self, task: ImageTask, token: int, provider: ImageProvider, provider_task_id: str
+    ) -> list[str] | None:
         try:
-            progress = await provider.poll(task.provider_task_id)
+            progress = await provider.poll(provider_task_id)
         except UpstreamError as exc:  # transient until the deadline says otherwise
             log.info("image task %s: poll failed (%s); will retry", task.id, exc)
             await self._release(task, token, self._backoff(task))
@@ -282,20 +302,26 @@ class PipelineWorker:
 
     async def _deliver_once(self, task: ImageTask) -> None:
         s = self.settings
-        urls = tasks.output_urls(task, secret_key=s.secret_key, ttl_s=s.media_url_ttl_s,
-                                 base=(s.public_base_url or "").rstrip("/"))
+        urls = tasks.output_urls(
+            task, secret_key=s.secret_key, ttl_s=s.media_url_ttl_s, base=(s.public_base_url or "").rstrip("/")
+        )
         body = orjson.dumps(tasks.public_view(task, urls=urls))
         ok = False
         try:
             ok = await webhooks.deliver(
-                url=task.webhook_url or "", body=body, event_id=task.id,
+                url=task.webhook_url or "",
+                body=body,
+                event_id=task.id,
                 secret=signing.webhook_secret(s.secret_key, task.user_id),
-                timeout_s=s.webhook_timeout_s, allow_private=s.webhook_allow_private,
+                timeout_s=s.webhook_timeout_s,
+                allow_private=s.webhook_allow_private,
             )
         finally:
             retry_at: datetime | None = None
             if not ok and task.webhook_attempts < s.webhook_max_attempts:
-                retry_at = utcnow() + timedelta(seconds=webhooks.retry_delay(task.webhook_attempts, s.webhook_backoff_s))
+                retry_at = utcnow() + timedelta(
+                    seconds=webhooks.retry_delay(task.webhook_attempts, s.webhook_backoff_s)
+                )
             with anyio.CancelScope(shield=True):
                 await self.db(tasks.webhook_result, task_id=task.id, delivered=ok, retry_at=retry_at)
 

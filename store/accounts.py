@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import MovingWindowRateLimiter
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import sessions, users
+from .db import rowcount
 from .errors import InvalidInput, NotFound, WrongPassword
 from .limit_storage import counter_storage
 from .models import User
@@ -47,7 +48,7 @@ def authenticate(session: Session, *, email: str, password: str) -> User | None:
         email = users.normalize_email(email)
     except InvalidInput:
         email = ""
-    user = session.exec(select(User).where(User.email == email)).first() if email else None
+    user = session.exec(select(User).where(col(User.email) == email)).first() if email else None
     session.rollback()
     ok = users.check_password(password, user.password_hash if user is not None else None)
     return user if ok and user is not None else None
@@ -73,9 +74,13 @@ def change_password(session: Session, *, user_id: int, current_password: str, ne
         raise InvalidInput("the new password must differ from the current one")
     new_hash = users.hash_password(new_password)
     # Only over the hash just checked: of two changes at once, the second finds it gone.
-    updated = session.execute(
-        sa.update(User).where(User.id == user_id, User.password_hash == old_hash).values(password_hash=new_hash)
-    ).rowcount
+    updated = rowcount(
+        session.execute(
+            sa.update(User)
+            .where(col(User.id) == user_id, col(User.password_hash) == old_hash)
+            .values(password_hash=new_hash)
+        )
+    )
     if updated != 1:
         session.rollback()
         raise WrongPassword("the current password is wrong")

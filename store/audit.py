@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import registry
 from .models import ModelAudit
@@ -23,5 +23,5 @@ def changed_fields(row: ModelAudit) -> dict[str, tuple[Any, Any]]:
 def recent_changes(session: Session, *, limit: int = 20, model_id: str | None = None) -> list[ModelAudit]:
     query = select(ModelAudit)
     if model_id is not None:
-        query = query.where(ModelAudit.model_id == model_id)
-    return list(session.exec(query.order_by(ModelAudit.id.desc()).limit(limit)))
+        query = query.where(col(ModelAudit.model_id) == model_id)
+    return list(session.exec(query.order_by(col(ModelAudit.id).desc()).limit(limit)))

@@ -123,10 +123,12 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             )
         elif args.command == "grant":
             user = users.get_user_by_email(session, email=args.email)
+            assert user.id is not None  # a stored row
             new = credits.grant(session, user_id=user.id, amount=args.amount, note=args.note)
             print(f"{user.email}: balance {format_credits(new)}", file=out)
         elif args.command == "create-key":
             user = users.get_user_by_email(session, email=args.email)
+            assert user.id is not None  # a stored row
             rpm = settings.default_rate_limit_per_minute if args.rpm is None else args.rpm
             issued = keys.issue_key(
                 session, secret_key=settings.secret_key, user_id=user.id, name=args.name, rate_limit_per_minute=rpm
@@ -172,6 +174,7 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             if args.api_enabled is None and args.is_admin is None:
                 raise UsageError("nothing to change: give --api-enabled/--api-disabled or --admin/--no-admin")
             user = users.get_user_by_email(session, email=args.email)
+            assert user.id is not None  # a stored row
             user = users.set_user_flags(session, user_id=user.id, api_enabled=args.api_enabled, is_admin=args.is_admin)
             print(f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin}", file=out)
         elif args.command == "revoke-key":

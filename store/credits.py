@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from .db import on_connection, reads
 from .errors import InsufficientCredits, InvalidInput, KeyNotUsable, NotFound
-from .models import ApiKey, LedgerEntry, User, utcnow
+from .models import ApiKey, LedgerEntry, User, table_of, utcnow
 from .money import MICRO, format_credits
 from .pricing import final_charge
 
@@ -35,7 +35,7 @@ MAX_BALANCE = 1_000_000_000 * MICRO
 _NO_CEILING = 2**62
 
 
-_USERS = User.__table__
+_USERS = table_of(User)
 # The two statements of every change of a balance: the conditional update, the ledger row.
 _CONDITIONAL_ADD = (
     sa.update(_USERS)
@@ -47,9 +47,9 @@ _CONDITIONAL_ADD = (
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
     .returning(_USERS.c.balance)
 )
-_LEDGER_ROW = sa.insert(LedgerEntry.__table__)
+_LEDGER_ROW = sa.insert(table_of(LedgerEntry))
 
-_KEYS = ApiKey.__table__
+_KEYS = table_of(ApiKey)
 # A request's key and its user may make model calls: checked inside the debit itself, so
 # no cache in any process can admit a key that was revoked or disabled a moment ago.
 _KEY_USABLE = sa.exists().where(
@@ -76,7 +76,7 @@ _ADMISSIBLE = sa.select(_USERS.c.balance).where(
 
 
 def _apply(
-    session: Session,
+    session: Session | sa.Connection,
     *,
     user_id: int,
     amount: int,
@@ -189,7 +189,7 @@ def _refusal(session: Session | sa.Connection, *, user_id: int, key_id: int) -> 
 
 
 def _rows_for(session: Session, ref: str) -> list[LedgerEntry]:
-    rows = list(session.exec(select(LedgerEntry).where(LedgerEntry.ref == ref)))
+    rows = list(session.exec(select(LedgerEntry).where(col(LedgerEntry.ref) == ref)))
     session.rollback()  # end the read: SQLite cannot upgrade a read to a write safely
     return rows
 
@@ -298,8 +298,8 @@ def grant(
 
 
 @reads
-def balance(session: Session, *, user_id: int) -> int:
-    value = session.execute(sa.select(User.balance).where(User.id == user_id)).scalar_one_or_none()
+def balance(session: Session | sa.Connection, *, user_id: int) -> int:
+    value = session.execute(sa.select(col(User.balance)).where(col(User.id) == user_id)).scalar_one_or_none()
     if value is None:
         raise NotFound("no such user")
     return value
@@ -308,14 +308,14 @@ def balance(session: Session, *, user_id: int) -> int:
 @reads
 def ledger_sum(session: Session, *, user_id: int) -> int:
     return session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.user_id == user_id)
+        sa.select(sa.func.coalesce(sa.func.sum(col(LedgerEntry.amount)), 0)).where(col(LedgerEntry.user_id) == user_id)
     ).scalar_one()
 
 
 @reads
 def ledger_page(session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None) -> list[LedgerEntry]:
     """The user's ledger, newest first; pass the last id seen as `before_id` for the next page."""
-    query = select(LedgerEntry).where(LedgerEntry.user_id == user_id)
+    query = select(LedgerEntry).where(col(LedgerEntry.user_id) == user_id)
     if before_id is not None:
-        query = query.where(LedgerEntry.id < before_id)
-    return list(session.exec(query.order_by(LedgerEntry.id.desc()).limit(limit)))
+        query = query.where(col(LedgerEntry.id) < before_id)
+    return list(session.exec(query.order_by(col(LedgerEntry.id).desc()).limit(limit)))

@@ -157,3 +157,10 @@ def is_locked(exc: BaseException) -> bool:
 
 def session_for(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)
+
+
+def rowcount(result: sa.Result[Any]) -> int:
+    """How many rows the UPDATE or DELETE that gave `result` matched. `Session.execute` is
+    typed to return a Result; for these statements it is a CursorResult, which counts them."""
+    assert isinstance(result, sa.CursorResult)
+    return result.rowcount

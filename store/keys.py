@@ -9,7 +9,7 @@ import re
 import secrets
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import events
 from .db import reads
@@ -104,7 +104,9 @@ def verify_key(session: Session, *, secret_key: str, raw: str) -> KeyRecord | No
         return None
     digest = hash_key(secret_key, raw)
     row = session.execute(
-        sa.select(ApiKey, User.api_enabled).join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == digest)
+        sa.select(ApiKey, col(User.api_enabled))
+        .join(User, col(User.id) == col(ApiKey.user_id))
+        .where(col(ApiKey.key_hash) == digest)
     ).first()
     session.rollback()
     if row is None:
@@ -127,7 +129,7 @@ def verify_key(session: Session, *, secret_key: str, raw: str) -> KeyRecord | No
 
 @reads
 def list_keys(session: Session, *, user_id: int) -> list[ApiKey]:
-    return list(session.exec(select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id.desc())))
+    return list(session.exec(select(ApiKey).where(col(ApiKey.user_id) == user_id).order_by(col(ApiKey.id).desc())))
 
 
 def _own_key(session: Session, key_id: int, user_id: int | None) -> ApiKey:
@@ -162,16 +164,18 @@ def revoke_key(session: Session, *, key_id: int, user_id: int | None = None) -> 
 
 def revoke_key_by_prefix(session: Session, *, prefix: str) -> ApiKey:
     """Revoke the one live key with this display prefix (the CLI's way to name a key)."""
-    matches = list(session.exec(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))))
+    matches = list(session.exec(select(ApiKey).where(col(ApiKey.prefix) == prefix, col(ApiKey.revoked_at).is_(None))))
     if not matches:
         raise NotFound(f"no live key with prefix {prefix!r}")
     if len(matches) > 1:
         raise InvalidInput(f"{len(matches)} live keys share prefix {prefix!r}; revoke by id in the dashboard")
-    return revoke_key(session, key_id=matches[0].id)
+    key_id = matches[0].id
+    assert key_id is not None  # a stored row
+    return revoke_key(session, key_id=key_id)
 
 
 def touch_last_used(session: Session, *, used: dict[int, object]) -> None:
     """Record when keys were last used (batched by the request-log writer)."""
     for key_id, when in used.items():
-        session.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
+        session.execute(sa.update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=when))
     session.commit()

@@ -19,14 +19,19 @@ REDIS_TIMEOUT_S = 0.5
 def counter_storage(uri: str, *, key_prefix: str, timeout_s: float = REDIS_TIMEOUT_S) -> Storage:
     """`uri` is `async+memory://` or `async+redis://…`; `key_prefix` names the counters in Redis."""
     if uri.startswith("async+memory"):
-        return storage_from_string(uri)
-    return storage_from_string(
-        uri,
-        key_prefix=key_prefix,
-        implementation="redispy",
-        wrap_exceptions=True,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s,
-        # one immediate retry: a pooled connection that Redis closed (a restart) reconnects
-        retry=Retry(NoBackoff(), 1),
-    )
+        storage = storage_from_string(uri)
+    else:
+        storage = storage_from_string(
+            uri,
+            key_prefix=key_prefix,
+            implementation="redispy",
+            wrap_exceptions=True,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            # one immediate retry: a pooled connection that Redis closed (a restart) reconnects.
+            # limits types its options `float | str | bool`, though it hands them on to redis-py's
+            # `Redis.from_url`, which takes a Retry: a gap in the library's annotations.
+            retry=Retry(NoBackoff(), 1),  # type: ignore[arg-type]
+        )
+    assert isinstance(storage, Storage)  # an `async+` scheme: limits' async storage
+    return storage

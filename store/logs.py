@@ -13,16 +13,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col
 
 from . import keys
-from .models import RequestLog, utcnow
+from .db import rowcount
+from .models import RequestLog, table_of, utcnow
 from .offloop import run_store_blocking
 
 log = logging.getLogger(__name__)
 
 LOG_FIELDS = frozenset(RequestLog.model_fields) - {"id"}
-_INSERT = sa.insert(RequestLog.__table__)
+_INSERT = sa.insert(table_of(RequestLog))
 # What PostgreSQL text cannot hold: NUL, and lone surrogates (not encodable as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Failures of the database rather than of a row: the rows wait and are tried again.
@@ -56,11 +57,11 @@ def purge_request_logs(session: Session, *, older_than_days: int, chunk: int = 5
     cutoff = utcnow() - timedelta(days=older_than_days)
     deleted = 0
     while True:
-        ids = sa.select(RequestLog.id).where(RequestLog.created_at < cutoff).limit(chunk)
-        result = session.execute(sa.delete(RequestLog).where(RequestLog.id.in_(ids.scalar_subquery())))
+        ids = sa.select(col(RequestLog.id)).where(col(RequestLog.created_at) < cutoff).limit(chunk)
+        count = rowcount(session.execute(sa.delete(RequestLog).where(col(RequestLog.id).in_(ids.scalar_subquery()))))
         session.commit()
-        deleted += result.rowcount
-        if result.rowcount < chunk:
+        deleted += count
+        if count < chunk:
             return deleted
 
 
@@ -207,7 +208,3 @@ class RequestLogWriter:
             self._thread.join(timeout=30)
             self._thread = None
         self.flush()
-
-
-def logs_for_request(session: Session, *, request_id: str) -> RequestLog | None:
-    return session.exec(select(RequestLog).where(RequestLog.request_id == request_id)).first()

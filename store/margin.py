@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .db import reads
 from .models import RequestLog, utcnow
@@ -60,26 +60,26 @@ def margin_by_model_day(
     """
     today = (now or utcnow()).astimezone(UTC).date()
     since = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=UTC)
-    day = _utc_day(session, RequestLog.created_at).label("day")
-    is_request = sa.and_(RequestLog.method != TASK_METHOD, RequestLog.status < 400)
+    day = _utc_day(session, col(RequestLog.created_at)).label("day")
+    is_request = sa.and_(col(RequestLog.method) != TASK_METHOD, col(RequestLog.status) < 400)
     query = (
         sa.select(
             day,
-            RequestLog.model,
+            col(RequestLog.model),
             sa.func.count().filter(is_request),
-            sa.func.coalesce(sa.func.sum(RequestLog.prompt_tokens).filter(is_request), 0),
-            sa.func.coalesce(sa.func.sum(RequestLog.completion_tokens).filter(is_request), 0),
-            sa.func.coalesce(sa.func.sum(RequestLog.credit_cost), 0),
-            sa.func.coalesce(sa.func.sum(RequestLog.upstream_cost).filter(is_request), 0),
-            sa.func.count().filter(is_request, RequestLog.upstream_cost.is_(None)),
+            sa.func.coalesce(sa.func.sum(col(RequestLog.prompt_tokens)).filter(is_request), 0),
+            sa.func.coalesce(sa.func.sum(col(RequestLog.completion_tokens)).filter(is_request), 0),
+            sa.func.coalesce(sa.func.sum(col(RequestLog.credit_cost)), 0),
+            sa.func.coalesce(sa.func.sum(col(RequestLog.upstream_cost)).filter(is_request), 0),
+            sa.func.count().filter(is_request, col(RequestLog.upstream_cost).is_(None)),
         )
         .where(
-            RequestLog.created_at >= since,
-            RequestLog.model.is_not(None),
-            sa.or_(is_request, sa.and_(RequestLog.method == TASK_METHOD, RequestLog.credit_cost != 0)),
+            col(RequestLog.created_at) >= since,
+            col(RequestLog.model).is_not(None),
+            sa.or_(is_request, sa.and_(col(RequestLog.method) == TASK_METHOD, col(RequestLog.credit_cost) != 0)),
         )
-        .group_by(day, RequestLog.model)
-        .order_by(day.desc(), RequestLog.model)
+        .group_by(day, col(RequestLog.model))
+        .order_by(day.desc(), col(RequestLog.model))
     )
     rows = []
     for when, model, requests, prompt, completion, charged, usd, unpriced in session.execute(query):

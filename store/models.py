@@ -12,6 +12,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """A table model's Core table, typed. (SQLModel sets `Model.__table__` when the class
+    is created but does not declare it, so `Model.__table__` does not type-check.)"""
+    table = sa.inspect(model).local_table
+    assert isinstance(table, sa.Table)
+    return table
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
     __table_args__ = (sa.CheckConstraint("balance >= 0", name="ck_users_balance_nonnegative"),)

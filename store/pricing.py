@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from .money import MICRO, ceil_micro, usd_micro
 
@@ -53,12 +53,16 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+def _token_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
 def usage_from(data: Any) -> Usage | None:
     """The token counts (and reported USD cost) of an OpenAI-shaped `usage` object, or None."""
     if not isinstance(data, dict):
         return None
     prompt, completion = data.get("prompt_tokens"), data.get("completion_tokens")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31 for v in (prompt, completion)):
+    if not (_token_count(prompt) and _token_count(completion)):
         return None
     return Usage(prompt, completion, usd_micro(data.get("cost")))
 

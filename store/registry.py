@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import events, pricing
 from .db import reads
@@ -109,7 +109,9 @@ def set_model(
     after = entry.model_dump(mode="json")
     if before is not None and all(before[k] == v for k, v in after.items() if k not in UNAUDITED):
         session.rollback()
-        return session.get(ModelEntry, model_id), before
+        unchanged = session.get(ModelEntry, model_id)  # as stored: the rollback dropped the edits
+        assert unchanged is not None  # it existed a moment ago (`before`)
+        return unchanged, before
     entry.updated_at = utcnow()
     session.add(entry)
     session.add(
@@ -137,9 +139,9 @@ def get_model(session: Session, *, model_id: str) -> ModelEntry:
 
 @reads
 def list_models(session: Session, *, enabled_only: bool = False) -> list[ModelEntry]:
-    query = select(ModelEntry).order_by(ModelEntry.category, ModelEntry.id)
+    query = select(ModelEntry).order_by(col(ModelEntry.category), col(ModelEntry.id))
     if enabled_only:
-        query = query.where(ModelEntry.enabled == True)  # noqa: E712
+        query = query.where(col(ModelEntry.enabled) == True)  # noqa: E712
     return list(session.exec(query))
 
 

@@ -13,9 +13,9 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from .db import reads
+from .db import reads, rowcount
 from .models import User, UserSession, utcnow
 
 SESSION_TTL = timedelta(days=7)
@@ -39,7 +39,9 @@ def create_session(session: Session, *, secret_key: str, user_id: int, ttl: time
     now = utcnow()
     token = secrets.token_urlsafe(32)
     # Housekeeping: this user's expired sessions go when a new one starts.
-    session.execute(sa.delete(UserSession).where(UserSession.user_id == user_id, UserSession.expires_at <= now))
+    session.execute(
+        sa.delete(UserSession).where(col(UserSession.user_id) == user_id, col(UserSession.expires_at) <= now)
+    )
     session.add(
         UserSession(
             user_id=user_id,
@@ -59,8 +61,8 @@ def resolve_session(session: Session, *, secret_key: str, token: str | None) -> 
         return None
     row = session.execute(
         sa.select(UserSession, User)
-        .join(User, User.id == UserSession.user_id)
-        .where(UserSession.token_hash == hash_token(secret_key, token))
+        .join(User, col(User.id) == col(UserSession.user_id))
+        .where(col(UserSession.token_hash) == hash_token(secret_key, token))
     ).first()
     if row is None:
         session.rollback()
@@ -71,7 +73,7 @@ def resolve_session(session: Session, *, secret_key: str, token: str | None) -> 
         session.rollback()
         return None
     if now - _aware(user_session.last_seen_at) > SEEN_RESOLUTION:
-        session.execute(sa.update(UserSession).where(UserSession.id == user_session.id).values(last_seen_at=now))
+        session.execute(sa.update(UserSession).where(col(UserSession.id) == user_session.id).values(last_seen_at=now))
         session.commit()
     else:
         session.rollback()
@@ -82,21 +84,21 @@ def end_session(session: Session, *, secret_key: str, token: str | None) -> bool
     """Sign out: delete the session this token names. False if there was none."""
     if not token or len(token) > MAX_TOKEN_LEN:
         return False
-    deleted = session.execute(
-        sa.delete(UserSession).where(UserSession.token_hash == hash_token(secret_key, token))
-    ).rowcount
+    deleted = rowcount(
+        session.execute(sa.delete(UserSession).where(col(UserSession.token_hash) == hash_token(secret_key, token)))
+    )
     session.commit()
     return deleted > 0
 
 
 def end_user_sessions(session: Session, *, user_id: int) -> int:
     """Sign a user out everywhere. Returns how many sessions ended."""
-    deleted = session.execute(sa.delete(UserSession).where(UserSession.user_id == user_id)).rowcount
+    deleted = rowcount(session.execute(sa.delete(UserSession).where(col(UserSession.user_id) == user_id)))
     session.commit()
     return deleted
 
 
 @reads
 def active_sessions(session: Session, *, user_id: int) -> list[UserSession]:
-    query = select(UserSession).where(UserSession.user_id == user_id, UserSession.expires_at > utcnow())
-    return list(session.exec(query.order_by(UserSession.id)))
+    query = select(UserSession).where(col(UserSession.user_id) == user_id, col(UserSession.expires_at) > utcnow())
+    return list(session.exec(query.order_by(col(UserSession.id))))

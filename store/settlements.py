@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import credits
-from .db import reads
+from .db import reads, rowcount
 from .models import PendingSettlement, RequestLog, utcnow
 from .pricing import Usage
 
@@ -53,19 +53,21 @@ def claim_due(session: Session, *, limit: int, lease_s: float) -> list[PendingSe
     rows = list(
         session.exec(
             select(PendingSettlement)
-            .where(PendingSettlement.next_at <= now)
-            .order_by(PendingSettlement.next_at)
+            .where(col(PendingSettlement.next_at) <= now)
+            .order_by(col(PendingSettlement.next_at))
             .limit(limit)
         )
     )
     session.rollback()
     claimed = []
     for row in rows:
-        won = session.execute(
-            sa.update(PendingSettlement)
-            .where(PendingSettlement.ref == row.ref, PendingSettlement.attempts == row.attempts)
-            .values(attempts=row.attempts + 1, next_at=now + timedelta(seconds=lease_s))
-        ).rowcount
+        won = rowcount(
+            session.execute(
+                sa.update(PendingSettlement)
+                .where(col(PendingSettlement.ref) == row.ref, col(PendingSettlement.attempts) == row.attempts)
+                .values(attempts=row.attempts + 1, next_at=now + timedelta(seconds=lease_s))
+            )
+        )
         session.commit()
         if won:
             row.attempts += 1
@@ -74,7 +76,7 @@ def claim_due(session: Session, *, limit: int, lease_s: float) -> list[PendingSe
 
 
 def retry_later(session: Session, *, ref: str, at: datetime) -> None:
-    session.execute(sa.update(PendingSettlement).where(PendingSettlement.ref == ref).values(next_at=at))
+    session.execute(sa.update(PendingSettlement).where(col(PendingSettlement.ref) == ref).values(next_at=at))
     session.commit()
 
 
@@ -85,7 +87,7 @@ def settle_pending(
     it from the pending list, in one transaction. Returns the charge that stands, or None
     when it was settled (or refunded) already; the row goes either way."""
     final = credits.settle(session, ref=ref, cost=cost, note=note, commit=False)
-    session.execute(sa.delete(PendingSettlement).where(PendingSettlement.ref == ref))
+    session.execute(sa.delete(PendingSettlement).where(col(PendingSettlement.ref) == ref))
     if final is not None:
         values: dict = {"credit_cost": final}
         if usage is not None:
@@ -95,7 +97,7 @@ def settle_pending(
                 total_tokens=usage.total_tokens,
                 upstream_cost=usage.cost_usd,
             )
-        session.execute(sa.update(RequestLog).where(RequestLog.request_id == ref).values(**values))
+        session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(**values))
     session.commit()
     return final
 

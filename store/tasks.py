@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import credits, signing
 from .db import reads
@@ -38,9 +38,9 @@ def new_task_id() -> str:
     return "img_" + uuid.uuid4().hex
 
 
-def aware(value: datetime | None) -> datetime | None:
+def aware(value: datetime) -> datetime:
     """SQLite hands back naive UTC datetimes; make them comparable with `utcnow()`."""
-    if value is not None and value.tzinfo is None:
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
 
@@ -119,7 +119,9 @@ def create_task(
 
 
 def _by_idempotency_key(session: Session, user_id: int, key: str) -> ImageTask | None:
-    task = session.exec(select(ImageTask).where(ImageTask.user_id == user_id, ImageTask.idempotency_key == key)).first()
+    task = session.exec(
+        select(ImageTask).where(col(ImageTask.user_id) == user_id, col(ImageTask.idempotency_key) == key)
+    ).first()
     if task is not None:
         session.expunge(task)  # keep its loaded values past the rollback that ends the read
     session.rollback()
@@ -154,15 +156,15 @@ def mark_submitted(
 
 def _due(now: datetime):
     return sa.and_(
-        ImageTask.status.in_(ACTIVE),
-        ImageTask.next_poll_at <= now,
-        sa.or_(ImageTask.claimed_until.is_(None), ImageTask.claimed_until < now),
+        col(ImageTask.status).in_(ACTIVE),
+        col(ImageTask.next_poll_at) <= now,
+        sa.or_(col(ImageTask.claimed_until).is_(None), col(ImageTask.claimed_until) < now),
     )
 
 
 def _any(session: Session, condition) -> bool:
     """A read before the claiming write: an idle worker takes no write lock (SQLite has one)."""
-    found = session.execute(sa.select(ImageTask.id).where(condition).limit(1)).first() is not None
+    found = session.execute(sa.select(col(ImageTask.id)).where(condition).limit(1)).first() is not None
     session.rollback()
     return found
 
@@ -175,14 +177,16 @@ def claim_due_tasks(session: Session, *, limit: int, lease_s: float, now: dateti
     now = now or utcnow()
     if not _any(session, _due(now)):
         return []
-    candidates = select(ImageTask.id).where(_due(now)).order_by(ImageTask.next_poll_at).limit(limit)
+    candidates = select(col(ImageTask.id)).where(_due(now)).order_by(col(ImageTask.next_poll_at)).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     claimed = (
         session.execute(
             sa.update(ImageTask)
-            .where(ImageTask.id.in_(candidates.scalar_subquery()), _due(now))
-            .values(status=RUNNING, claimed_until=_in(lease_s, now), attempts=ImageTask.attempts + 1, updated_at=now)
+            .where(col(ImageTask.id).in_(candidates.scalar_subquery()), _due(now))
+            .values(
+                status=RUNNING, claimed_until=_in(lease_s, now), attempts=col(ImageTask.attempts) + 1, updated_at=now
+            )
             .returning(ImageTask)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
@@ -195,9 +199,9 @@ def claim_due_tasks(session: Session, *, limit: int, lease_s: float, now: dateti
 
 def _update(session: Session, task_id: str, token: int | None, **values: Any) -> ImageTask | None:
     """Change an active task if `token` still holds its claim (None: whoever holds it)."""
-    condition = sa.and_(ImageTask.id == task_id, ImageTask.status.in_(ACTIVE))
+    condition = sa.and_(col(ImageTask.id) == task_id, col(ImageTask.status).in_(ACTIVE))
     if token is not None:
-        condition = sa.and_(condition, ImageTask.attempts == token)
+        condition = sa.and_(condition, col(ImageTask.attempts) == token)
     task = (
         session.execute(
             sa.update(ImageTask)
@@ -271,10 +275,10 @@ def _finish(
     **values: Any,
 ) -> ImageTask | None:
     now = utcnow()
-    condition = sa.and_(ImageTask.id == task_id, ImageTask.status.in_(ACTIVE))
+    condition = sa.and_(col(ImageTask.id) == task_id, col(ImageTask.status).in_(ACTIVE))
     if token is not None:
-        condition = sa.and_(condition, ImageTask.attempts == token)
-    webhook = sa.case((ImageTask.webhook_url.is_not(None), WEBHOOK_PENDING), else_=None) if notify else None
+        condition = sa.and_(condition, col(ImageTask.attempts) == token)
+    webhook = sa.case((col(ImageTask.webhook_url).is_not(None), WEBHOOK_PENDING), else_=None) if notify else None
     task = (
         session.execute(
             sa.update(ImageTask)
@@ -329,11 +333,11 @@ def _completion_log_row(session: Session, task: ImageTask, now: datetime, timed_
 
 def refund_failed_tasks(session: Session, *, limit: int = 100) -> int:
     """Refund failed tasks whose refund a crash interrupted. Returns how many."""
-    charged = sa.exists().where(LedgerEntry.kind == credits.CHARGE, LedgerEntry.ref == ImageTask.id)
-    refunded = sa.exists().where(LedgerEntry.kind == credits.REFUND, LedgerEntry.ref == ImageTask.id)
+    charged = sa.exists().where(col(LedgerEntry.kind) == credits.CHARGE, col(LedgerEntry.ref) == col(ImageTask.id))
+    refunded = sa.exists().where(col(LedgerEntry.kind) == credits.REFUND, col(LedgerEntry.ref) == col(ImageTask.id))
     ids = session.execute(
-        sa.select(ImageTask.id, ImageTask.error)
-        .where(ImageTask.status == FAILED, ImageTask.credit_cost > 0, charged, ~refunded)
+        sa.select(col(ImageTask.id), col(ImageTask.error))
+        .where(col(ImageTask.status) == FAILED, col(ImageTask.credit_cost) > 0, charged, ~refunded)
         .limit(limit)
     ).all()
     session.rollback()
@@ -346,17 +350,17 @@ def refund_failed_tasks(session: Session, *, limit: int = 100) -> int:
 def claim_due_webhooks(session: Session, *, limit: int, lease_s: float, now: datetime | None = None) -> list[ImageTask]:
     """Take finished tasks whose webhook is due; the lease pushes `webhook_next_at` ahead."""
     now = now or utcnow()
-    due = sa.and_(ImageTask.webhook_status == WEBHOOK_PENDING, ImageTask.webhook_next_at <= now)
+    due = sa.and_(col(ImageTask.webhook_status) == WEBHOOK_PENDING, col(ImageTask.webhook_next_at) <= now)
     if not _any(session, due):
         return []
-    candidates = select(ImageTask.id).where(due).order_by(ImageTask.webhook_next_at).limit(limit)
+    candidates = select(col(ImageTask.id)).where(due).order_by(col(ImageTask.webhook_next_at)).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
     claimed = (
         session.execute(
             sa.update(ImageTask)
-            .where(ImageTask.id.in_(candidates.scalar_subquery()), due)
-            .values(webhook_next_at=_in(lease_s, now), webhook_attempts=ImageTask.webhook_attempts + 1)
+            .where(col(ImageTask.id).in_(candidates.scalar_subquery()), due)
+            .values(webhook_next_at=_in(lease_s, now), webhook_attempts=col(ImageTask.webhook_attempts) + 1)
             .returning(ImageTask)
             .execution_options(synchronize_session=False, populate_existing=True)
         )
@@ -375,7 +379,7 @@ def webhook_result(session: Session, *, task_id: str, delivered: bool, retry_at:
         values = {"webhook_next_at": retry_at}
     else:
         values = {"webhook_status": WEBHOOK_FAILED, "webhook_next_at": None}
-    session.execute(sa.update(ImageTask).where(ImageTask.id == task_id).values(**values))
+    session.execute(sa.update(ImageTask).where(col(ImageTask.id) == task_id).values(**values))
     session.commit()
 
 
@@ -398,18 +402,18 @@ def list_tasks_for_user(
     session: Session, *, user_id: int, limit: int = 50, before_id: str | None = None
 ) -> list[ImageTask]:
     """The user's tasks, newest first; pass the last id seen as `before_id` for the next page."""
-    query = select(ImageTask).where(ImageTask.user_id == user_id)
+    query = select(ImageTask).where(col(ImageTask.user_id) == user_id)
     if before_id is not None:
         before = get_task_for_user(session, task_id=before_id, user_id=user_id)
         if before is None:
             return []
         query = query.where(
             sa.or_(
-                ImageTask.created_at < before.created_at,
-                sa.and_(ImageTask.created_at == before.created_at, ImageTask.id < before.id),
+                col(ImageTask.created_at) < before.created_at,
+                sa.and_(col(ImageTask.created_at) == before.created_at, col(ImageTask.id) < before.id),
             )
         )
-    query = query.order_by(ImageTask.created_at.desc(), ImageTask.id.desc()).limit(limit)
+    query = query.order_by(col(ImageTask.created_at).desc(), col(ImageTask.id).desc()).limit(limit)
     return list(session.exec(query))
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -25,7 +26,7 @@ from sqlmodel import Session, col, select
 from .credits import CHARGE, GRANT, SETTLE
 from .db import reads, session_for
 from .errors import InvalidInput
-from .models import ApiKey, LedgerEntry, ModelEntry, PendingSettlement, RequestLog, utcnow
+from .models import ApiKey, LedgerEntry, ModelEntry, PendingSettlement, RequestLog, table_of, utcnow
 from .money import format_credits
 
 TASK_METHOD = "TASK"  # the log row of an image task's end (see store.tasks), not a request
@@ -56,18 +57,18 @@ class LogFilter:
             if not _ascii_digits(key) or int(key) > MAX_ID:
                 raise InvalidInput("choose a key from the list")
             api_key_id = int(key)
-        status = None if blank(status) else status.strip()
+        status_filter = None if blank(status) else status.strip()
         if (
-            status is not None
-            and status not in STATUS_CLASSES
-            and not (_ascii_digits(status) and 100 <= int(status) <= 599)
+            status_filter is not None
+            and status_filter not in STATUS_CLASSES
+            and not (_ascii_digits(status_filter) and 100 <= int(status_filter) <= 599)
         ):
             raise InvalidInput("status must be 2xx, 4xx, 5xx, errors or a code from 100 to 599")
         first, last = _day(since, "from"), _day(until, "to")
         if first and last and first > last:
             raise InvalidInput("the 'from' date is after the 'to' date")
-        model = None if blank(model) else model.strip()[:200]
-        return cls(api_key_id=api_key_id, model=model, status=status, since=first, until=last)
+        model_filter = None if blank(model) else model.strip()[:200]
+        return cls(api_key_id=api_key_id, model=model_filter, status=status_filter, since=first, until=last)
 
     def as_query(self) -> dict[str, str]:
         """The filter as query-string values (what `parse` reads back)."""
@@ -101,28 +102,28 @@ def _start_of(day: date) -> datetime:
 
 
 def _filtered(query, user_id: int, filters: LogFilter):
-    query = query.where(RequestLog.user_id == user_id)
+    query = query.where(col(RequestLog.user_id) == user_id)
     if filters.api_key_id is not None:
-        query = query.where(RequestLog.api_key_id == filters.api_key_id)
+        query = query.where(col(RequestLog.api_key_id) == filters.api_key_id)
     if filters.model is not None:
-        query = query.where(RequestLog.model == filters.model)
+        query = query.where(col(RequestLog.model) == filters.model)
     if filters.status is not None:
         if filters.status in STATUS_CLASSES:
             low, high = STATUS_CLASSES[filters.status]
             # `+ 0` keeps a class off the status index: a class matches many rows, which the
             # time-ordered index finds a page of at once, where the status index would make
             # the database sort them all first (seconds for "2xx" on 1M rows).
-            query = query.where(RequestLog.status + 0 >= low, RequestLog.status + 0 < high)
+            query = query.where(col(RequestLog.status) + 0 >= low, col(RequestLog.status) + 0 < high)
         else:
-            query = query.where(RequestLog.status == int(filters.status))
+            query = query.where(col(RequestLog.status) == int(filters.status))
     if filters.since is not None:
-        query = query.where(RequestLog.created_at >= _start_of(filters.since))
+        query = query.where(col(RequestLog.created_at) >= _start_of(filters.since))
     if filters.until is not None:
-        query = query.where(RequestLog.created_at < _start_of(filters.until + timedelta(days=1)))
+        query = query.where(col(RequestLog.created_at) < _start_of(filters.until + timedelta(days=1)))
     return query
 
 
-NEWEST_FIRST = (RequestLog.created_at.desc(), RequestLog.id.desc())
+NEWEST_FIRST = (col(RequestLog.created_at).desc(), col(RequestLog.id).desc())
 
 
 def _after(query, session: Session, user_id: int, before_id: int | None):
@@ -130,13 +131,13 @@ def _after(query, session: Session, user_id: int, before_id: int | None):
     if before_id is None:
         return query
     cursor = session.execute(
-        sa.select(RequestLog.created_at).where(RequestLog.id == before_id, RequestLog.user_id == user_id)
+        sa.select(col(RequestLog.created_at)).where(col(RequestLog.id) == before_id, col(RequestLog.user_id) == user_id)
     ).scalar_one_or_none()
     if cursor is None:
         return query.where(sa.false())
     return query.where(
-        sa.tuple_(RequestLog.created_at, RequestLog.id)
-        < sa.tuple_(sa.literal(cursor, RequestLog.created_at.type), sa.literal(before_id))
+        sa.tuple_(col(RequestLog.created_at), col(RequestLog.id))
+        < sa.tuple_(sa.literal(cursor, table_of(RequestLog).c.created_at.type), sa.literal(before_id))
     )
 
 
@@ -168,7 +169,7 @@ def log_entry(session: Session, *, user_id: int, log_id: int) -> RequestLog | No
 
 @reads
 def key_names(session: Session, *, user_id: int) -> dict[int, str]:
-    rows = session.execute(sa.select(ApiKey.id, ApiKey.name).where(ApiKey.user_id == user_id))
+    rows = session.execute(sa.select(col(ApiKey.id), col(ApiKey.name)).where(col(ApiKey.user_id) == user_id))
     return {key_id: name for key_id, name in rows}
 
 
@@ -199,15 +200,15 @@ def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date |
     """
     today = today or utcnow().date()
     first = today - timedelta(days=days - 1)
-    day = _utc_day(session, RequestLog.created_at)
+    day = _utc_day(session, col(RequestLog.created_at))
     rows = session.execute(
         sa.select(
             day,
             sa.func.count(),
-            sa.func.sum(sa.case((RequestLog.method == TASK_METHOD, 1), else_=0)),
-            sa.func.coalesce(sa.func.sum(RequestLog.credit_cost), 0),
+            sa.func.sum(sa.case((col(RequestLog.method) == TASK_METHOD, 1), else_=0)),
+            sa.func.coalesce(sa.func.sum(col(RequestLog.credit_cost)), 0),
         )
-        .where(RequestLog.user_id == user_id, RequestLog.created_at >= _start_of(first))
+        .where(col(RequestLog.user_id) == user_id, col(RequestLog.created_at) >= _start_of(first))
         .group_by(day)
     ).all()
     session.rollback()
@@ -260,24 +261,24 @@ def _cell(value) -> str:
 
 
 _CSV_SOURCE = (
-    RequestLog.created_at,
-    RequestLog.request_id,
-    RequestLog.api_key_id,
-    RequestLog.key_prefix,
-    RequestLog.method,
-    RequestLog.endpoint,
-    RequestLog.model,
-    RequestLog.status,
-    RequestLog.error_code,
-    RequestLog.latency_ms,
-    RequestLog.credit_cost,
-    RequestLog.stream,
-    RequestLog.prompt_tokens,
-    RequestLog.completion_tokens,
-    RequestLog.total_tokens,
-    RequestLog.upstream_id,
-    RequestLog.task_id,
-    RequestLog.id,
+    col(RequestLog.created_at),
+    col(RequestLog.request_id),
+    col(RequestLog.api_key_id),
+    col(RequestLog.key_prefix),
+    col(RequestLog.method),
+    col(RequestLog.endpoint),
+    col(RequestLog.model),
+    col(RequestLog.status),
+    col(RequestLog.error_code),
+    col(RequestLog.latency_ms),
+    col(RequestLog.credit_cost),
+    col(RequestLog.stream),
+    col(RequestLog.prompt_tokens),
+    col(RequestLog.completion_tokens),
+    col(RequestLog.total_tokens),
+    col(RequestLog.upstream_id),
+    col(RequestLog.task_id),
+    col(RequestLog.id),
 )
 
 
@@ -348,38 +349,42 @@ def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: 
     """The user's ledger as lines, newest first; pass the last line's id as `before_id` for
     the next page. A page reads only its own rows: the lines' first rows by id (every row
     but a settlement), then the settlements and models of those lines."""
-    query = select(LedgerEntry).where(LedgerEntry.user_id == user_id, LedgerEntry.kind != SETTLE)
+    query = select(LedgerEntry).where(col(LedgerEntry.user_id) == user_id, col(LedgerEntry.kind) != SETTLE)
     if before_id is not None:
-        query = query.where(LedgerEntry.id < before_id)
-    firsts = list(session.exec(query.order_by(LedgerEntry.id.desc()).limit(max(1, min(limit, MAX_PAGE)))))
+        query = query.where(col(LedgerEntry.id) < before_id)
+    firsts = list(session.exec(query.order_by(col(LedgerEntry.id).desc()).limit(max(1, min(limit, MAX_PAGE)))))
     refs = [e.ref for e in firsts if e.kind == CHARGE and e.ref]
     settled: dict[str, int] = {}
     pending: set[str] = set()
     if refs:
         settled = dict(
             session.execute(
-                sa.select(LedgerEntry.ref, LedgerEntry.amount).where(
-                    LedgerEntry.kind == SETTLE, LedgerEntry.ref.in_(refs), LedgerEntry.user_id == user_id
+                sa.select(col(LedgerEntry.ref), col(LedgerEntry.amount)).where(
+                    col(LedgerEntry.kind) == SETTLE, col(LedgerEntry.ref).in_(refs), col(LedgerEntry.user_id) == user_id
                 )
             ).all()
         )
         pending = set(
             session.execute(
-                sa.select(PendingSettlement.ref).where(
-                    PendingSettlement.ref.in_(refs), PendingSettlement.user_id == user_id
+                sa.select(col(PendingSettlement.ref)).where(
+                    col(PendingSettlement.ref).in_(refs), col(PendingSettlement.user_id) == user_id
                 )
             ).scalars()
         )
     models = {e.model for e in firsts if e.model}
     categories = (
-        dict(session.execute(sa.select(ModelEntry.id, ModelEntry.category).where(ModelEntry.id.in_(models))).all())
+        dict(
+            session.execute(
+                sa.select(col(ModelEntry.id), col(ModelEntry.category)).where(col(ModelEntry.id).in_(models))
+            ).all()
+        )
         if models
         else {}
     )
     session.rollback()
     lines = []
     for e in firsts:
-        common = dict(
+        common: dict[str, Any] = dict(
             id=e.id, created_at=e.created_at, model=e.model, category=categories.get(e.model), note=e.note, ref=e.ref
         )
         if e.kind == CHARGE:

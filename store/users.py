@@ -7,7 +7,7 @@ import re
 
 import bcrypt
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import credits, events
 from .errors import Conflict, InvalidInput, NotFound
@@ -73,6 +73,7 @@ def create_user(
         session.rollback()
         raise Conflict("an account with this email already exists") from None
     session.refresh(user)
+    assert user.id is not None  # stored
     if credits_:
         credits.grant(session, user_id=user.id, amount=credits_, note="starting credits")
         session.refresh(user)
@@ -80,7 +81,7 @@ def create_user(
 
 
 def get_user_by_email(session: Session, *, email: str) -> User:
-    user = session.exec(select(User).where(User.email == normalize_email(email))).first()
+    user = session.exec(select(User).where(col(User.email) == normalize_email(email))).first()
     if user is None:
         raise NotFound(f"no user {email!r}")
     return user
@@ -110,9 +111,10 @@ def ensure_admin(session: Session, *, email: str, password: str) -> User:
     except NotFound:
         return create_user(session, email=email, password=password, is_admin=True)
     if not user.is_admin:
+        assert user.id is not None  # a stored row
         user = set_user_flags(session, user_id=user.id, is_admin=True)
     return user
 
 
 def list_users(session: Session) -> list[User]:
-    return list(session.exec(select(User).order_by(User.id)))
+    return list(session.exec(select(User).order_by(col(User.id))))

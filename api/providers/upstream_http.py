@@ -43,7 +43,9 @@ def env_proxy_for(url: str) -> str | None:
     proxies = urllib.request.getproxies_environment()
     parts = urlsplit(url)
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+    # proxy_bypass_environment is CPython's own NO_PROXY rule, public but missing from typeshed
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parts.hostname or "", proxies):
         return None
     return proxy
 

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import re
 import time
+from typing import Any
 
 import anyio
 import orjson
@@ -36,7 +37,10 @@ from ..webhooks import valid_webhook_url
 
 router = APIRouter()
 TASK_ERRORS = ERRORS | {404: ERRORS[404] | {"description": "task_not_found"}}
-FILE_ERRORS = {403: ERRORS[403] | {"description": "invalid_signature"}, 404: ERRORS[404] | {"description": "not_found"}}
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: ERRORS[403] | {"description": "invalid_signature"},
+    404: ERRORS[404] | {"description": "not_found"},
+}
 
 MAX_IDEMPOTENCY_KEY = 200
 TASK_ID_RE = re.compile(r"img_[0-9a-f]{32}")
@@ -128,6 +132,7 @@ async def create_image(
     key: CallerKey, body: ImageBody, request: Request, runtime: RuntimeDep, ctx: ContextDep
 ) -> Response:
     model_id, prompt, size, n, webhook_url = body.model, body.prompt, body.size, body.n, body.webhook_url
+    assert model_id is not None and prompt is not None  # the body's validators require both
     if webhook_url is not None and not valid_webhook_url(webhook_url):
         raise ApiError("invalid_request", "`webhook_url` must be an http(s) URL of at most 2000 characters")
     idempotency_key = _idempotency_key(request)
@@ -230,7 +235,7 @@ async def webhook_secret(key: ReaderKey, runtime: RuntimeDep) -> Response:
 )
 async def get_file(path: str, request: Request, runtime: RuntimeDep) -> Response:
     expires, sig = request.query_params.get("expires"), request.query_params.get("sig")
-    if not signing.verify_media(runtime.settings.secret_key, path, expires, sig):
+    if expires is None or not signing.verify_media(runtime.settings.secret_key, path, expires, sig):
         raise ApiError("invalid_signature")
     file = runtime.settings.media_dir / path  # the pattern checked by verify_media admits no "..", no "/"
     if not file.is_file():

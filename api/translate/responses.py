@@ -70,7 +70,8 @@ def _message(item: Any, where: str) -> dict[str, Any]:
     kind = item.get("type", "message")
     if kind != "message":
         raise _refuse(f"`{where}`: items of type {kind!r} are not supported (only messages)")
-    role = ROLES.get(item.get("role"))  # type: ignore[arg-type]
+    given = item.get("role")
+    role = ROLES.get(given) if isinstance(given, str) else None
     if role is None:
         raise _refuse(f"`{where}.role` must be one of user, assistant, system, developer")
     content = item.get("content")

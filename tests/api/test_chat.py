@@ -16,9 +16,9 @@ from store.models import LedgerEntry, RequestLog
 from store.money import MICRO
 
 from ..conftest import TEST_SECRET, flush_logs, make_settings
+from ..factories import auth, credits_of, make_key, make_user
 from ..fakes.scripted import ScriptedUpstream
 from ..fakes.upstream import free_port
-from ..factories import auth, credits_of, make_key, make_user
 from .test_errors import CHAT, assert_error, chat_body
 
 
@@ -76,12 +76,17 @@ async def test_completion_rewrites_model_both_ways_and_charges_once(client, app,
     assert r.json()["choices"][0]["message"]["content"] == "Hello!"
     sent = upstream.requests[0]
     # the caller sent no max_tokens: the model's cap (max_output_tokens, default 16384) goes up
-    assert sent.json() == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream",
-                                          "max_tokens": 16384}
+    assert sent.json() == {**chat_body(temperature=0.5), "model": "openai/gpt-5-upstream", "max_tokens": 16384}
     assert sent.headers["authorization"] == "Bearer test-openrouter-key"
     assert balance(engine, user) == 7
     row = log_row(engine, app, r.headers["x-request-id"])
-    assert (row.status, row.error_code, row.model, row.credit_cost, row.stream) == (200, None, "openai/gpt-5", 3 * MICRO, False)
+    assert (row.status, row.error_code, row.model, row.credit_cost, row.stream) == (
+        200,
+        None,
+        "openai/gpt-5",
+        3 * MICRO,
+        False,
+    )
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens, row.upstream_id) == (5, 2, 7, "gen-123")
     assert (row.user_id, row.key_prefix, row.endpoint, row.method) == (user.id, secret[:12], CHAT, "POST")
 
@@ -147,8 +152,13 @@ def sse(*events: dict | str) -> list[bytes]:
 
 
 def chunk(content: str, model: str = "openai/gpt-5", **extra) -> dict:
-    return {"id": "gen-s1", "object": "chat.completion.chunk", "model": model,
-            "choices": [{"index": 0, "delta": {"content": content}}], **extra}
+    return {
+        "id": "gen-s1",
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}}],
+        **extra,
+    }
 
 
 async def test_stream_relays_chunks_in_order_and_ends_with_done(client, app, engine, user_key, upstream):
@@ -218,13 +228,24 @@ async def test_models_lists_enabled_models_with_seed_fields(client, user_key, se
     assert body["object"] == "list"
     ids = [m["id"] for m in body["data"]]
     assert "openai/gpt-5-mini" not in ids
-    assert sorted(ids) == ["anthropic/claude-sonnet-4.5", "google/nano-banana-pro", "openai/gpt-5",
-                           "openai/text-embedding-3-small"]
+    assert sorted(ids) == [
+        "anthropic/claude-sonnet-4.5",
+        "google/nano-banana-pro",
+        "openai/gpt-5",
+        "openai/text-embedding-3-small",
+    ]
     gpt5 = next(m for m in body["data"] if m["id"] == "openai/gpt-5")
     assert isinstance(gpt5.pop("created"), int)
-    assert gpt5 == {"id": "openai/gpt-5", "object": "model", "owned_by": "openrouter", "display_name": "GPT-5",
-                    "category": "chat", "capabilities": ["chat", "reasoning"], "credit_cost": 3,
-                    "pricing": {"mode": "per_request", "request": 3, "prompt": 0, "completion": 0}}
+    assert gpt5 == {
+        "id": "openai/gpt-5",
+        "object": "model",
+        "owned_by": "openrouter",
+        "display_name": "GPT-5",
+        "category": "chat",
+        "capabilities": ["chat", "reasoning"],
+        "credit_cost": 3,
+        "pricing": {"mode": "per_request", "request": 3, "prompt": 0, "completion": 0},
+    }
     assert type(gpt5["credit_cost"]) is int  # the JSON number 3, as in the seed, not 3.0
 
 
@@ -242,10 +263,21 @@ async def test_key_endpoint_describes_key_and_balance(client, engine):
     secret = make_key(engine, user, rpm=7, name="laptop")
     r = await client.get("/api/v1/key", headers=auth(secret))
     assert r.status_code == 200
-    assert r.json() == {"object": "api_key", "name": "laptop", "prefix": secret[:12],
-                        "rate_limit_per_minute": 7, "credit_balance": 42,
-                        "data": {"label": "laptop", "usage": 0, "limit": 42, "limit_remaining": 42,
-                                 "is_free_tier": False, "rate_limit": {"requests": 7, "interval": "1m"}}}
+    assert r.json() == {
+        "object": "api_key",
+        "name": "laptop",
+        "prefix": secret[:12],
+        "rate_limit_per_minute": 7,
+        "credit_balance": 42,
+        "data": {
+            "label": "laptop",
+            "usage": 0,
+            "limit": 42,
+            "limit_remaining": 42,
+            "is_free_tier": False,
+            "rate_limit": {"requests": 7, "interval": "1m"},
+        },
+    }
 
 
 async def test_every_request_gets_one_log_row_rejected_ones_too(client, app, engine, user_key):
@@ -282,7 +314,9 @@ async def test_no_log_row_is_lost_at_shutdown(settings, engine, user_key):
     app = create_app(settings.model_copy(update={"log_flush_interval_s": 3600, "log_batch_size": 10_000}))
     async with app.state.runtime.running():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            ids = [(await c.get("/api/v1/models", headers=auth(user_key[1]))).headers["x-request-id"] for _ in range(25)]
+            ids = [
+                (await c.get("/api/v1/models", headers=auth(user_key[1]))).headers["x-request-id"] for _ in range(25)
+            ]
         with session_for(engine) as s:
             assert s.exec(select(RequestLog)).all() == []  # nothing written yet: all queued
     with session_for(engine) as s:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -17,17 +17,27 @@ from store.money import parse_credits
 from ..factories import make_key, make_user
 
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
-T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def log(user_id, n, *, key=1, model="openai/gpt-5", status=200, at=T0, cost="3", **extra) -> dict:
     """A request-log row; `cost` in credits as a person writes them (`"0.046"`)."""
     row = {name: None for name in logs.LOG_FIELDS}
-    row.update(request_id=f"req-{user_id}-{n}", user_id=user_id, api_key_id=key, key_prefix="sk_live_abcd",
-               method="POST", endpoint="/api/v1/chat/completions", model=model, status=status,
-               error_code=None if status < 400 else "provider_error", latency_ms=12,
-               credit_cost=parse_credits(str(cost)),
-               stream=False, created_at=at)
+    row.update(
+        request_id=f"req-{user_id}-{n}",
+        user_id=user_id,
+        api_key_id=key,
+        key_prefix="sk_live_abcd",
+        method="POST",
+        endpoint="/api/v1/chat/completions",
+        model=model,
+        status=status,
+        error_code=None if status < 400 else "provider_error",
+        latency_ms=12,
+        credit_cost=parse_credits(str(cost)),
+        stream=False,
+        created_at=at,
+    )
     row.update(extra)
     return row
 
@@ -39,8 +49,10 @@ def write(session, rows):
 @both_databases
 def test_pages_are_newest_first_and_keyset_paged_without_gaps_or_repeats(session, engine):
     user, other = make_user(engine), make_user(engine)
-    write(session, [log(user.id, i, at=T0 + timedelta(minutes=i)) for i in range(7)]
-          + [log(other.id, i) for i in range(3)])
+    write(
+        session,
+        [log(user.id, i, at=T0 + timedelta(minutes=i)) for i in range(7)] + [log(other.id, i) for i in range(3)],
+    )
     first = usage.logs_page(session, user_id=user.id, limit=3)
     assert [r.request_id for r in first] == [f"req-{user.id}-{i}" for i in (6, 5, 4)]
     seen, before = [], None
@@ -54,12 +66,15 @@ def test_pages_are_newest_first_and_keyset_paged_without_gaps_or_repeats(session
 def test_filters_by_key_model_status_and_days(session, engine):
     user = make_user(engine)
     day1, day2 = T0, T0 + timedelta(days=1)
-    write(session, [
-        log(user.id, 1, key=1, model="a", status=200, at=day1),
-        log(user.id, 2, key=2, model="a", status=402, at=day1),
-        log(user.id, 3, key=2, model="b", status=502, at=day2),
-        log(user.id, 4, key=1, model="b", status=200, at=day2 + timedelta(hours=11, minutes=59)),
-    ])
+    write(
+        session,
+        [
+            log(user.id, 1, key=1, model="a", status=200, at=day1),
+            log(user.id, 2, key=2, model="a", status=402, at=day1),
+            log(user.id, 3, key=2, model="b", status=502, at=day2),
+            log(user.id, 4, key=1, model="b", status=200, at=day2 + timedelta(hours=11, minutes=59)),
+        ],
+    )
 
     def ids(**text) -> list[int]:
         rows = usage.logs_page(session, user_id=user.id, filters=usage.LogFilter.parse(**text))
@@ -77,13 +92,16 @@ def test_filters_by_key_model_status_and_days(session, engine):
     assert ids(key="all", model="all", status="all") == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("text, message", [
-    ({"key": "abc"}, "choose a key"),
-    ({"status": "7xx"}, "status must be"),
-    ({"status": "999"}, "status must be"),
-    ({"since": "yesterday"}, "'from' date"),
-    ({"since": "2025-03-12", "until": "2025-03-11"}, "after the 'to' date"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ({"key": "abc"}, "choose a key"),
+        ({"status": "7xx"}, "status must be"),
+        ({"status": "999"}, "status must be"),
+        ({"since": "yesterday"}, "'from' date"),
+        ({"since": "2025-03-12", "until": "2025-03-11"}, "after the 'to' date"),
+    ],
+)
 def test_bad_filters_are_refused_with_a_message(text, message):
     with pytest.raises(InvalidInput, match=message):
         usage.LogFilter.parse(**text)
@@ -107,30 +125,38 @@ def test_log_entry_is_only_the_owners(session, engine):
 @both_databases
 def test_csv_export_has_the_filtered_rows_of_that_user_only_and_defuses_formulas(session, engine):
     user, other = make_user(engine), make_user(engine)
-    write(session, [log(user.id, i, status=200 if i % 2 else 502) for i in range(5)]
-          + [log(user.id, 9, model="=HYPERLINK(\"http://evil\")"), log(other.id, 1)])
+    write(
+        session,
+        [log(user.id, i, status=200 if i % 2 else 502) for i in range(5)]
+        + [log(user.id, 9, model='=HYPERLINK("http://evil")'), log(other.id, 1)],
+    )
     text = "".join(usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter.parse(status="5xx"), batch=2))
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["request_id"] for r in rows] == [f"req-{user.id}-{i}" for i in (4, 2, 0)]
     assert rows[0]["status"] == "502" and rows[0]["time"] == "2025-03-10 12:00:00Z"
-    everything = list(csv.DictReader(io.StringIO("".join(
-        usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter())))))
+    everything = list(
+        csv.DictReader(io.StringIO("".join(usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter()))))
+    )
     assert len(everything) == 6 and not any(r["request_id"].startswith(f"req-{other.id}-") for r in everything)
-    assert everything[0]["model"] == "'=HYPERLINK(\"http://evil\")"
+    assert everything[0]["model"] == '\'=HYPERLINK("http://evil")'
 
 
 @both_databases
 def test_daily_usage_counts_requests_and_net_credits_per_utc_day(session, engine):
     user = make_user(engine, credits=100)
     today = date(2025, 3, 14)
-    write(session, [log(user.id, 1, at=datetime(2025, 3, 14, 0, 5, tzinfo=timezone.utc), cost="0.010044"),
-                    log(user.id, 6, at=datetime(2025, 3, 14, 9, 0, tzinfo=timezone.utc), cost="2.5"),
-                    log(user.id, 2, at=datetime(2025, 3, 13, 23, 55, tzinfo=timezone.utc), cost=10),
-                    log(user.id, 3, at=datetime(2025, 3, 13, 1, 0, tzinfo=timezone.utc), cost=0),
-                    # an image task's end: refunded 10, not a request of its own
-                    log(user.id, 4, at=datetime(2025, 3, 13, 23, 58, tzinfo=timezone.utc), cost=-10,
-                        method="TASK"),
-                    log(user.id, 5, at=datetime(2025, 2, 28, 23, 0, tzinfo=timezone.utc), cost=7)])  # 14 days back
+    write(
+        session,
+        [
+            log(user.id, 1, at=datetime(2025, 3, 14, 0, 5, tzinfo=UTC), cost="0.010044"),
+            log(user.id, 6, at=datetime(2025, 3, 14, 9, 0, tzinfo=UTC), cost="2.5"),
+            log(user.id, 2, at=datetime(2025, 3, 13, 23, 55, tzinfo=UTC), cost=10),
+            log(user.id, 3, at=datetime(2025, 3, 13, 1, 0, tzinfo=UTC), cost=0),
+            # an image task's end: refunded 10, not a request of its own
+            log(user.id, 4, at=datetime(2025, 3, 13, 23, 58, tzinfo=UTC), cost=-10, method="TASK"),
+            log(user.id, 5, at=datetime(2025, 2, 28, 23, 0, tzinfo=UTC), cost=7),
+        ],
+    )  # 14 days back
     days = usage.daily_usage(session, user_id=user.id, days=14, today=today)
     assert len(days) == 14 and days[0].day == date(2025, 3, 1) and days[-1].day == today
     assert [(d.day.day, d.requests, d.credits) for d in days if d.requests] == [(13, 2, 0), (14, 2, 2_510_044)]
@@ -146,23 +172,38 @@ def test_key_names(session, engine):
 @both_databases
 def test_a_negative_number_is_written_as_a_number_and_formula_text_is_defused(session, engine):
     user = make_user(engine)
-    write(session, [log(user.id, 1, cost=-5, model="-2+3"), log(user.id, 2, cost="-0.000012", model="-1.5",
-                                                                 at=T0 + timedelta(seconds=1))])
-    rows = list(csv.DictReader(io.StringIO("".join(
-        usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter())))))
+    write(
+        session,
+        [
+            log(user.id, 1, cost=-5, model="-2+3"),
+            log(user.id, 2, cost="-0.000012", model="-1.5", at=T0 + timedelta(seconds=1)),
+        ],
+    )
+    rows = list(
+        csv.DictReader(io.StringIO("".join(usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter()))))
+    )
     assert [(r["credits"], r["model"]) for r in rows] == [("-0.000012", "-1.5"), ("-5", "'-2+3")]
 
 
 @both_databases
 def test_csv_export_has_each_requests_tokens_and_exact_charge(session, engine):
     user = make_user(engine)
-    write(session, [log(user.id, 1, cost="0.010044", prompt_tokens=1000, completion_tokens=500, total_tokens=1500),
-                    log(user.id, 2, cost="3", at=T0 + timedelta(seconds=1)),
-                    log(user.id, 3, cost="0", status=502, at=T0 + timedelta(seconds=2))])
-    rows = list(csv.DictReader(io.StringIO("".join(
-        usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter())))))
+    write(
+        session,
+        [
+            log(user.id, 1, cost="0.010044", prompt_tokens=1000, completion_tokens=500, total_tokens=1500),
+            log(user.id, 2, cost="3", at=T0 + timedelta(seconds=1)),
+            log(user.id, 3, cost="0", status=502, at=T0 + timedelta(seconds=2)),
+        ],
+    )
+    rows = list(
+        csv.DictReader(io.StringIO("".join(usage.export_csv(engine, user_id=user.id, filters=usage.LogFilter()))))
+    )
     assert [(r["credits"], r["prompt_tokens"], r["completion_tokens"], r["total_tokens"]) for r in rows] == [
-        ("0", "", "", ""), ("3", "", "", ""), ("0.010044", "1000", "500", "1500")]
+        ("0", "", "", ""),
+        ("3", "", "", ""),
+        ("0.010044", "1000", "500", "1500"),
+    ]
     assert "upstream_cost" not in rows[0]  # what the upstream charged the platform is not the user's
 
 
@@ -232,8 +273,21 @@ def test_a_hold_waiting_for_its_usage_is_shown_as_settling(session, engine):
 
     user = make_user(engine, credits=1)
     _hold(session, user, "req-s", "0.21")
-    settlements.add_pending(session, ref="req-s", user_id=user.id, model="openai/gpt-5", upstream_id="gen-1",
-                            estimate=10_000, first_in_s=5, deadline_s=60)
+    settlements.add_pending(
+        session,
+        ref="req-s",
+        user_id=user.id,
+        model="openai/gpt-5",
+        upstream_id="gen-1",
+        estimate=10_000,
+        first_in_s=5,
+        deadline_s=60,
+    )
     [line, _grant] = usage.ledger_lines(session, user_id=user.id)
-    assert (line.kind, line.amount, line.held, line.settled, line.settling) == ("request", -210_000, 210_000,
-                                                                                False, True)
+    assert (line.kind, line.amount, line.held, line.settled, line.settling) == (
+        "request",
+        -210_000,
+        210_000,
+        False,
+        True,
+    )

@@ -92,8 +92,10 @@ async def test_store_calls_run_in_worker_threads(engine):
 async def test_parallel_debits_never_overspend(engine):
     user = make_user(engine, credits=10)
     results = await asyncio.gather(
-        *(run_store(engine, credits.debit_for_request, user_id=user.id, cost=1_000_000, ref=f"r{i}")
-          for i in range(25)),
+        *(
+            run_store(engine, credits.debit_for_request, user_id=user.id, cost=1_000_000, ref=f"r{i}")
+            for i in range(25)
+        ),
         return_exceptions=True,
     )
     assert sum(isinstance(r, int) for r in results) == 10

@@ -31,7 +31,12 @@ def test_issue_and_verify(session, engine):
     user = make_user(engine)
     issued = keys.issue_key(session, secret_key=TEST_SECRET, user_id=user.id, name="k", rate_limit_per_minute=5)
     record = keys.verify_key(session, secret_key=TEST_SECRET, raw=issued.secret)
-    assert (record.user_id, record.prefix, record.rate_limit_per_minute, record.usable) == (user.id, issued.secret[:12], 5, True)
+    assert (record.user_id, record.prefix, record.rate_limit_per_minute, record.usable) == (
+        user.id,
+        issued.secret[:12],
+        5,
+        True,
+    )
     assert keys.verify_key(session, secret_key="another-secret-0123456789", raw=issued.secret) is None
     tampered = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")
     assert keys.verify_key(session, secret_key=TEST_SECRET, raw=tampered) is None
