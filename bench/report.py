@@ -6,7 +6,7 @@ import os
 import platform as _platform
 from datetime import UTC, datetime
 
-BARS = {"added_p50_ms": 1.5, "litellm_ratio": 10.0, "rss_growth_pct": 10.0}
+BARS = {"added_p50_ms": 1.2, "litellm_ratio": 10.0, "rss_growth_pct": 10.0}
 
 
 def _find(results: list[dict], target: str, connections: int) -> dict | None:
