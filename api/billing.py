@@ -15,13 +15,14 @@ price itself.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from store import credits, pricing, settlements
 from store.models import ModelEntry
 from store.money import MICRO, json_credits
 
 from .context import RequestContext
+from .providers import UpstreamError
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,17 @@ def bill(
     ctx.credit_cost = final
     ctx.unsettled = None
     return final
+
+
+async def refund(runtime: Runtime, ctx: RequestContext, exc: BaseException) -> NoReturn:
+    """Give a request that failed after its hold everything back (Runtime.refund), and
+    raise: an upstream's error as the caller's ApiError, anything else (a platform fault,
+    the caller gone) as it is."""
+    if isinstance(exc, UpstreamError):
+        await runtime.refund(ctx, str(exc))
+        raise exc.as_api_error() from None
+    await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
+    raise exc
 
 
 def finish(runtime: Runtime, ctx: RequestContext) -> None:

@@ -102,12 +102,8 @@ async def complete(call: ChatCall, render: Callable[[dict[str, Any]], bytes]) ->
         answer = Response(render(data), media_type="application/json")
         billing.finish(runtime, ctx)
         return answer
-    except UpstreamError as exc:
-        await runtime.refund(ctx, str(exc))
-        raise exc.as_api_error() from None
-    except BaseException as exc:  # a platform fault (or the caller gone) after the debit
-        await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
-        raise
+    except BaseException as exc:  # an upstream's error, a platform fault or the caller gone after the debit
+        await billing.refund(runtime, ctx, exc)
 
 
 async def stream(call: ChatCall, events: EventFormat) -> Response:
@@ -115,12 +111,8 @@ async def stream(call: ChatCall, events: EventFormat) -> Response:
     runtime, ctx = call.runtime, call.ctx
     try:
         upstream = await call.chat.open_stream(call.content)
-    except UpstreamError as exc:
-        await runtime.refund(ctx, str(exc))
-        raise exc.as_api_error() from None
     except BaseException as exc:
-        await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
-        raise
+        await billing.refund(runtime, ctx, exc)
     relay = Relay(upstream, call)
     return RelayResponse(
         _relay(relay, events), media_type="text/event-stream", headers=SSE_HEADERS, on_close=relay.close

@@ -69,12 +69,8 @@ async def create_embeddings(key: CallerKey, request: EmbeddingBody, runtime: Run
         response = Response(orjson.dumps(answer), media_type="application/json")
         billing.finish(runtime, ctx)
         return response
-    except UpstreamError as exc:
-        await runtime.refund(ctx, str(exc))
-        raise exc.as_api_error() from None
-    except BaseException as exc:  # a platform fault (or the caller gone) after the debit
-        await runtime.refund(ctx, f"platform error: {type(exc).__name__}")
-        raise
+    except BaseException as exc:  # an upstream's error, a platform fault or the caller gone after the debit
+        await billing.refund(runtime, ctx, exc)
 
 
 def upstream_body(request: EmbeddingRequest, upstream_id: str) -> dict[str, Any]:

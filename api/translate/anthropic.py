@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ApiError
-from . import comments, error_object, sse
+from . import ChatEvents, chat_out, check_refused, error_object, first_choice, joined, message_content, refuse, sse
 
 REFUSED = {
     "tools": "tools are not supported on /messages; use /chat/completions",
@@ -32,27 +31,18 @@ STOP_REASONS = {
 }
 
 
-def _refuse(message: str) -> ApiError:
-    return ApiError("invalid_request", message)
-
-
 def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body for a validated Messages request."""
-    for name, why in REFUSED.items():
-        if body.get(name):
-            raise _refuse(f"`{name}`: {why}")
+    check_refused(body, REFUSED)
     thinking = body.get("thinking")
     if thinking and not (isinstance(thinking, dict) and thinking.get("type") == "disabled"):
-        raise _refuse("`thinking`: extended thinking is not supported")
+        raise refuse("`thinking`: extended thinking is not supported")
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
         messages.append({"role": "system", "content": system if isinstance(system, str) else _system_text(system)})
     messages.extend(_message(message, f"messages[{i}]") for i, message in enumerate(body["messages"]))
-    out: dict[str, Any] = {"model": body["model"], "messages": messages}
-    for name in PASSED:
-        if body.get(name) is not None:
-            out[name] = body[name]
+    out = chat_out(body, messages, PASSED)
     if body.get("stop_sequences"):
         out["stop"] = body["stop_sequences"]
     user = (body.get("metadata") or {}).get("user_id")
@@ -65,23 +55,18 @@ def _system_text(blocks: list[dict[str, Any]]) -> str:
     texts = []
     for i, block in enumerate(blocks):
         if block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise _refuse(f"`system[{i}]`: only text blocks are supported")
+            raise refuse(f"`system[{i}]`: only text blocks are supported")
         texts.append(block["text"])
     return "\n".join(texts)
 
 
 def _message(message: Any, where: str) -> dict[str, Any]:
     if not isinstance(message, dict):
-        raise _refuse(f"`{where}` must be an object")
+        raise refuse(f"`{where}` must be an object")
     role = message.get("role")
     if role not in ("user", "assistant"):
-        raise _refuse(f"`{where}.role` must be user or assistant")
-    content = message.get("content")
-    if isinstance(content, str):
-        return {"role": role, "content": content}
-    if not isinstance(content, list):
-        raise _refuse(f"`{where}.content` must be a string or a list of blocks")
-    return {"role": role, "content": _blocks(content, f"{where}.content")}
+        raise refuse(f"`{where}.role` must be user or assistant")
+    return message_content(role, message.get("content"), where, "blocks", _blocks)
 
 
 def _blocks(blocks: list[Any], where: str) -> str | list[dict[str, Any]]:
@@ -94,10 +79,8 @@ def _blocks(blocks: list[Any], where: str) -> str | list[dict[str, Any]]:
         elif kind == "image" and (url := _image_url(block.get("source"))):
             out.append({"type": "image_url", "image_url": {"url": url}})
         else:
-            raise _refuse(f"`{where}[{i}]`: only text and image (base64 or URL) blocks are supported")
-    if all(part["type"] == "text" for part in out):
-        return "".join(part["text"] for part in out)
-    return out
+            raise refuse(f"`{where}[{i}]`: only text and image (base64 or URL) blocks are supported")
+    return joined(out)
 
 
 def _image_url(source: Any) -> str | None:
@@ -138,13 +121,7 @@ def stop_reason(finish_reason: Any) -> str:
 
 def message(data: dict[str, Any], *, message_id: str) -> dict[str, Any]:
     """The Message for a chat completion (first choice)."""
-    choices = data.get("choices")
-    choice: dict[str, Any] = (
-        choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    )
-    said = choice.get("message")
-    content = said.get("content") if isinstance(said, dict) else None
-    text = content if isinstance(content, str) else ""
+    choice, text = first_choice(data)
     return {
         "id": message_id,
         "type": "message",
@@ -157,19 +134,17 @@ def message(data: dict[str, Any], *, message_id: str) -> dict[str, Any]:
     }
 
 
-class MessageEvents:
+class MessageEvents(ChatEvents):
     """A chat stream as Anthropic's events (api.chat_core.EventFormat): `message_start` and
     a `ping` first, the text block opened with the first text, a `text_delta` per chunk,
     then `content_block_stop`, `message_delta` (stop reason, usage from the stream's last
     chunk) and `message_stop`."""
 
-    __slots__ = ("message_id", "model_id", "opened", "finish_reason", "chat_usage")
+    __slots__ = ("message_id", "model_id")
 
     def __init__(self, *, message_id: str, model_id: str) -> None:
+        super().__init__()
         self.message_id, self.model_id = message_id, model_id
-        self.opened = False
-        self.finish_reason: Any = None
-        self.chat_usage: Any = None
 
     def _open(self) -> bytes:
         self.opened = True
@@ -194,29 +169,17 @@ class MessageEvents:
         )
 
     def chunk(self, data: dict[str, Any]) -> bytes | None:
-        if isinstance(data.get("usage"), dict):
-            self.chat_usage = data["usage"]
         out = b""
-        for choice in data.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            if choice.get("finish_reason") is not None:
-                self.finish_reason = choice["finish_reason"]
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(text, str) and text:
-                if not self.opened:
-                    out += self._open()
-                out += sse(
-                    "content_block_delta",
-                    orjson.dumps(
-                        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
-                    ),
-                )
+        for text in self._texts(data):
+            if not self.opened:
+                out += self._open()
+            out += sse(
+                "content_block_delta",
+                orjson.dumps(
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+                ),
+            )
         return out or None
-
-    def other(self, lines: list[bytes]) -> bytes | None:
-        return comments(lines)
 
     def end(self, done: bool) -> bytes:
         out = b"" if self.opened else self._open()

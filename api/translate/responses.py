@@ -16,8 +16,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ApiError
-from . import comments, error_object, sse
+from . import ChatEvents, chat_out, check_refused, error_object, first_choice, joined, message_content, refuse, sse
 
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 REFUSED = {
@@ -32,15 +31,9 @@ PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def _refuse(message: str) -> ApiError:
-    return ApiError("invalid_request", message)
-
-
 def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body for a validated Responses request."""
-    for name, why in REFUSED.items():
-        if body.get(name):
-            raise _refuse(f"`{name}`: {why}")
+    check_refused(body, REFUSED)
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
@@ -49,37 +42,29 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
         messages.append({"role": "user", "content": source})
     else:
         messages.extend(_message(item, f"input[{i}]") for i, item in enumerate(source))
-    out: dict[str, Any] = {"model": body["model"], "messages": messages}
-    for name in PASSED:
-        if body.get(name) is not None:
-            out[name] = body[name]
+    out = chat_out(body, messages, PASSED)
     if body.get("max_output_tokens") is not None:
         out["max_tokens"] = body["max_output_tokens"]
     out.update(_text_options(body.get("text")))
     effort = (body.get("reasoning") or {}).get("effort")
     if effort is not None:
         if not isinstance(effort, str):
-            raise _refuse("`reasoning.effort` must be a string")
+            raise refuse("`reasoning.effort` must be a string")
         out["reasoning_effort"] = effort
     return out
 
 
 def _message(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(item, dict):
-        raise _refuse(f"`{where}` must be an object")
+        raise refuse(f"`{where}` must be an object")
     kind = item.get("type", "message")
     if kind != "message":
-        raise _refuse(f"`{where}`: items of type {kind!r} are not supported (only messages)")
+        raise refuse(f"`{where}`: items of type {kind!r} are not supported (only messages)")
     given = item.get("role")
     role = ROLES.get(given) if isinstance(given, str) else None
     if role is None:
-        raise _refuse(f"`{where}.role` must be one of user, assistant, system, developer")
-    content = item.get("content")
-    if isinstance(content, str):
-        return {"role": role, "content": content}
-    if not isinstance(content, list):
-        raise _refuse(f"`{where}.content` must be a string or a list of parts")
-    return {"role": role, "content": _parts(content, f"{where}.content")}
+        raise refuse(f"`{where}.role` must be one of user, assistant, system, developer")
+    return message_content(role, item.get("content"), where, "parts", _parts)
 
 
 def _parts(parts: list[Any], where: str) -> str | list[dict[str, Any]]:
@@ -95,10 +80,8 @@ def _parts(parts: list[Any], where: str) -> str | list[dict[str, Any]]:
                 image["detail"] = part["detail"]
             out.append({"type": "image_url", "image_url": image})
         else:
-            raise _refuse(f"`{where}[{i}]`: only input_text, output_text and input_image (by URL) parts are supported")
-    if all(part["type"] == "text" for part in out):
-        return "".join(part["text"] for part in out)
-    return out
+            raise refuse(f"`{where}[{i}]`: only input_text, output_text and input_image (by URL) parts are supported")
+    return joined(out)
 
 
 def _text_options(text: dict[str, Any] | None) -> dict[str, Any]:
@@ -116,7 +99,7 @@ def _text_options(text: dict[str, Any] | None) -> dict[str, Any]:
         schema = {name: fmt[name] for name in ("name", "schema", "strict", "description") if name in fmt}
         out["response_format"] = {"type": "json_schema", "json_schema": schema}
     else:
-        raise _refuse("`text.format.type` must be text, json_object or json_schema")
+        raise refuse("`text.format.type` must be text, json_object or json_schema")
     return out
 
 
@@ -193,32 +176,24 @@ def _finished(base: dict[str, Any], text: str, finish_reason: Any, chat_usage: A
 
 def response(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     """The Response for a chat completion (first choice)."""
-    choices = data.get("choices")
-    choice: dict[str, Any] = (
-        choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    )
-    message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    text = content if isinstance(content, str) else ""
+    choice, text = first_choice(data)
     return _finished(base, text, choice.get("finish_reason"), data.get("usage"))
 
 
-class ResponseEvents:
+class ResponseEvents(ChatEvents):
     """A chat stream as the Responses API's typed events (api.chat_core.EventFormat):
     created and in_progress first, the message item and its text part opened with the
     first text, a delta per chunk, then the done events and `response.completed` (or
     `response.incomplete`) with the usage, which arrives in the stream's last chunk."""
 
-    __slots__ = ("base", "message_id", "sequence", "texts", "opened", "finish_reason", "chat_usage")
+    __slots__ = ("base", "message_id", "sequence", "texts")
 
     def __init__(self, base: dict[str, Any]) -> None:
+        super().__init__()
         self.base = base
         self.message_id = item_id(base["id"])
         self.sequence = 0
         self.texts: list[str] = []
-        self.opened = False
-        self.finish_reason: Any = None
-        self.chat_usage: Any = None
 
     def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
         data = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -241,25 +216,13 @@ class ResponseEvents:
         )
 
     def chunk(self, data: dict[str, Any]) -> bytes | None:
-        if isinstance(data.get("usage"), dict):
-            self.chat_usage = data["usage"]
         out = b""
-        for choice in data.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            if choice.get("finish_reason") is not None:
-                self.finish_reason = choice["finish_reason"]
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(text, str) and text:
-                if not self.opened:
-                    out += self._open()
-                self.texts.append(text)
-                out += self._event("response.output_text.delta", {**self._where(), "delta": text, "logprobs": []})
+        for text in self._texts(data):
+            if not self.opened:
+                out += self._open()
+            self.texts.append(text)
+            out += self._event("response.output_text.delta", {**self._where(), "delta": text, "logprobs": []})
         return out or None
-
-    def other(self, lines: list[bytes]) -> bytes | None:
-        return comments(lines)
 
     def end(self, done: bool) -> bytes:
         out = b"" if self.opened else self._open()

@@ -16,33 +16,17 @@ from store.money import MICRO
 
 from ..conftest import TEST_SECRET, flush_logs
 from ..factories import as_credits, auth, credits_of, make_key, make_user
-from .fake_replicate import FakeUpstream, pipeline_settings
+from . import image_fixtures
+from .fake_replicate import pipeline_settings
+
+# the image tests' shared fixtures (tests/api/image_fixtures.py), bound here for pytest to find
+caller = image_fixtures.caller
+fresh_upstream = image_fixtures.fresh_upstream
+settings = image_fixtures.settings
+upstream = image_fixtures.upstream
 
 MODEL = "google/nano-banana-pro"  # replicate, 10 credits per image in the default registry
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstream(upstream):
-    upstream.reset()
-
-
-@pytest.fixture
-def settings(database_url, tmp_path, upstream):
-    return pipeline_settings(database_url, tmp_path, upstream)
-
-
-@pytest.fixture
-def caller(engine):
-    user = make_user(engine, credits=100)
-    return user, make_key(engine, user)
 
 
 async def submit(client, key, body=None, **headers):

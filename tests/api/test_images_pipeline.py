@@ -25,22 +25,15 @@ from store.money import MICRO
 
 from ..conftest import flush_logs
 from ..factories import as_credits, auth, make_key, make_user
+from . import image_fixtures
 from .fake_replicate import FakeUpstream, pipeline_settings
+
+# the image tests' shared fixtures (tests/api/image_fixtures.py), bound here for pytest to find
+fresh_upstream = image_fixtures.fresh_upstream
+upstream = image_fixtures.upstream
 
 MODEL = "google/nano-banana-pro"
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_upstream(upstream):
-    upstream.reset()
 
 
 @pytest.fixture

@@ -7,13 +7,16 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from store.money import MICRO
-
 from ..factories import make_key, make_user
 from ..fakes.scripted import sse
+from . import test_responses
 from .test_errors import assert_error
 from .test_responses import (
     BOTH,
+    MESSAGE_EVENTS,
+    assert_charged_once,
+    assert_stream_charged_once,
+    assert_stream_refunded_once,
     balance,
     chunk,
     completion,
@@ -28,17 +31,9 @@ from .test_responses import (
 
 MESSAGES = "/api/v1/messages"
 
-
-@pytest.fixture
-def upstream(chat_upstream, engine):
-    set_model(engine, upstream_id="openai/gpt-5-upstream")
-    return chat_upstream
-
-
-@pytest.fixture
-def user_key(engine):
-    user = make_user(engine, credits=10)
-    return user, make_key(engine, user)
+# the scripted upstream and the caller, as test_responses sets them
+upstream = test_responses.upstream
+user_key = test_responses.user_key
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -83,17 +78,7 @@ async def test_plain_message_translated_both_ways_and_charged_once(client, app, 
         "stop_sequence": None,
         "usage": {"input_tokens": 5, "output_tokens": 2, "cost": 3},
     }
-    assert balance(engine, user) == 7
-    assert ledger_kinds(engine, request_id) == ["charge"]
-    [row] = log_rows(engine, app, request_id)
-    assert (row.endpoint, row.status, row.error_code, row.model, row.credit_cost, row.stream) == (
-        MESSAGES,
-        200,
-        None,
-        "openai/gpt-5",
-        3 * MICRO,
-        False,
-    )
+    row = assert_charged_once(engine, app, request_id, user, MESSAGES)
     assert (row.prompt_tokens, row.completion_tokens, row.upstream_id) == (5, 2, "gen-123")
 
 
@@ -122,31 +107,14 @@ async def test_stream_is_anthropic_events_with_usage_and_charged_once(client, ap
     sent = upstream.requests[0].json()
     assert (sent["stream"], sent["stream_options"]) == (True, {"include_usage": True})
     seen = events(r.text)
-    assert [name for name, _ in seen] == [
-        "message_start",
-        "ping",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-    ]
+    assert [name for name, _ in seen] == MESSAGE_EVENTS
     assert "".join(d["delta"]["text"] for n, d in seen if n == "content_block_delta") == "Hello"
     assert seen[6][1] == {
         "type": "message_delta",
         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
         "usage": {"input_tokens": 5, "output_tokens": 2, "cost": 3},
     }
-    assert balance(engine, user) == 7
-    [row] = log_rows(engine, app, r.headers["x-request-id"])
-    assert (row.endpoint, row.stream, row.status, row.credit_cost, row.total_tokens) == (
-        MESSAGES,
-        True,
-        200,
-        3 * MICRO,
-        7,
-    )
+    assert_stream_charged_once(engine, app, r, user, MESSAGES)
 
 
 @BOTH
@@ -166,11 +134,7 @@ async def test_stream_cut_mid_way_ends_in_an_error_event_and_is_refunded_once(cl
             },
         },
     )
-    assert balance(engine, user) == 10
-    request_id = r.headers["x-request-id"]
-    assert ledger_kinds(engine, request_id) == ["charge", "refund"]
-    [row] = log_rows(engine, app, request_id)
-    assert (row.status, row.error_code, row.credit_cost) == (200, "provider_error", 0)
+    assert_stream_refunded_once(engine, app, r, user)
 
 
 async def test_upstream_failure_is_502_in_the_seed_shape_and_refunded(client, engine, user_key, upstream):

@@ -99,6 +99,69 @@ def log_rows(engine, app, request_id: str) -> list[RequestLog]:
         return list(s.exec(select(RequestLog).where(RequestLog.request_id == request_id)))
 
 
+# the events of a two-chunk stream, in order, in each format
+RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+MESSAGE_EVENTS = [
+    "message_start",
+    "ping",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+]
+
+
+def assert_charged_once(engine, app, request_id: str, user, endpoint: str) -> RequestLog:
+    """A non-streamed answer: 3 credits charged once and one log row, which is returned."""
+    assert balance(engine, user) == 7
+    assert ledger_kinds(engine, request_id) == ["charge"]
+    [row] = log_rows(engine, app, request_id)
+    assert (row.endpoint, row.status, row.error_code, row.model, row.credit_cost, row.stream) == (
+        endpoint,
+        200,
+        None,
+        "openai/gpt-5",
+        3 * MICRO,
+        False,
+    )
+    return row
+
+
+def assert_stream_charged_once(engine, app, r, user, endpoint: str) -> None:
+    """A streamed answer: 3 credits charged and one log row."""
+    assert balance(engine, user) == 7
+    [row] = log_rows(engine, app, r.headers["x-request-id"])
+    assert (row.endpoint, row.stream, row.status, row.credit_cost, row.total_tokens) == (
+        endpoint,
+        True,
+        200,
+        3 * MICRO,
+        7,
+    )
+
+
+def assert_stream_refunded_once(engine, app, r, user) -> None:
+    """A stream cut after its debit: everything given back, once, and the row says why."""
+    assert balance(engine, user) == 10
+    request_id = r.headers["x-request-id"]
+    assert ledger_kinds(engine, request_id) == ["charge", "refund"]
+    [row] = log_rows(engine, app, request_id)
+    assert (row.status, row.error_code, row.credit_cost) == (200, "provider_error", 0)
+
+
 @BOTH
 async def test_plain_response_translated_both_ways_and_charged_once(client, app, engine, user_key, upstream):
     upstream.add(json=completion())
@@ -149,17 +212,7 @@ async def test_plain_response_translated_both_ways_and_charged_once(client, app,
         "total_tokens": 7,
         "cost": 3,
     }
-    assert balance(engine, user) == 7
-    assert ledger_kinds(engine, request_id) == ["charge"]
-    [row] = log_rows(engine, app, request_id)
-    assert (row.endpoint, row.status, row.error_code, row.model, row.credit_cost, row.stream) == (
-        RESPONSES,
-        200,
-        None,
-        "openai/gpt-5",
-        3 * MICRO,
-        False,
-    )
+    row = assert_charged_once(engine, app, request_id, user, RESPONSES)
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens, row.upstream_id) == (5, 2, 7, "gen-123")
 
 
@@ -193,18 +246,7 @@ async def test_stream_is_typed_events_with_usage_and_charged_once(client, app, e
     sent = upstream.requests[0].json()
     assert (sent["stream"], sent["stream_options"], sent["max_tokens"]) == (True, {"include_usage": True}, 16384)
     seen = events(r.text)
-    assert [name for name, _ in seen] == [
-        "response.created",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.completed",
-    ]
+    assert [name for name, _ in seen] == RESPONSE_EVENTS
     assert [data["sequence_number"] for _, data in seen] == list(range(10))
     final = seen[-1][1]["response"]
     assert (final["status"], final["output"][0]["content"][0]["text"], final["model"]) == (
@@ -221,15 +263,7 @@ async def test_stream_is_typed_events_with_usage_and_charged_once(client, app, e
         "cost": 3,
     }
     assert "[DONE]" not in r.text
-    assert balance(engine, user) == 7
-    [row] = log_rows(engine, app, r.headers["x-request-id"])
-    assert (row.endpoint, row.stream, row.status, row.credit_cost, row.total_tokens) == (
-        RESPONSES,
-        True,
-        200,
-        3 * MICRO,
-        7,
-    )
+    assert_stream_charged_once(engine, app, r, user, RESPONSES)
 
 
 @BOTH
@@ -247,11 +281,7 @@ async def test_stream_cut_mid_way_ends_in_an_error_event_and_is_refunded_once(cl
         "provider_error",
         "provider_error",
     )
-    assert balance(engine, user) == 10
-    request_id = r.headers["x-request-id"]
-    assert ledger_kinds(engine, request_id) == ["charge", "refund"]
-    [row] = log_rows(engine, app, request_id)
-    assert (row.status, row.error_code, row.credit_cost) == (200, "provider_error", 0)
+    assert_stream_refunded_once(engine, app, r, user)
 
 
 async def test_upstream_failure_is_502_and_refunded(client, app, engine, user_key, upstream):

@@ -9,6 +9,8 @@ import pytest
 from api.errors import ApiError
 from api.translate import anthropic, responses
 
+from .test_responses import MESSAGE_EVENTS, RESPONSE_EVENTS
+
 USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14, "cost": 3}
 
 
@@ -181,18 +183,7 @@ def test_responses_stream_events_in_order_with_sequence_numbers():
     raw = fmt.start() + (fmt.chunk(chunk("Hel")) or b"") + (fmt.chunk(chunk("lo")) or b"")
     raw += (fmt.chunk(chunk("", finish="stop")) or b"") + (fmt.chunk(chunk(usage=USAGE)) or b"") + fmt.end(True)
     seen = events(raw)
-    assert [name for name, _ in seen] == [
-        "response.created",
-        "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.output_text.delta",
-        "response.output_text.delta",
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
-        "response.completed",
-    ]
+    assert [name for name, _ in seen] == RESPONSE_EVENTS
     assert [data["sequence_number"] for _, data in seen] == list(range(10))
     assert all(name == data["type"] for name, data in seen)
     assert [data["delta"] for name, data in seen if name == "response.output_text.delta"] == ["Hel", "lo"]
@@ -293,16 +284,7 @@ def test_anthropic_stream_events_in_order():
     raw = fmt.start() + (fmt.chunk(chunk("Hel")) or b"") + (fmt.chunk(chunk("lo", finish="stop")) or b"")
     raw += (fmt.chunk(chunk(usage=USAGE)) or b"") + fmt.end(True)
     seen = events(raw)
-    assert [name for name, _ in seen] == [
-        "message_start",
-        "ping",
-        "content_block_start",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop",
-    ]
+    assert [name for name, _ in seen] == MESSAGE_EVENTS
     assert all(name == data["type"] for name, data in seen)
     assert seen[0][1]["message"]["id"] == "msg_r1"
     assert [d["delta"] for n, d in seen if n == "content_block_delta"] == [

@@ -16,9 +16,14 @@ import pytest
 
 from api import webhooks
 
-from ..factories import auth, make_key, make_user
-from .fake_replicate import FakeUpstream, pipeline_settings
+from ..factories import auth
+from . import image_fixtures
 from .test_images import MODEL
+
+# the image tests' shared fixtures (tests/api/image_fixtures.py), bound here for pytest to find
+caller = image_fixtures.caller
+settings = image_fixtures.settings
+upstream = image_fixtures.upstream
 
 BODY = b'{"task_id":"img_1","status":"succeeded"}'
 STAND_IN = ipaddress.ip_address("127.0.0.2")  # plays a public address the policy allows
@@ -255,24 +260,6 @@ def test_webhook_urls_with_control_characters_or_broken_parts_are_invalid(url):
 @pytest.mark.parametrize("url", ["https://hook.example/x?y=1", "http://hook.example:8080/", "https://bücher.example/"])
 def test_ordinary_webhook_urls_are_valid(url):
     assert webhooks.valid_webhook_url(url) is True
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeUpstream().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def settings(database_url, tmp_path, upstream):
-    return pipeline_settings(database_url, tmp_path, upstream)
-
-
-@pytest.fixture
-def caller(engine):
-    user = make_user(engine, credits=100)
-    return user, make_key(engine, user)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
