@@ -198,8 +198,10 @@ class Runtime:
         Whatever billing had noted for later is dropped: a refunded request settles nothing."""
         ctx.finished = True
         with anyio.CancelScope(shield=True):
-            if ctx.credit_cost and await self.db(credits.refund, ref=ctx.request_id, note=note):
-                self.metrics.credits_refunded.inc(ctx.credit_cost / MICRO)
+            # Keyed on the hold, not the charge: a call priced at 0 from its usage that
+            # then fails still gets its hold back (nothing is settled before `finish`).
+            if ctx.held and await self.db(credits.refund, ref=ctx.request_id, note=note):
+                self.metrics.credits_refunded.inc(ctx.held / MICRO)
                 ctx.credit_cost = 0
 
     async def balance(self, user_id: int) -> int:

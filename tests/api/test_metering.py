@@ -352,3 +352,31 @@ def test_margin_of_a_metered_request(database_url, tmp_path, engine, upstream):
     # charged 0.010044 credits; the upstream reported $0.000017 = 0.0017 credits at 100/USD
     assert (row.requests, row.prompt_tokens, row.completion_tokens) == (1, 11, 3)
     assert (row.charged, row.upstream_usd, row.unpriced, row.margin) == (10_044, 17, 0, 10_044 - 1_700)
+
+
+def test_a_stream_that_fails_after_a_zero_charge_usage_still_refunds_its_hold(database_url, tmp_path, engine):
+    """The usage chunk prices the call at 0 (no tokens), then the upstream reports an error:
+    the generation failed, so the hold comes back all the same, once."""
+    from ..fakes.scripted import ScriptedUpstream, sse
+
+    per_token(engine, fee="0")
+    user = make_user(engine, credits=5)
+    key = make_key(engine, user)
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    with ScriptedUpstream() as upstream:
+        upstream.add(
+            chunks=sse(
+                {"id": "g", "choices": [{"index": 0, "delta": {"content": "a"}}]},
+                {"id": "g", "choices": [], "usage": usage},
+                {"error": {"message": "overloaded", "code": 502}},
+            )
+        )
+        app = create_app(make_settings(database_url, tmp_path, openrouter_base_url=upstream.base_url))
+        with serve(app) as (base, _):
+            r = chat(base, key, stream=True)
+            rid = r.headers["x-request-id"]
+            assert orjson.loads(r.text.rstrip().splitlines()[-1][6:])["error"]["code"] == "provider_error"
+            held = -ledger(engine, rid)[0][1]
+            assert held > 0
+            assert ledger(engine, rid) == [("charge", -held), ("refund", held)]
+    assert credits_of(engine, user) == 5
