@@ -14,7 +14,6 @@ price itself.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, NoReturn
 
 from store import credits, pricing, settlements
@@ -25,8 +24,6 @@ from .context import RequestContext
 from .providers import UpstreamError
 from .runtime import Runtime
 
-log = logging.getLogger(__name__)
-
 # The upstream's own accounting: never shown to a user.
 _UPSTREAM_COST_FIELDS = ("cost", "cost_details", "is_byok")
 
@@ -34,10 +31,9 @@ _UPSTREAM_COST_FIELDS = ("cost", "cost_details", "is_byok")
 async def hold(
     runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, prompt_bound: int, max_tokens: int, n: int = 1
 ) -> int:
-    """Debit the most this request can cost; returns it."""
+    """Debit the most this request can cost (Runtime.debit notes it as `ctx.held`); returns it."""
     held = pricing.reservation(entry, prompt_bound=prompt_bound, max_tokens=max_tokens, n=n)
     await runtime.debit(ctx, cost=held, model=entry.id)
-    ctx.held = held
     return held
 
 
