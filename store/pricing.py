@@ -1,12 +1,21 @@
 """The one place that turns work into credits: what a request reserves before its call,
-and what it is charged once its usage is known (SPEC, "Metering").
+and what it is charged once its usage is known (SPEC, "Metering" and "Bounds").
 
     mode           charge                                           reserved before the call
-    per_request    fee × n                                          the same
-    per_token      fee + prompt × prompt_price + completion ×       fee + prompt bound × prompt_price
-                   completion_price (prices per 1M tokens)            + max_tokens × n × completion_price
+    per_request    fee × n                                          the same (refused past max_prompt_tokens)
+    per_token      fee + prompt × prompt_price + completion ×       fee + prompt bound × the highest prompt-side
+                   completion_price (prices per 1M tokens; cached     price + completion bound × completion_price
+                   prompt tokens at cache_read/cache_write_price)
     upstream_cost  fee + upstream USD × CREDITS_PER_USD × markup    as per_token, from the reference
                    (reference prices × markup when none reported)     prices × markup
+
+The prompt bound (`prompt_token_bound`) is the one bound of every format (chat, Responses,
+Messages, embeddings, sent natively or translated): the bytes of the body sent upstream
+(a byte-level tokenizer makes at most one token of a byte), except that an inline image
+counts as the most any provider's tiling charges for its real pixel size
+(store.image_tokens), and anything whose size the platform cannot see (a remote image or
+file, audio, a PDF, video) adds the model's whole context length, which no prompt can
+exceed. A `data:` string is an image only where the format puts an image.
 
 All amounts are micro-credits (store.money); every product is exact and rounded up to the
 micro-credit once, at the end. A charge is never above its reservation (`final_charge`).
@@ -14,22 +23,26 @@ micro-credit once, at the end. A charge is never above its reservation (`final_c
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol, TypeGuard
 
+from . import image_tokens
 from .money import MICRO, ceil_micro, usd_micro
 
 PER_REQUEST, PER_TOKEN, UPSTREAM_COST = "per_request", "per_token", "upstream_cost"
 MODES = (PER_REQUEST, PER_TOKEN, UPSTREAM_COST)
 TOKENS_PER_PRICE = 1_000_000  # prices are per 1M tokens
-# A prompt is bounded by its bytes (a byte-level tokenizer makes at most one token of a
-# byte), except inline media (base64 data URLs), each counted as this many tokens.
-MEDIA_TOKENS = 2_000
-_DATA_URL = re.compile(rb'"data:[^"]*"')
 # What a relayed text is estimated at when no usage can be had (typical of BPE tokenizers).
 BYTES_PER_TOKEN_ESTIMATE = 4
+# Content parts whose size the platform cannot see from the body (their bytes, if inline,
+# still count as text): audio, files and PDFs, video, in each format's spelling.
+_UNSEEN = frozenset(
+    {"input_audio", "audio", "input_file", "file", "document", "video_url", "input_video", "video", "image_file"}
+)
+# No part of the body can be an image, file, audio or video part without one of these.
+_MARKERS = (b"image", b"file", b"audio", b"video", b"document")
 
 
 class Priced(Protocol):
@@ -40,13 +53,17 @@ class Priced(Protocol):
     prompt_price: int  # micro-credits per 1M prompt tokens
     completion_price: int  # micro-credits per 1M completion tokens
     markup: int  # micro (1_000_000 = ×1)
+    cache_read_price: int | None  # micro-credits per 1M cached prompt tokens read (None: prompt_price)
+    cache_write_price: int | None  # ... written to the cache
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int  # every prompt token, cached ones included (as OpenAI counts them)
+    completion_tokens: int  # reasoning tokens included
     cost_usd: int | None = None  # the upstream's own cost, micro-USD, when it reported one
+    cache_read_tokens: int = 0  # of prompt_tokens, read from the upstream's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens, written to it
 
     @property
     def total_tokens(self) -> int:
@@ -58,38 +75,131 @@ def _token_count(value: object) -> TypeGuard[int]:
 
 
 def usage_from(data: Any) -> Usage | None:
-    """The token counts (and reported USD cost) of an OpenAI-shaped `usage` object, or None."""
+    """The token counts (and reported USD cost) of an OpenAI-shaped `usage` object, or None.
+    Cached tokens come from `prompt_tokens_details` (`cached_tokens`, and OpenRouter's
+    `cache_write_tokens`), counted within the prompt tokens, never beyond them."""
     if not isinstance(data, dict):
         return None
     prompt, completion = data.get("prompt_tokens"), data.get("completion_tokens")
     if not (_token_count(prompt) and _token_count(completion)):
         return None
-    return Usage(prompt, completion, usd_micro(data.get("cost")))
+    details = data.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    read, write = details.get("cached_tokens"), details.get("cache_write_tokens")
+    read = min(read, prompt) if _token_count(read) else 0
+    write = min(write, prompt - read) if _token_count(write) else 0
+    return Usage(prompt, completion, usd_micro(data.get("cost")), read, write)
 
 
-def prompt_token_bound(upstream_body: bytes) -> int:
-    """An upper bound of a chat request's prompt tokens, from the body sent upstream."""
-    media = _DATA_URL.findall(upstream_body)
-    return len(upstream_body) - sum(map(len, media)) + MEDIA_TOKENS * len(media)
+def prompt_token_bound(content: bytes, body: Any = None, *, context_length: int) -> int:
+    """An upper bound of the prompt tokens of `content`, the serialised body sent upstream
+    (`body`, its parsed form, is walked for images, files and audio; see the module's
+    docstring). At most one context length for all unseen parts together: the upstream
+    refuses a prompt longer than that."""
+    if body is None or not any(marker in content for marker in _MARKERS):
+        return len(content)
+    bound, unseen = len(content), False
+    for kind, part in _parts(body):
+        if kind in _UNSEEN:
+            unseen = unseen or not _text_document(kind, part)
+            continue
+        url = _image_source(kind, part)
+        if url is None:
+            continue
+        payload, prefix = _payload(kind, part, url)
+        size = image_tokens.measure(payload) if payload is not None else None
+        if payload is None or size is None:
+            unseen = True
+            continue
+        bound += min(context_length, image_tokens.tokens(*size)) - len(payload) - prefix
+    return max(0, bound) + (context_length if unseen else 0)
+
+
+def _parts(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every JSON object with a string `type` in `node`, outermost first; an image, file,
+    audio or video part's insides are not searched further."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            kind = item.get("type")
+            if isinstance(kind, str):
+                yield kind, item
+                if kind in _UNSEEN or kind in ("image_url", "input_image", "image"):
+                    continue
+            stack.extend(value for value in item.values() if isinstance(value, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend(value for value in item if isinstance(value, (dict, list)))
+
+
+def _text_document(kind: str, part: dict[str, Any]) -> bool:
+    """An Anthropic document whose source is plain text: its bytes are its bound."""
+    source = part.get("source")
+    return kind == "document" and isinstance(source, dict) and source.get("type") in ("text", "content")
+
+
+def _image_source(kind: str, part: dict[str, Any]) -> Any:
+    """Where an image part's picture is: a URL (data: or remote), an Anthropic source, or
+    None when `part` is not an image part. Anything else there (a file id) is unseen."""
+    if kind == "image_url":
+        image = part.get("image_url")
+        return image.get("url", False) if isinstance(image, dict) else image if image is not None else False
+    if kind == "input_image":
+        return part.get("image_url", False)
+    if kind == "image":
+        return part.get("source", False)
+    return None
+
+
+def _payload(kind: str, part: dict[str, Any], source: Any) -> tuple[str | None, int]:
+    """The base64 payload of an inline image and how many more bytes of its string are not
+    payload (`data:image/png;base64,`), or (None, 0) for anything that cannot be measured."""
+    if kind == "image" and isinstance(source, dict):
+        data = source.get("data")
+        return (data, 0) if source.get("type") == "base64" and isinstance(data, str) else (None, 0)
+    if isinstance(source, str):
+        payload = image_tokens.data_url_payload(source)
+        return (payload, len(source) - len(payload)) if payload is not None else (None, 0)
+    return None, 0
 
 
 def estimate(prompt_bytes: int, completion_bytes: int) -> Usage:
-    """Usage estimated from sizes, for a request whose usage never arrived."""
+    """Usage estimated from sizes (bytes, never characters), for a request whose usage never arrived."""
     per = BYTES_PER_TOKEN_ESTIMATE
     return Usage(-(-prompt_bytes // per), -(-completion_bytes // per))
 
 
-def _tokens(entry: Priced, prompt: int, completion: int, *, marked_up: bool) -> Decimal:
-    amount = Decimal(prompt * entry.prompt_price + completion * entry.completion_price) / TOKENS_PER_PRICE
-    return amount * entry.markup / MICRO if marked_up else amount
+def _prompt_side(entry: Priced) -> tuple[int, int, int]:
+    """The prices of a plain, a cache-read and a cache-write prompt token."""
+    read = entry.cache_read_price if entry.cache_read_price is not None else entry.prompt_price
+    write = entry.cache_write_price if entry.cache_write_price is not None else entry.prompt_price
+    return entry.prompt_price, read, write
 
 
-def reservation(entry: Priced, *, prompt_bound: int, max_tokens: int, n: int = 1) -> int:
-    """What admission debits: the most this request can cost."""
+def _priced(entry: Priced, amount: int) -> Decimal:
+    """`amount` micro-credits·tokens per 1M tokens, marked up for upstream_cost's reference prices."""
+    value = Decimal(amount) / TOKENS_PER_PRICE
+    return value * entry.markup / MICRO if entry.pricing == UPSTREAM_COST else value
+
+
+def reservation(entry: Priced, *, prompt_bound: int, max_tokens: int, n: int = 1, extra_completion: int = 0) -> int:
+    """What admission debits: the most this request can cost. Every prompt token is held at
+    the highest prompt-side price (a cache write costs more than a plain token); the
+    completion bound is `max_tokens` per choice plus `extra_completion` (a predicted
+    output's tokens, which are billed as completion tokens when rejected)."""
     if entry.pricing == PER_REQUEST:
         return entry.credit_cost * n
-    variable = _tokens(entry, prompt_bound, max_tokens * n, marked_up=entry.pricing == UPSTREAM_COST)
-    return entry.credit_cost + ceil_micro(variable)
+    prompt_price = max(_prompt_side(entry))
+    completion = max_tokens * n + extra_completion
+    return entry.credit_cost + ceil_micro(
+        _priced(entry, prompt_bound * prompt_price + completion * entry.completion_price)
+    )
+
+
+def smallest_hold(entry: Priced) -> int:
+    """The least any request to `entry` holds: its fee and one completion token. (Nothing
+    smaller bounds a prompt from a body's length alone: the body may be one inline image.)"""
+    return reservation(entry, prompt_bound=0, max_tokens=1)
 
 
 def charge(entry: Priced, usage: Usage | None, *, n: int = 1, credits_per_usd: Decimal = Decimal(100)) -> int | None:
@@ -102,8 +212,14 @@ def charge(entry: Priced, usage: Usage | None, *, n: int = 1, credits_per_usd: D
     if entry.pricing == UPSTREAM_COST and usage.cost_usd is not None:
         variable = Decimal(usage.cost_usd) * credits_per_usd * entry.markup / MICRO
     else:
-        variable = _tokens(
-            entry, usage.prompt_tokens, usage.completion_tokens, marked_up=entry.pricing == UPSTREAM_COST
+        plain, read, write = _prompt_side(entry)
+        fresh = usage.prompt_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+        variable = _priced(
+            entry,
+            fresh * plain
+            + usage.cache_read_tokens * read
+            + usage.cache_write_tokens * write
+            + usage.completion_tokens * entry.completion_price,
         )
     return entry.credit_cost + ceil_micro(variable)
 

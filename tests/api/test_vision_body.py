@@ -5,24 +5,33 @@ is still 413, with or without a Content-Length. Served over real sockets."""
 from __future__ import annotations
 
 import base64
+import io
+import math
 import os
 from decimal import Decimal
 
 import httpx
 import orjson
 import pytest
+from PIL import Image
 from sqlmodel import select
 
 from api.app import create_app
-from store import registry
+from store import image_tokens, registry
 from store.db import session_for
-from store.models import LedgerEntry, RequestLog
+from store.models import CLEAR, LedgerEntry, RequestLog
 from store.money import parse_credits
 
 from ..conftest import make_settings
-from ..factories import credits_of, make_key, make_user
+from ..factories import credits_of, flat_seed_prices, make_key, make_user
 from ..fakes.upstream import ServedUpstream
 from ..serving import serve
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 MODEL = "openai/gpt-5"  # 3 credits a request in the default registry
 LIMIT = 20 * 1024 * 1024
@@ -49,8 +58,16 @@ def served(database_url, tmp_path, upstream):
         yield app, base
 
 
+def noise_png(mib: float) -> bytes:
+    """A real PNG of about `mib` MiB: random pixels do not compress."""
+    side = int(math.sqrt(mib * 1024 * 1024 / 3))
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def image_message(mib: float) -> tuple[list[dict], str]:
-    data_url = "data:image/png;base64," + base64.b64encode(os.urandom(int(mib * 1024 * 1024))).decode()
+    data_url = "data:image/png;base64," + base64.b64encode(noise_png(mib)).decode()
     parts = [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": data_url, "detail": "high"}},
@@ -96,7 +113,7 @@ def test_image_part_of_a_few_mib_is_relayed_unchanged_and_billed(served, engine,
     assert (row.status, row.error_code, row.credit_cost) == (200, None, 3_000_000)
 
 
-def test_image_counts_as_2000_prompt_tokens_in_the_hold(served, engine, upstream):
+def test_image_counts_as_its_pixels_in_the_hold(served, engine, upstream):
     app, base = served
     with session_for(engine) as s:
         registry.set_model(
@@ -108,6 +125,7 @@ def test_image_counts_as_2000_prompt_tokens_in_the_hold(served, engine, upstream
             prompt_price=parse_credits("1.25"),
             completion_price=parse_credits("10"),
             max_output_tokens=1000,
+            cache_read_price=CLEAR,
         )
     user = make_user(engine, credits=10)
     key = make_key(engine, user)
@@ -115,9 +133,12 @@ def test_image_counts_as_2000_prompt_tokens_in_the_hold(served, engine, upstream
     r = post(base, key, orjson.dumps({"model": MODEL, "messages": messages}))
     assert r.status_code == 200
     sent = orjson.dumps(upstream.app.stats.bodies[-1])
-    bound = len(sent) - len(data_url) - 2 + 2000  # the quoted data URL counts as 2,000 tokens
+    side = int(math.sqrt(2 * 1024 * 1024 / 3))  # 836 x 836 pixels
+    tokens = image_tokens.tokens(side, side)
+    assert tokens == 2_240  # Gemini 3's flat highest resolution beats 27 x 27 patches x 2.46 = 1,794
+    bound = len(sent) - len(data_url) + tokens  # the data URL counts as its pixels' tokens
     held = 10_000 + -(-(bound * 1_250_000 + 1000 * 10_000_000) // 1_000_000)
-    assert bound - 2000 < 1000  # the text around the image, not its 2.8 MB of base64
+    assert bound - tokens < 1000  # the text around the image, not its 2.8 MB of base64
     rid = r.headers["x-request-id"]
     # The fake claims a prompt token per character of the message (millions): the charge
     # stops at the hold, as every charge does.
