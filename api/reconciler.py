@@ -7,6 +7,10 @@ with token counts and its USD cost; it appears a few seconds after the generatio
 `RECONCILE_BACKOFF_S`, at most a minute) until `RECONCILE_DEADLINE_S` after it ended;
 then the estimate stands. Never above the hold, never twice (store.settlements).
 
+Each pass first takes the holds whose process died mid-call (store.holds: their lease ran
+out) into the list as interrupted: settled the same way from the generation record when
+their upstream id was noted, else refunded, never from an estimate of unknown work.
+
 It runs with the image pipeline worker (in the server by default, or `python -m api.worker`),
 and its state is in the database, so it picks up where it left off after a restart.
 """
@@ -20,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from store import pricing, registry, settlements
+from store import holds, pricing, registry, settlements
 from store.models import PendingSettlement, utcnow
 from store.settings import Settings
 from store.tasks import aware
@@ -42,6 +46,9 @@ class Reconciler:
 
     async def run_once(self) -> int:
         """Settle (or put off) every pending request that is due; returns how many were settled."""
+        reaped = await self.db(holds.reap_orphans, deadline_s=self.settings.reconcile_deadline_s)
+        if reaped:
+            log.warning("%d holds of a process that died mid-call are being settled or refunded", reaped)
         rows = await self.db(settlements.claim_due, limit=BATCH, lease_s=LEASE_S)
         settled = 0
         for row in rows:
@@ -56,7 +63,9 @@ class Reconciler:
         if usage is not None:
             entry = (await self.db(registry.get_model, model_id=row.model)) if row.model else None
             cost = pricing.charge(entry, usage, credits_per_usd=self.settings.credits_per_usd) if entry else None
-            if cost is not None:
+            if entry is not None and not pricing.needs_usage(entry):
+                cost = None  # a flat price: the record says it was delivered, so the whole hold stands
+            if entry is not None:
                 final = await self.db(
                     settlements.settle_pending,
                     ref=row.ref,
@@ -66,6 +75,14 @@ class Reconciler:
                 )
                 log.info("request %s settled from the generation record at %s", row.ref, final)
                 return True
+        if utcnow() >= aware(row.deadline_at) and row.interrupted:
+            await self.db(
+                settlements.refund_pending,
+                ref=row.ref,
+                note="refunded: the serving process stopped mid-call and no generation record was found",
+            )
+            log.info("interrupted request %s refunded", row.ref)
+            return True
         if utcnow() >= aware(row.deadline_at):
             await self.db(
                 settlements.settle_pending,

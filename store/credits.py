@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from . import holds
 from .db import on_connection, reads
 from .errors import InsufficientCredits, InvalidInput, KeyNotUsable, NotFound
 from .models import ApiKey, LedgerEntry, User, table_of, utcnow
@@ -138,12 +139,14 @@ def debit_for_request(
     ref: str,
     model: str | None = None,
     key_id: int | None = None,
+    hold: holds.HoldInfo | None = None,
 ) -> int:
     """Charge `cost` for request or task `ref`; returns the new balance.
 
     With `key_id` (every API model call) the same statement also requires that key to be
     live and enabled and its user's API access on; KeyNotUsable when not. Raises
     InsufficientCredits when the balance is short. Either way nothing changes.
+    With `hold`, the hold's record (store.holds) is written in the same transaction.
     A cost of 0 writes nothing (the key is still checked).
     """
     if cost < 0:
@@ -156,11 +159,16 @@ def debit_for_request(
         if row is None:
             raise _refusal(session, user_id=user_id, key_id=key_id) or NotFound("no such user")
         return row[0]
-    new_balance = _apply(session, user_id=user_id, amount=-cost, kind=CHARGE, ref=ref, model=model, key_id=key_id)
+    new_balance = _apply(
+        session, user_id=user_id, amount=-cost, kind=CHARGE, ref=ref, model=model, key_id=key_id, commit=hold is None
+    )
     if new_balance is None:
         if key_id is not None and (refusal := _refusal(session, user_id=user_id, key_id=key_id)) is not None:
             raise refusal
         raise InsufficientCredits("Insufficient credits")
+    if hold is not None:
+        holds.open_hold(_connection(session), ref=ref, user_id=user_id, model=model, amount=cost, info=hold)
+        session.commit()
     return new_balance
 
 
@@ -194,21 +202,33 @@ def _rows_for(session: Session, ref: str) -> list[LedgerEntry]:
     return rows
 
 
-def refund(session: Session, *, ref: str, note: str | None = None) -> bool:
+def refund(session: Session, *, ref: str, note: str | None = None, unless_settled: bool = False) -> bool:
     """Give back everything charged for request or task `ref` (its hold, less any
     settlement), at most once, so a refund can never exceed what was charged.
-    Returns False when nothing was charged for `ref` or it was refunded already.
+    Returns False when nothing was charged for `ref` or it was refunded already (or, with
+    `unless_settled`, settled: a call whose own process settled it was delivered).
     """
     rows = _rows_for(session, ref)
     charge = next((r for r in rows if r.kind == CHARGE), None)
-    if charge is None or any(r.kind == REFUND for r in rows):
+    if charge is None or any(r.kind == REFUND or (unless_settled and r.kind == SETTLE) for r in rows):
         return False
     net = sum(r.amount for r in rows if r.kind in (CHARGE, SETTLE))
     try:
-        return (
-            _apply(session, user_id=charge.user_id, amount=-net, kind=REFUND, ref=ref, model=charge.model, note=note)
-            is not None
+        refunded = _apply(
+            session,
+            user_id=charge.user_id,
+            amount=-net,
+            kind=REFUND,
+            ref=ref,
+            model=charge.model,
+            note=note,
+            commit=False,
         )
+        if refunded is None:
+            return False
+        holds.close_hold(_connection(session), ref=ref)
+        session.commit()
+        return True
     except IntegrityError:  # (kind, ref) is unique: a second refund of one ref
         session.rollback()
         return False
@@ -231,20 +251,23 @@ def settle_hold(
         ref=ref,
         model=model,
         note=f"used {format_credits(final)} of {format_credits(held)} held",
+        commit=False,
     )
+    holds.close_hold(_connection(session), ref=ref)
+    session.commit()
     return final
 
 
-def settle(session: Session, *, ref: str, cost: int, note: str | None = None, commit: bool = True) -> int | None:
-    """Settle request `ref` at `cost` micro-credits, capped at its hold: the difference
-    comes back in one `settle` row. Returns the charge that stands, or None when nothing
-    was held for `ref` or it was settled or refunded already (nothing changes)."""
+def settle(session: Session, *, ref: str, cost: int | None, note: str | None = None, commit: bool = True) -> int | None:
+    """Settle request `ref` at `cost` micro-credits (None: its whole hold), capped at its
+    hold: the difference comes back in one `settle` row. Returns the charge that stands, or
+    None when nothing was held for `ref` or it was settled or refunded already (nothing changes)."""
     rows = _rows_for(session, ref)
     charge = next((r for r in rows if r.kind == CHARGE), None)
     if charge is None or any(r.kind in (SETTLE, REFUND) for r in rows):
         return None
     held = -charge.amount
-    final = final_charge(held, cost)
+    final = final_charge(held, held if cost is None else cost)
     note = note or f"used {format_credits(final)} of {format_credits(held)} held"
     try:
         _apply(
@@ -255,8 +278,11 @@ def settle(session: Session, *, ref: str, cost: int, note: str | None = None, co
             ref=ref,
             model=charge.model,
             note=note[:500],
-            commit=commit,
+            commit=False,
         )
+        holds.close_hold(_connection(session), ref=ref)
+        if commit:
+            session.commit()
     except IntegrityError:  # settled concurrently
         session.rollback()
         return None

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from . import keys
+from . import holds, keys
 from .db import rowcount
 from .models import RequestLog, table_of, utcnow
 from .offloop import run_store_blocking
@@ -35,12 +35,21 @@ def clean_text(value: str) -> str:
     return _UNSTORABLE.sub("\ufffd", value)
 
 
-def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert many log rows in one statement (their text cleaned first), and note when
-    their keys were last used, in one transaction."""
+# A log row's flag (never stored): its call's money is final, so its hold's record
+# (store.holds) is closed in the same transaction as the row is written.
+RELEASE_HOLD = "release_hold"
+
+
+def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert many log rows in one statement (their text cleaned first), note when their
+    keys were last used and close the holds of the rows flagged RELEASE_HOLD, in one
+    transaction. Returns the request ids whose holds were closed."""
     if not rows:
-        return
-    rows = [{k: clean_text(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+        return []
+    released = [row["request_id"] for row in rows if row.get(RELEASE_HOLD)]
+    rows = [
+        {k: clean_text(v) if isinstance(v, str) else v for k, v in row.items() if k != RELEASE_HOLD} for row in rows
+    ]
     session.connection().execute(_INSERT, rows)  # Core executemany: no ORM bulk machinery
     used: dict[int, datetime] = {}
     for row in rows:
@@ -48,7 +57,9 @@ def write_request_logs(session: Session, rows: list[dict[str, Any]]) -> None:
             used[row["api_key_id"]] = max(row["created_at"], used.get(row["api_key_id"], row["created_at"]))
     if used:  # in key order, so that two writers never wait on each other's keys in a cycle
         keys.touch_last_used(session, used=dict(sorted(used.items())))
+    holds.close_holds(session.connection(), refs=released)
     session.commit()
+    return released
 
 
 def purge_request_logs(session: Session, *, older_than_days: int, chunk: int = 5000) -> int:
@@ -76,7 +87,8 @@ class RequestLogWriter:
     - the database unavailable: the batch goes back to the front and is tried again;
     - the database refusing a batch: its rows are written one by one and each row it
       refuses is set aside (logged, `set_aside`, `on_set_aside`);
-    - more than `max_queue` rows waiting: `submit` refuses the row (`dropped`, `on_dropped`).
+    - more than `max_queue` rows waiting: `submit` refuses the row (`dropped`, `on_dropped`);
+      a refused row that would have closed a hold leaves it to its lease (store.holds).
     The same thread purges rows older than `retention_days` every `purge_every` seconds
     (0 days: keep all).
     """
@@ -93,6 +105,7 @@ class RequestLogWriter:
         max_queue: int = 100_000,
         on_set_aside: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        on_released: Callable[[list[str]], None] | None = None,
     ) -> None:
         self._engine = engine
         self._interval = interval
@@ -104,6 +117,7 @@ class RequestLogWriter:
         self._on_write = on_write
         self._on_set_aside = on_set_aside
         self._on_dropped = on_dropped
+        self._on_released = on_released
         self._max_queue = max_queue
         self._thread: threading.Thread | None = None
         self._retention_days = retention_days
@@ -156,7 +170,9 @@ class RequestLogWriter:
             self._count_written(len(batch))
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        run_store_blocking(self._engine, write_request_logs, rows=rows)
+        released = run_store_blocking(self._engine, write_request_logs, rows=rows)
+        if released and self._on_released:
+            self._on_released(released)
 
     def _write_one_by_one(self, batch: list[dict[str, Any]]) -> None:
         """Write a batch the database refused row by row, setting aside the refused rows."""

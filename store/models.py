@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
+# A value that sets a field back to unset (None), where None itself means "not given".
+CLEAR = object()
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -30,6 +33,9 @@ class User(SQLModel, table=True):
     is_admin: bool = False
     api_enabled: bool = True
     balance: int = Field(default=0, sa_type=sa.BigInteger)  # micro-credits (store.money)
+    # The most a rate limit this user may give their own keys (0: any, unlimited included;
+    # None: the platform's MAX_KEY_RPM). Admins set it; the CLI's own keys are not bound by it.
+    max_key_rpm: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -68,6 +74,15 @@ class ModelEntry(SQLModel, table=True):
     completion_price: int = Field(default=0, sa_type=sa.BigInteger)
     markup: int = Field(default=1_000_000, sa_type=sa.BigInteger)
     max_output_tokens: int = 16_384
+    # Bounds (store.pricing): the prompt the model accepts at most, in tokens, which bounds
+    # what the platform cannot measure (remote images and files, audio, PDFs); and, for a
+    # flat (per_request) price, the largest prompt bound that price covers (None: any).
+    context_length: int = 128_000
+    max_prompt_tokens: int | None = None
+    # Cached prompt tokens (per_token and upstream_cost's reference prices), micro-credits
+    # per 1M; None: the prompt price.
+    cache_read_price: int | None = Field(default=None, sa_type=sa.BigInteger)
+    cache_write_price: int | None = Field(default=None, sa_type=sa.BigInteger)
     enabled: bool = True
     provider: str = Field(max_length=50)
     upstream_id: str = Field(max_length=200)
@@ -144,9 +159,36 @@ class PendingSettlement(SQLModel, table=True):
     model: str = Field(max_length=200)
     upstream_id: str | None = Field(default=None, max_length=200)
     estimate: int = Field(sa_type=sa.BigInteger)  # micro-credits, from what was relayed
+    # A call cut off by its process's death (store.holds): nothing is known of what it
+    # delivered, so past the deadline without a generation record it is refunded.
+    interrupted: bool = False
     attempts: int = 0
     next_at: datetime = Field(default_factory=utcnow)
     deadline_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Hold(SQLModel, table=True):
+    """A model call's hold while it is open: written in the transaction that debits it and
+    deleted in the one that settles, refunds or hands it to the reconciler (or, for a flat
+    price, with its log row). `lease_until` is renewed by the process serving the call; a
+    hold whose lease ran out belongs to a process that died, and the reconciler settles it
+    from the upstream's generation record (`upstream_id`, noted while it ran) or refunds it."""
+
+    __tablename__ = "holds"
+    __table_args__ = (sa.Index("ix_holds_lease", "lease_until"),)
+
+    ref: str = Field(primary_key=True, max_length=64)  # the request id (the ledger's ref)
+    user_id: int
+    api_key_id: int | None = None
+    key_prefix: str | None = Field(default=None, max_length=12)
+    model: str = Field(max_length=200)
+    endpoint: str = Field(max_length=200)
+    stream: bool = False
+    amount: int = Field(sa_type=sa.BigInteger)  # micro-credits held
+    owner: str = Field(max_length=32)  # the serving process's instance id
+    upstream_id: str | None = Field(default=None, max_length=200)
+    lease_until: datetime
     created_at: datetime = Field(default_factory=utcnow)
 
 

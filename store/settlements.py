@@ -1,9 +1,10 @@
 """Requests held but never settled, because their usage never arrived (the client left
 mid-stream, or the upstream sent none): kept here until the reconciler settles them from
 the upstream's own generation record, or, once the deadline passes, from the estimate of
-what was relayed. The settle row, the request-log update and the row's removal commit
-together, and the ledger settles a request at most once: nothing is settled twice, across
-restarts and across workers.
+what was relayed. Calls interrupted by their process's death (store.holds) wait here too,
+and are refunded at the deadline when no record turns up. The settle row, the request-log
+update and the row's removal commit together, and the ledger settles a request at most
+once: nothing is settled twice, across restarts and across workers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from . import credits
+from . import credits, holds
 from .db import reads, rowcount
 from .models import PendingSettlement, RequestLog, utcnow
 from .pricing import Usage
@@ -43,6 +44,7 @@ def add_pending(
             created_at=now,
         )
     )
+    holds.close_hold(session.connection(), ref=ref)
     session.commit()
 
 
@@ -81,9 +83,9 @@ def retry_later(session: Session, *, ref: str, at: datetime) -> None:
 
 
 def settle_pending(
-    session: Session, *, ref: str, cost: int, usage: Usage | None = None, note: str | None = None
+    session: Session, *, ref: str, cost: int | None, usage: Usage | None = None, note: str | None = None
 ) -> int | None:
-    """Settle `ref` at `cost` (capped at its hold), note its usage on its log row and drop
+    """Settle `ref` at `cost` (None: its whole hold; capped at its hold), note its usage on its log row and drop
     it from the pending list, in one transaction. Returns the charge that stands, or None
     when it was settled (or refunded) already; the row goes either way."""
     final = credits.settle(session, ref=ref, cost=cost, note=note, commit=False)
@@ -100,6 +102,18 @@ def settle_pending(
         session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(**values))
     session.commit()
     return final
+
+
+def refund_pending(session: Session, *, ref: str, note: str) -> bool:
+    """Refund `ref` (an interrupted call nothing is known of) and drop it from the list.
+    The refund happens at most once (store.credits.refund), so a pass that stopped between
+    the two steps only drops the row next time."""
+    refunded = credits.refund(session, ref=ref, note=note, unless_settled=True)
+    session.execute(sa.delete(PendingSettlement).where(col(PendingSettlement.ref) == ref))
+    if refunded:
+        session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(credit_cost=0))
+    session.commit()
+    return refunded
 
 
 @reads
