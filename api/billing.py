@@ -21,6 +21,7 @@ from store.models import ModelEntry
 from store.money import MICRO, json_credits
 
 from .context import RequestContext
+from .errors import ApiError
 from .providers import UpstreamError
 from .runtime import Runtime
 
@@ -29,10 +30,27 @@ _UPSTREAM_COST_FIELDS = ("cost", "cost_details", "is_byok")
 
 
 async def hold(
-    runtime: Runtime, ctx: RequestContext, entry: ModelEntry, *, prompt_bound: int, max_tokens: int, n: int = 1
+    runtime: Runtime,
+    ctx: RequestContext,
+    entry: ModelEntry,
+    *,
+    prompt_bound: int,
+    max_tokens: int,
+    n: int = 1,
+    extra_completion: int = 0,
 ) -> int:
-    """Debit the most this request can cost (Runtime.debit notes it as `ctx.held`); returns it."""
-    held = pricing.reservation(entry, prompt_bound=prompt_bound, max_tokens=max_tokens, n=n)
+    """Debit the most this request can cost (Runtime.debit notes it as `ctx.held`); returns it.
+    A flat price covers prompts up to the entry's `max_prompt_tokens`: a larger bound is
+    refused before anything is charged."""
+    if entry.pricing == pricing.PER_REQUEST and entry.max_prompt_tokens and prompt_bound > entry.max_prompt_tokens:
+        raise ApiError(
+            "invalid_request",
+            f"The prompt may be up to {prompt_bound:,} tokens; this model's flat price covers at most "
+            f"{entry.max_prompt_tokens:,}",
+        )
+    held = pricing.reservation(
+        entry, prompt_bound=prompt_bound, max_tokens=max_tokens, n=n, extra_completion=extra_completion
+    )
     await runtime.debit(ctx, cost=held, model=entry.id)
     return held
 
@@ -98,22 +116,28 @@ def finish(runtime: Runtime, ctx: RequestContext) -> None:
         return
     ctx.finished = True
     if ctx.unsettled is not None:
-        model, estimate = ctx.unsettled
-        settings = runtime.settings
-        runtime.later(
-            runtime.db(
-                settlements.add_pending,
-                ref=ctx.request_id,
-                user_id=ctx.key.user_id,
-                model=model,
-                upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
-                estimate=estimate,
-                first_in_s=settings.reconcile_backoff_s,
-                deadline_s=settings.reconcile_deadline_s,
-            )
-        )
+        runtime.later(_hand_to_reconciler(runtime, ctx, user_id=ctx.key.user_id))
     elif ctx.credit_cost != ctx.held:
         runtime.later(_settle(runtime, ctx, user_id=ctx.key.user_id))
+    else:  # the hold is the charge: nothing to write but the hold's closing, with the log row
+        ctx.release_hold = True
+
+
+async def _hand_to_reconciler(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
+    assert ctx.unsettled is not None
+    model, estimate = ctx.unsettled
+    settings = runtime.settings
+    await runtime.db(
+        settlements.add_pending,
+        ref=ctx.request_id,
+        user_id=user_id,
+        model=model,
+        upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
+        estimate=estimate,
+        first_in_s=settings.reconcile_backoff_s,
+        deadline_s=settings.reconcile_deadline_s,
+    )
+    runtime.holds.closed(ctx.request_id)
 
 
 async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
@@ -121,4 +145,5 @@ async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> Non
     await runtime.db(
         credits.settle_hold, user_id=user_id, ref=ctx.request_id, held=ctx.held, cost=ctx.credit_cost, model=ctx.model
     )
+    runtime.holds.closed(ctx.request_id)
     runtime.metrics.credits_settled_back.inc(back / MICRO)

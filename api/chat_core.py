@@ -66,18 +66,38 @@ class EventFormat(Protocol):
     def error(self, code: str, message: str) -> bytes: ...
 
 
-async def admit(runtime: Runtime, ctx: RequestContext, body: dict[str, Any]) -> ChatCall:
-    """Model → provider → credits, in the spec's order, for a validated chat body."""
+async def admit(
+    runtime: Runtime,
+    ctx: RequestContext,
+    body: dict[str, Any],
+    translate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> ChatCall:
+    """Model → provider → credits, in the spec's order, for a validated body (translated to
+    chat completions by `translate` first, if given). The CPU-bound steps (translation, the
+    request policy, serialisation, the prompt bound) run off the event loop for a big body."""
+    if translate is not None:
+        body = await runtime.cpu(ctx, lambda: translate(body))
     model_id, stream = body["model"], bool(body.get("stream"))
     ctx.model, ctx.stream = model_id, stream
     entry = await runtime.model_for(model_id, "chat")
     chat = runtime.chat
     if entry.provider != "openrouter" or chat is None or not chat.configured:
         raise ApiError("provider_not_configured")
-    plan = upstream_chat(body, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
-    content = _serialise(plan.body)  # before the debit: nothing after it may fail on the caller's input
+
+    def prepare() -> tuple[UpstreamChat, bytes, int]:
+        plan = upstream_chat(body, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
+        content = serialise(plan.body)  # before the debit: nothing after it may fail on the caller's input
+        return plan, content, prompt_token_bound(content, plan.body, context_length=entry.context_length)
+
+    plan, content, bound = await runtime.cpu(ctx, prepare)
     await billing.hold(
-        runtime, ctx, entry, prompt_bound=prompt_token_bound(content), max_tokens=plan.max_tokens, n=plan.n
+        runtime,
+        ctx,
+        entry,
+        prompt_bound=bound,
+        max_tokens=plan.max_tokens,
+        n=plan.n,
+        extra_completion=plan.prediction_tokens,
     )
     return ChatCall(runtime, ctx, chat, entry, model_id, plan, content)
 
@@ -119,7 +139,7 @@ async def stream(call: ChatCall, events: EventFormat) -> Response:
     )
 
 
-def _serialise(body: dict[str, Any]) -> bytes:
+def serialise(body: Any) -> bytes:
     try:
         return orjson.dumps(body)
     except orjson.JSONEncodeError:  # e.g. nested deeper than the encoder allows
@@ -154,14 +174,15 @@ def _choices_bytes(choices: Any) -> int:
 
 
 def _delta_bytes(data: dict[str, Any]) -> int:
-    """How much generated text one stream chunk carries."""
+    """How many bytes of generated text one stream chunk carries (the estimate counts bytes,
+    not characters: a character may be several tokens' worth)."""
     size = 0
     for choice in data.get("choices") or ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if isinstance(delta, dict):
             for name in ("content", "reasoning", "refusal"):
                 if isinstance(delta.get(name), str):
-                    size += len(delta[name])
+                    size += len(delta[name].encode("utf-8", "surrogatepass"))
             if isinstance(delta.get("tool_calls"), list):
                 size += len(orjson.dumps(delta["tool_calls"]))
     return size
@@ -235,6 +256,7 @@ async def _relay(relay: Relay, events: EventFormat) -> AsyncIterator[bytes]:
                 relay.relayed_bytes += _delta_bytes(data)
                 if ctx.upstream_id is None and data.get("id"):
                     ctx.upstream_id = data["id"]
+                    runtime.holds.note(ctx.request_id, str(data["id"]))
                 if isinstance(data.get("usage"), dict):
                     relay.bill(data["usage"])
                 out = events.chunk(data)

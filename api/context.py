@@ -23,6 +23,9 @@ class RequestContext:
     upstream_cost: int | None = None  # the upstream's reported USD cost, micro-USD
     unsettled: tuple[str, int] | None = None  # (model, estimate): no usage came, the reconciler settles
     finished: bool = False  # billing.finish ran
+    release_hold: bool = False  # the money is final: the log row closes the hold's record
+    in_flight_user: int | None = None  # counted in Runtime.inflight until the response ends
+    body_bytes: int = 0  # the size of the request body read
     stream: bool = False
     usage: dict[str, Any] | None = None
     upstream_id: str | None = None

@@ -5,8 +5,9 @@
     ReaderKey     the bearer key (or `x-api-key`), for reads: the rate-limit window is
                   reported, not used up
     CallerKey     the key of a model call: authenticated, then one hit of its limit
-    ChatBody, ImageBody
-                  the JSON body read with the MAX_BODY_BYTES limit, validated (api.schemas)
+    ChatBody, ImageBody, ResponsesBody, MessagesBody, EmbeddingBody
+                  the JSON body read with the MAX_BODY_BYTES limit and BODY_READ_TIMEOUT_S
+                  deadline, validated (api.schemas), a big one off the event loop
 
 Every dependency is `async def`: FastAPI runs a plain `def` dependency in a worker thread,
 a thread hop per request for nothing. FastAPI resolves a route's dependencies in the order of its parameters, so a route
@@ -16,18 +17,29 @@ body: the spec's order.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
 from store.keys import KeyRecord
 
-from .body import read_json_object
+from .body import BIG_BODY_BYTES, decode_object, read_body
 from .context import RequestContext
 from .errors import ApiError
 from .ratelimit import Verdict
 from .runtime import Runtime
-from .schemas import ChatCompletionRequest, ImageGenerationRequest, parse
+from .schemas import (
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    ImageGenerationRequest,
+    MessagesRequest,
+    ResponsesRequest,
+    parse,
+)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -75,12 +87,15 @@ async def reader_key(request: Request, runtime: RuntimeDep, ctx: ContextDep) -> 
 
 
 async def caller_key(request: Request, runtime: RuntimeDep, ctx: ContextDep) -> KeyRecord:
-    """Authenticate the key and count this model call against its per-minute limit."""
+    """Authenticate the key, count this model call against its per-minute limit and its
+    user's calls in flight (MAX_IN_FLIGHT_PER_USER, until the response ends)."""
     record = await _verified_key(request, runtime, ctx)
     verdict = await runtime.limiter.hit(record.key_id, record.rate_limit_per_minute)
     _report(ctx, verdict)
     if not verdict.allowed:
         raise ApiError("rate_limit_exceeded", headers={"Retry-After": str(max(1, verdict.reset_s))})
+    runtime.inflight.enter(record.user_id)
+    ctx.in_flight_user = record.user_id
     return record
 
 
@@ -88,13 +103,24 @@ ReaderKey = Annotated[KeyRecord, Depends(reader_key)]
 CallerKey = Annotated[KeyRecord, Depends(caller_key)]
 
 
-async def chat_body(request: Request, runtime: RuntimeDep) -> ChatCompletionRequest:
-    return parse(ChatCompletionRequest, await read_json_object(request, runtime.settings.max_body_bytes))
+def json_body(model: type[M], category: str) -> Callable[..., Awaitable[M]]:
+    """The dependency that reads a body (api.body) and validates it as `model`; a big body
+    from a key that cannot pay the smallest hold of a `category` model is refused (402)
+    before it is parsed, and a big one is parsed in a worker thread (Runtime.cpu)."""
+
+    async def dependency(request: Request, runtime: RuntimeDep, ctx: ContextDep) -> M:
+        settings = runtime.settings
+        raw = await read_body(request, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s)
+        ctx.body_bytes = len(raw)
+        if len(raw) >= BIG_BODY_BYTES:
+            await runtime.refuse_unaffordable(ctx, category)
+        return await runtime.cpu(ctx, lambda: parse(model, decode_object(raw)))
+
+    return dependency
 
 
-async def image_body(request: Request, runtime: RuntimeDep) -> ImageGenerationRequest:
-    return parse(ImageGenerationRequest, await read_json_object(request, runtime.settings.max_body_bytes))
-
-
-ChatBody = Annotated[ChatCompletionRequest, Depends(chat_body)]
-ImageBody = Annotated[ImageGenerationRequest, Depends(image_body)]
+ChatBody = Annotated[ChatCompletionRequest, Depends(json_body(ChatCompletionRequest, "chat"))]
+ImageBody = Annotated[ImageGenerationRequest, Depends(json_body(ImageGenerationRequest, "image"))]
+ResponsesBody = Annotated[ResponsesRequest, Depends(json_body(ResponsesRequest, "chat"))]
+MessagesBody = Annotated[MessagesRequest, Depends(json_body(MessagesRequest, "chat"))]
+EmbeddingBody = Annotated[EmbeddingRequest, Depends(json_body(EmbeddingRequest, "embedding"))]

@@ -93,6 +93,14 @@ class Metrics:
             "Request-log rows refused because LOG_QUEUE_MAX rows were waiting",
             registry=self.registry,
         )
+        self.unauthenticated = Counter(
+            "platform_unauthenticated_requests", "/api/v1 requests without a valid key", registry=self.registry
+        )
+        self.unauthenticated_unlogged = Counter(
+            "platform_unauthenticated_requests_unlogged",
+            "Requests without a valid key past UNAUTHENTICATED_LOG_ROWS_PER_MINUTE: counted, no log row",
+            registry=self.registry,
+        )
         self._series: dict[tuple[str, str, str], tuple] = {}
 
     def observe(self, *, endpoint: str, model: str, status: int, seconds: float, error_code: str | None) -> None:

@@ -69,6 +69,13 @@ class ApiMiddleware:
                 ctx.error_code = "internal_error"
                 await error_response(ApiError("internal_error"))(scope, receive, send_with_headers)
         finally:
+            if ctx.in_flight_user is not None:
+                self.runtime.inflight.leave(ctx.in_flight_user)
+            if ctx.held and not ctx.finished:
+                # Held, then neither billed nor refunded (a fault between the two): every
+                # hold ends in one or the other, so it is refunded here, once.
+                log.error("request %s ended with its hold open; refunding it", ctx.request_id)
+                await self.runtime.refund(ctx, "the request ended before it was billed")
             self.runtime.record(ctx)
 
 

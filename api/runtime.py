@@ -17,8 +17,11 @@ from typing import Any, TypeVar
 import aiohttp
 import anyio
 import httpx
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
 
-from store import credits, keys, logs, registry, users
+from store import credits, keys, logs, pricing, registry, users
 from store.db import get_engine, is_locked
 from store.errors import InsufficientCredits, KeyNotUsable, NotFound
 from store.models import ModelEntry, utcnow
@@ -27,9 +30,12 @@ from store.offloop import run_store
 from store.settings import Settings
 
 from .access_log import AccessLog
+from .body import BIG_BODY_BYTES
 from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
 from .errors import ApiError
+from .holdkeeper import HoldKeeper
+from .inflight import InFlight
 from .metrics import Metrics
 from .providers.images import ImageProvider
 from .providers.openrouter import OpenRouterChat
@@ -60,8 +66,17 @@ class Runtime:
             max_queue=settings.log_queue_max,
             on_write=self._logs_written,
             on_set_aside=self.metrics.log_rows_set_aside.inc,
+            on_released=lambda refs: self.holds.closed(refs),
             on_dropped=self.metrics.log_rows_dropped.inc,
         )
+        self.holds = HoldKeeper(settings.hold_lease_s, self.db)
+        self.inflight = InFlight(settings.max_in_flight_per_user)
+        self._cpu = anyio.CapacityLimiter(2)
+        # Requests without a valid key get a log row only this often (the rest are counted):
+        # a flood of keyless calls must not fill the request log.
+        self._keyless = FixedWindowRateLimiter(MemoryStorage())
+        self._keyless_rows = RateLimitItemPerMinute(settings.unauthenticated_log_rows_per_minute or 1)
+        self._keyless_logged = settings.unauthenticated_log_rows_per_minute > 0
         self.http: httpx.AsyncClient | None = None
         self.upstream: aiohttp.ClientSession | None = None
         self.chat: OpenRouterChat | None = None
@@ -95,6 +110,7 @@ class Runtime:
             await self.db(users.ensure_admin, email=self.settings.admin_email, password=self.settings.admin_password)
         try:
             async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(self.holds.running())
                 if self.settings.run_pipeline_in_process:
                     worker = PipelineWorker(
                         self.settings, http=self.http, providers=self.image_providers, engine=self.engine
@@ -173,9 +189,11 @@ class Runtime:
         return entry
 
     async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
-        """Admit the request by charging it; 402 and no change when the balance is short."""
+        """Admit the request by charging it, with the hold's durable record (store.holds);
+        402 and no change when the balance is short."""
         key = ctx.key
         assert key is not None  # the request was authenticated before anything is charged
+        hold = self.holds.info(endpoint=ctx.endpoint, stream=ctx.stream, api_key_id=key.key_id, key_prefix=key.prefix)
         try:
             await self.db(
                 credits.debit_for_request,
@@ -184,6 +202,7 @@ class Runtime:
                 ref=ctx.request_id,
                 model=model,
                 key_id=key.key_id,
+                hold=hold if cost else None,
             )
         except InsufficientCredits:
             raise ApiError("insufficient_credits") from None
@@ -191,6 +210,8 @@ class Runtime:
             self.keys.drop_user(key.user_id)
             raise ApiError("invalid_api_key" if exc.revoked else "api_disabled") from None
         ctx.credit_cost = ctx.held = cost
+        if cost:
+            self.holds.opened(ctx.request_id)
         self.metrics.credits_debited.inc(cost / MICRO)
 
     async def refund(self, ctx: RequestContext, note: str) -> None:
@@ -203,6 +224,26 @@ class Runtime:
             if ctx.held and await self.db(credits.refund, ref=ctx.request_id, note=note):
                 self.metrics.credits_refunded.inc(ctx.held / MICRO)
                 ctx.credit_cost = 0
+            self.holds.closed(ctx.request_id)
+
+    async def cpu(self, ctx: RequestContext, fn: Callable[[], T]) -> T:
+        """`fn()` (parsing, translating, serialising, bounding a body): inline for a small
+        body, in a worker thread for a big one, so that no caller's big body holds up the
+        event loop for the others (two at a time: they are CPU-bound)."""
+        if ctx.body_bytes < BIG_BODY_BYTES:
+            return fn()
+        return await anyio.to_thread.run_sync(fn, limiter=self._cpu)
+
+    async def refuse_unaffordable(self, ctx: RequestContext, category: str) -> None:
+        """402 before a big body is parsed when the caller's balance cannot cover even the
+        smallest hold any enabled model of `category` takes (store.pricing.smallest_hold)."""
+        key = ctx.key
+        assert key is not None  # the key is read before the body
+        holds = [
+            pricing.smallest_hold(m) for m in (await self.models()).values() if m.enabled and m.category == category
+        ]
+        if holds and await self.balance(key.user_id) < min(holds):
+            raise ApiError("insufficient_credits")
 
     async def balance(self, user_id: int) -> int:
         try:
@@ -215,8 +256,9 @@ class Runtime:
         self.metrics.log_queue.set(self.logs.pending)
 
     def record(self, ctx: RequestContext) -> None:
-        """Queue the request's log row (written in a batch by the writer thread), count it in
-        the metrics and write its access-log line."""
+        """Queue the request's log row (written in a batch by the writer thread; with it, a
+        flat-priced call's hold is closed), count it in the metrics and write its access-log
+        line. A request without a valid key is counted, and logged only as sampled."""
         elapsed = time.perf_counter() - ctx.started
         latency_ms = int(elapsed * 1000)
         model = ctx.model
@@ -227,8 +269,13 @@ class Runtime:
             seconds=elapsed,
             error_code=ctx.error_code,
         )
-        self.access_log.emit(ctx, latency_ms)
         key = ctx.key
+        if key is None:
+            self.metrics.unauthenticated.inc()
+            if not (self._keyless_logged and self._keyless.hit(self._keyless_rows, "keyless")):
+                self.metrics.unauthenticated_unlogged.inc()
+                return
+        self.access_log.emit(ctx, latency_ms)
         usage = ctx.usage if isinstance(ctx.usage, dict) else {}
         self.logs.submit(
             {
@@ -251,6 +298,7 @@ class Runtime:
                 "upstream_cost": ctx.upstream_cost,
                 "task_id": ctx.task_id,
                 "created_at": utcnow(),
+                logs.RELEASE_HOLD: ctx.release_hold,
             }
         )
         self.metrics.log_queue.set(self.logs.pending)

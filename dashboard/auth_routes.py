@@ -284,6 +284,7 @@ def build_router(
                 user_id=viewer.id,
                 name=name,
                 rate_limit_per_minute=rpm,
+                self_service_ceiling=backend.settings().max_key_rpm,
             )
         except StoreError as exc:
             return JSONResponse({"error": str(exc).capitalize() + "."}, status_code=400)

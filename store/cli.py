@@ -12,6 +12,7 @@ from . import credits, keys, pricing, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
 from .margin import MAX_DAYS, margin_by_model_day, usd_text
+from .models import CLEAR
 from .money import format_credits, parse_credits
 from .settings import get_settings
 
@@ -47,6 +48,15 @@ def _markup(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
+def _credits_or_none(text: str) -> object:
+    """A price in credits, or `none` to unset it (it then follows the prompt price)."""
+    return CLEAR if text.strip().lower() == "none" else _credits(text)
+
+
+def _int_or_none(text: str) -> object:
+    return CLEAR if text.strip().lower() == "none" else _int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m store", description="Administer the platform's store.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -77,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--completion-price", type=_credits, help="credits per 1M completion tokens")
     p.add_argument("--markup", type=_markup, help="multiplier of the upstream cost, e.g. 1.2")
     p.add_argument("--max-output-tokens", type=_int)
+    p.add_argument("--context-length", type=_int, help="the longest prompt the model takes, in tokens")
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=_int_or_none,
+        help="per_request: the largest prompt the flat price covers (none: any)",
+    )
+    p.add_argument("--cache-read-price", type=_credits_or_none, help="credits per 1M cached prompt tokens read (none)")
+    p.add_argument("--cache-write-price", type=_credits_or_none, help="credits per 1M prompt tokens cached (none)")
     p.add_argument("--enable", dest="enabled", action="store_const", const=True)
     p.add_argument("--disable", dest="enabled", action="store_const", const=False)
     p.add_argument("--display-name")
@@ -90,8 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("margin", help="per model and UTC day: requests, tokens, credits charged, upstream USD, margin")
     p.add_argument("--days", type=_int, default=30)
 
-    p = sub.add_parser("set-user", help="change a user's API access or role")
+    p = sub.add_parser("set-user", help="change a user's API access, role or key rate-limit ceiling")
     p.add_argument("email")
+    p.add_argument(
+        "--max-key-rpm",
+        type=_int_or_none,
+        help="the highest rate limit (per minute) they may give their own keys; 0: any; none: MAX_KEY_RPM",
+    )
     p.add_argument("--api-enabled", dest="api_enabled", action="store_const", const=True)
     p.add_argument("--api-disabled", dest="api_enabled", action="store_const", const=False)
     p.add_argument("--admin", dest="is_admin", action="store_const", const=True)
@@ -143,6 +166,10 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
                 "completion_price": args.completion_price,
                 "markup": args.markup,
                 "max_output_tokens": args.max_output_tokens,
+                "context_length": args.context_length,
+                "max_prompt_tokens": args.max_prompt_tokens,
+                "cache_read_price": args.cache_read_price,
+                "cache_write_price": args.cache_write_price,
                 "enabled": args.enabled,
                 "display_name": args.display_name,
                 "category": args.category,
@@ -171,12 +198,21 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
                     file=out,
                 )
         elif args.command == "set-user":
-            if args.api_enabled is None and args.is_admin is None:
-                raise UsageError("nothing to change: give --api-enabled/--api-disabled or --admin/--no-admin")
+            if args.api_enabled is None and args.is_admin is None and args.max_key_rpm is None:
+                raise UsageError(
+                    "nothing to change: give --api-enabled/--api-disabled, --admin/--no-admin or --max-key-rpm"
+                )
             user = users.get_user_by_email(session, email=args.email)
             assert user.id is not None  # a stored row
-            user = users.set_user_flags(session, user_id=user.id, api_enabled=args.api_enabled, is_admin=args.is_admin)
-            print(f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin}", file=out)
+            user = users.set_user_flags(
+                session,
+                user_id=user.id,
+                api_enabled=args.api_enabled,
+                is_admin=args.is_admin,
+                max_key_rpm=args.max_key_rpm,
+            )
+            ceiling = "default" if user.max_key_rpm is None else user.max_key_rpm
+            print(f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin} max_key_rpm={ceiling}", file=out)
         elif args.command == "revoke-key":
             key = keys.revoke_key_by_prefix(session, prefix=args.prefix)
             print(f"revoked {key.prefix}…{key.last4} ({key.name})", file=out)
@@ -190,9 +226,15 @@ def _model_line(entry) -> str:
             f"\tprompt={format_credits(entry.prompt_price)}/1M\tcompletion={format_credits(entry.completion_price)}/1M"
             f"\tmarkup={format_credits(entry.markup)}"
         )
+    if entry.cache_read_price is not None:
+        price += f"\tcache_read={format_credits(entry.cache_read_price)}/1M"
+    if entry.cache_write_price is not None:
+        price += f"\tcache_write={format_credits(entry.cache_write_price)}/1M"
+    if entry.max_prompt_tokens is not None:
+        price += f"\tmax_prompt_tokens={entry.max_prompt_tokens}"
     return (
         f"{entry.id}\t{entry.category}\tpricing={entry.pricing}\t{price}\tmax_output_tokens={entry.max_output_tokens}"
-        f"\t{state}\t{entry.provider}:{entry.upstream_id}\t{entry.display_name}"
+        f"\tcontext_length={entry.context_length}\t{state}\t{entry.provider}:{entry.upstream_id}\t{entry.display_name}"
     )
 
 

@@ -64,6 +64,8 @@ def _validate_name(name: str) -> str:
         raise InvalidInput("key name must not be empty")
     if len(name) > MAX_NAME_LEN:
         raise InvalidInput(f"key name must be at most {MAX_NAME_LEN} characters")
+    if not name.isprintable():
+        raise InvalidInput("key name must not contain control characters")
     return name
 
 
@@ -73,11 +75,33 @@ def _validate_rate_limit(rpm: int) -> int:
     return rpm
 
 
-def issue_key(session: Session, *, secret_key: str, user_id: int, name: str, rate_limit_per_minute: int) -> IssuedKey:
+def rpm_ceiling(user: User, default: int) -> int:
+    """The highest rate limit `user` may give their own keys (0: any, unlimited included):
+    their own ceiling (set by an admin), else the platform's `default` (MAX_KEY_RPM)."""
+    return default if user.max_key_rpm is None else user.max_key_rpm
+
+
+def issue_key(
+    session: Session,
+    *,
+    secret_key: str,
+    user_id: int,
+    name: str,
+    rate_limit_per_minute: int,
+    self_service_ceiling: int | None = None,
+) -> IssuedKey:
+    """Issue a key. A user issuing their own (the dashboard) passes the platform's
+    `self_service_ceiling` (MAX_KEY_RPM): a rate limit above the user's ceiling, or
+    unlimited under one, is refused. The operator's CLI passes none."""
     name = _validate_name(name)
     rpm = _validate_rate_limit(rate_limit_per_minute)
-    if session.get(User, user_id) is None:
+    user = session.get(User, user_id)
+    if user is None:
         raise NotFound("no such user")
+    if self_service_ceiling is not None:
+        ceiling = rpm_ceiling(user, self_service_ceiling)
+        if ceiling and not 1 <= rpm <= ceiling:
+            raise InvalidInput(f"rate limit must be from 1 to {ceiling} per minute for this account")
     raw = generate_key()
     key = ApiKey(
         user_id=user_id,

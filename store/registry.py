@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from . import events, pricing
 from .db import reads
 from .errors import InvalidInput, NotFound
-from .models import ModelAudit, ModelEntry, utcnow
+from .models import CLEAR, ModelAudit, ModelEntry, utcnow
 from .money import MICRO, format_credits, json_credits, parse_credits
 
 CATEGORIES = ("chat", "image", "embedding")
@@ -23,13 +23,33 @@ _TEXT_FIELDS = {"display_name": 200, "provider": 50, "upstream_id": 200, "owned_
 MAX_COST = 1_000_000 * MICRO  # micro-credits, for the fee and for each per-1M-token price
 MAX_MARKUP = 100 * MICRO
 MAX_OUTPUT_TOKENS = 2_000_000
-_MONEY_FIELDS = {"credit_cost": "credit cost", "prompt_price": "prompt price", "completion_price": "completion price"}
+MAX_CONTEXT_LENGTH = 100_000_000
+_MONEY_FIELDS = {
+    "credit_cost": "credit cost",
+    "prompt_price": "prompt price",
+    "completion_price": "completion price",
+    "cache_read_price": "cache read price",
+    "cache_write_price": "cache write price",
+}
+_TOKEN_FIELDS = {
+    "max_output_tokens": ("max output tokens", MAX_OUTPUT_TOKENS),
+    "context_length": ("context length", MAX_CONTEXT_LENGTH),
+    "max_prompt_tokens": ("max prompt tokens", MAX_CONTEXT_LENGTH),
+}
+# Fields that may be unset again (given as CLEAR): a cache price then follows the prompt
+# price, and a flat price covers any prompt.
+NULLABLE = frozenset({"cache_read_price", "cache_write_price", "max_prompt_tokens"})
 
 
 def _validated(fields: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in fields.items():
         if value is None:
+            continue
+        if value is CLEAR:
+            if name not in NULLABLE:
+                raise InvalidInput(f"{name.replace('_', ' ')} cannot be unset")
+            out[name] = None
             continue
         if name in _TEXT_FIELDS:
             value = str(value).strip()
@@ -41,9 +61,10 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
         elif name == "markup":  # millionths
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_MARKUP:
                 raise InvalidInput(f"markup must be above 0 and at most {format_credits(MAX_MARKUP)}")
-        elif name == "max_output_tokens":
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OUTPUT_TOKENS:
-                raise InvalidInput(f"max output tokens must be a whole number from 1 to {MAX_OUTPUT_TOKENS:,}")
+        elif name in _TOKEN_FIELDS:
+            what, most = _TOKEN_FIELDS[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise InvalidInput(f"{what} must be a whole number from 1 to {most:,}")
         elif name == "pricing":
             if value not in pricing.MODES:
                 raise InvalidInput(f"pricing must be one of {', '.join(pricing.MODES)}")
@@ -146,8 +167,10 @@ def list_models(session: Session, *, enabled_only: bool = False) -> list[ModelEn
 
 
 def seed_default_registry(session: Session, path: Path = DEFAULT_REGISTRY) -> list[str]:
-    """Add the default entries that are missing; never overwrite an admin's edits.
-    The file's prices are in credits (decimals allowed), as a person writes them."""
+    """Add the default entries that are missing, and bring up to date the ones nobody but
+    the seed ever changed (their audit rows are all the seed's); never overwrite an admin's
+    edits. The file's prices are in credits (decimals allowed), as a person writes them.
+    Returns the ids added."""
     added = []
     for item in json.loads(path.read_text()):
         item = dict(item)
@@ -158,7 +181,15 @@ def seed_default_registry(session: Session, path: Path = DEFAULT_REGISTRY) -> li
         if session.get(ModelEntry, model_id) is None:
             set_model(session, model_id=model_id, actor="seed", **item)
             added.append(model_id)
+        elif _only_seeded(session, model_id):
+            set_model(session, model_id=model_id, actor="seed", **item)
+        session.rollback()  # end the reads of this entry before the next
     return added
+
+
+def _only_seeded(session: Session, model_id: str) -> bool:
+    actors = session.exec(select(ModelAudit.actor).where(col(ModelAudit.model_id) == model_id)).all()
+    return bool(actors) and all(actor == "seed" for actor in actors)
 
 
 def public_view(entry: ModelEntry) -> dict[str, Any]:
@@ -172,10 +203,17 @@ def public_view(entry: ModelEntry) -> dict[str, Any]:
         "category": entry.category,
         "capabilities": list(entry.capabilities),
         "credit_cost": json_credits(entry.credit_cost),
+        "context_length": entry.context_length,
         "pricing": {
             "mode": entry.pricing,
             "request": json_credits(entry.credit_cost),
             "prompt": json_credits(entry.prompt_price),  # per 1M tokens
             "completion": json_credits(entry.completion_price),
+            "cache_read": json_credits(_or(entry.cache_read_price, entry.prompt_price)),
+            "cache_write": json_credits(_or(entry.cache_write_price, entry.prompt_price)),
         },
     }
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

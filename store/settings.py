@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     # and the first wait between asks (doubling, at most a minute).
     reconcile_deadline_s: float = Field(600.0, gt=0)
     reconcile_backoff_s: float = Field(2.0, gt=0)
+    # Bounds (SPEC, "Bounds"): a request body not read within this many seconds is cut (408);
+    # model calls one user may have open at once in one process (429 past it); the most a
+    # user may set their own keys' rate limit to unless an admin gives them another ceiling
+    # (0: no ceiling); how long a hold's record lives without its process renewing it (a
+    # process that died mid-call is found by that); rows written per minute for requests
+    # without a valid key (the rest are counted in the metrics only).
+    body_read_timeout_s: float = Field(30.0, gt=0)
+    max_in_flight_per_user: int = Field(32, ge=1)
+    max_key_rpm: int = Field(600, ge=0, le=1_000_000)
+    hold_lease_s: float = Field(30.0, gt=0)
+    unauthenticated_log_rows_per_minute: int = Field(60, ge=0)
     # Reverse proxies whose X-Forwarded-For the sign-in limits believe: IPs or CIDRs,
     # comma-separated. Empty: the socket peer is the client (dashboard/client_address.py).
     trusted_proxies: str = ""

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from . import credits, events
 from .errors import Conflict, InvalidInput, NotFound
-from .models import User
+from .models import CLEAR, User
 from .money import MICRO
 
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -21,7 +21,7 @@ MAX_PASSWORD_BYTES = 72  # bcrypt ignores everything past 72 bytes; refuse rathe
 
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
-    if len(email) > 254 or not _EMAIL_RE.fullmatch(email):
+    if len(email) > 254 or not _EMAIL_RE.fullmatch(email) or not email.isprintable():
         raise InvalidInput("enter a valid email address")
     return email
 
@@ -87,12 +87,28 @@ def get_user_by_email(session: Session, *, email: str) -> User:
     return user
 
 
+MAX_KEY_RPM = 1_000_000
+
+
 def set_user_flags(
-    session: Session, *, user_id: int, api_enabled: bool | None = None, is_admin: bool | None = None
+    session: Session,
+    *,
+    user_id: int,
+    api_enabled: bool | None = None,
+    is_admin: bool | None = None,
+    max_key_rpm: object = None,
 ) -> User:
+    """Change a user's API access, role, or the ceiling on their own keys' rate limits
+    (`max_key_rpm`: a number, 0 for none, CLEAR for the platform's MAX_KEY_RPM, None: as it is)."""
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
+    if max_key_rpm is CLEAR:
+        user.max_key_rpm = None
+    elif max_key_rpm is not None:
+        if isinstance(max_key_rpm, bool) or not isinstance(max_key_rpm, int) or not 0 <= max_key_rpm <= MAX_KEY_RPM:
+            raise InvalidInput(f"max key rpm must be a whole number from 0 to {MAX_KEY_RPM:,}")
+        user.max_key_rpm = max_key_rpm
     if api_enabled is not None:
         user.api_enabled = api_enabled
     if is_admin is not None:

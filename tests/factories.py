@@ -6,9 +6,9 @@ import itertools
 from decimal import Decimal
 
 from store import credits as ledger
-from store import keys, users
+from store import keys, registry, users
 from store.db import session_for
-from store.models import User
+from store.models import CLEAR, User
 from store.money import MICRO, parse_credits
 
 from .conftest import TEST_SECRET
@@ -62,3 +62,22 @@ def credits_of(engine, user_or_id) -> Decimal:
 def as_credits(micro: int | None) -> Decimal | None:
     """A stored micro-credit amount in credits, exact."""
     return None if micro is None else Decimal(micro) / MICRO
+
+
+def flat_seed_prices(engine) -> None:
+    """The seeded chat models priced per request at their seed fee (3, 1 and 4 credits),
+    as the seed document prices them: for the tests of a call's mechanics (relay, refunds,
+    limits, logs), whose arithmetic is the flat fee; the shipped per-token prices and the
+    bounds are tested on their own (tests/api/test_bounds.py, tests/store/test_pricing.py)."""
+    with session_for(engine) as session:
+        for model_id in ("openai/gpt-5", "openai/gpt-5-mini", "anthropic/claude-sonnet-4.5"):
+            registry.set_model(
+                session,
+                model_id=model_id,
+                actor="test",
+                pricing="per_request",
+                prompt_price=0,
+                completion_price=0,
+                cache_read_price=CLEAR,
+                cache_write_price=CLEAR,
+            )

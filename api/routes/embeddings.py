@@ -12,29 +12,22 @@ from __future__ import annotations
 import base64
 import sys
 from array import array
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from store.pricing import prompt_token_bound
 
 from .. import billing
-from ..body import read_json_object
-from ..deps import CallerKey, ContextDep, RuntimeDep
+from ..chat_core import serialise
+from ..deps import CallerKey, ContextDep, EmbeddingBody, RuntimeDep
 from ..errors import ERRORS, ApiError
 from ..providers import UpstreamError
-from ..schemas import EmbeddingRequest, parse, request_body
+from ..schemas import EmbeddingRequest, request_body
 
 router = APIRouter()
-
-
-async def embedding_body(request: Request, runtime: RuntimeDep) -> EmbeddingRequest:
-    return parse(EmbeddingRequest, await read_json_object(request, runtime.settings.max_body_bytes))
-
-
-EmbeddingBody = Annotated[EmbeddingRequest, Depends(embedding_body)]
 
 
 @router.post(
@@ -51,10 +44,11 @@ async def create_embeddings(key: CallerKey, request: EmbeddingBody, runtime: Run
     upstream = runtime.chat
     if entry.provider != "openrouter" or upstream is None or not upstream.configured:
         raise ApiError("provider_not_configured")
-    content = orjson.dumps(upstream_body(request, entry.upstream_id))
     # The body's bytes bound the prompt's tokens (a byte-level tokenizer makes at most one
     # of a byte; the JSON around each input covers a model's added special tokens).
-    await billing.hold(runtime, ctx, entry, prompt_bound=prompt_token_bound(content), max_tokens=0)
+    content = await runtime.cpu(ctx, lambda: serialise(upstream_body(request, entry.upstream_id)))
+    bound = prompt_token_bound(content, context_length=entry.context_length)
+    await billing.hold(runtime, ctx, entry, prompt_bound=bound, max_tokens=0)
     try:
         data = await upstream.embed(content)
         items = vectors(data.get("data"), request.encoding_format or "float")

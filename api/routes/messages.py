@@ -4,27 +4,17 @@ come as `x-api-key` (api.deps); `anthropic-version` and `anthropic-beta` are ign
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import chat_core
-from ..body import read_json_object
-from ..deps import CallerKey, ContextDep, RuntimeDep
+from ..deps import CallerKey, ContextDep, MessagesBody, RuntimeDep
 from ..errors import ERRORS
-from ..schemas import MessagesRequest, parse, request_body
+from ..schemas import MessagesRequest, request_body
 from ..translate import anthropic as translate
 
 router = APIRouter()
-
-
-async def messages_body(request: Request, runtime: RuntimeDep) -> MessagesRequest:
-    return parse(MessagesRequest, await read_json_object(request, runtime.settings.max_body_bytes))
-
-
-MessagesBody = Annotated[MessagesRequest, Depends(messages_body)]
 
 
 @router.post(
@@ -35,7 +25,7 @@ MessagesBody = Annotated[MessagesRequest, Depends(messages_body)]
 )
 async def create_message(key: CallerKey, request: MessagesBody, runtime: RuntimeDep, ctx: ContextDep) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
-    call = await chat_core.admit(runtime, ctx, translate.chat_body(request.model_dump(exclude_unset=True)))
+    call = await chat_core.admit(runtime, ctx, request.model_dump(exclude_unset=True), translate.chat_body)
     message_id = f"msg_{ctx.request_id}"
     if not call.stream:
         return await chat_core.complete(call, lambda data: orjson.dumps(translate.message(data, message_id=message_id)))

@@ -4,27 +4,20 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import chat_core
-from ..body import read_json_object
-from ..deps import CallerKey, ContextDep, RuntimeDep
+from ..chat_policy import check_metadata
+from ..deps import CallerKey, ContextDep, ResponsesBody, RuntimeDep
 from ..errors import ERRORS
-from ..schemas import ResponsesRequest, parse, request_body
+from ..schemas import ResponsesRequest, request_body
 from ..translate import responses as translate
 
 router = APIRouter()
-
-
-async def responses_body(request: Request, runtime: RuntimeDep) -> ResponsesRequest:
-    return parse(ResponsesRequest, await read_json_object(request, runtime.settings.max_body_bytes))
-
-
-ResponsesBody = Annotated[ResponsesRequest, Depends(responses_body)]
 
 
 @router.post(
@@ -36,14 +29,19 @@ ResponsesBody = Annotated[ResponsesRequest, Depends(responses_body)]
 async def create_response(key: CallerKey, request: ResponsesBody, runtime: RuntimeDep, ctx: ContextDep) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
     body = request.model_dump(exclude_unset=True)
-    call = await chat_core.admit(runtime, ctx, translate.chat_body(body))
-    base = translate.shell(
-        body,
-        response_id=f"resp_{ctx.request_id}",
-        model_id=call.model_id,
-        created=int(time.time()),
-        max_tokens=call.plan.max_tokens,
-    )
+    response_id, created = f"resp_{ctx.request_id}", int(time.time())
+
+    def shell(max_tokens: int) -> dict[str, Any]:
+        return translate.shell(
+            body, response_id=response_id, model_id=body["model"], created=created, max_tokens=max_tokens
+        )
+
+    # What the answer echoes (metadata, text, instructions) must be echoable before anything
+    # is held: a body that cannot be rendered back is refused, not refunded after the call.
+    check_metadata(body.get("metadata"))
+    await runtime.cpu(ctx, lambda: chat_core.serialise(shell(0)))
+    call = await chat_core.admit(runtime, ctx, body, translate.chat_body)
+    base = shell(call.plan.max_tokens)
     if not call.stream:
         return await chat_core.complete(call, lambda data: orjson.dumps(translate.response(base, data)))
     return await chat_core.stream(call, translate.ResponseEvents(base))

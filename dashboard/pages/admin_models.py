@@ -108,6 +108,8 @@ class _Prices:
     prompt_price: int
     completion_price: int
     markup: int
+    cache_read_price: int | None = None  # a typical call reads nothing from a cache
+    cache_write_price: int | None = None
 
 
 def typical_call(draft: dict[str, str]) -> str:

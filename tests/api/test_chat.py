@@ -16,10 +16,15 @@ from store.models import LedgerEntry, RequestLog
 from store.money import MICRO
 
 from ..conftest import TEST_SECRET, flush_logs, make_settings
-from ..factories import auth, credits_of, make_key, make_user
+from ..factories import auth, credits_of, flat_seed_prices, make_key, make_user
 from ..fakes.scripted import ScriptedUpstream
 from ..fakes.upstream import free_port
 from .test_errors import CHAT, assert_error, chat_body
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
 
 
 @pytest.fixture
@@ -244,7 +249,15 @@ async def test_models_lists_enabled_models_with_seed_fields(client, user_key, se
         "category": "chat",
         "capabilities": ["chat", "reasoning"],
         "credit_cost": 3,
-        "pricing": {"mode": "per_request", "request": 3, "prompt": 0, "completion": 0},
+        "context_length": 400_000,
+        "pricing": {
+            "mode": "per_request",
+            "request": 3,
+            "prompt": 0,
+            "completion": 0,
+            "cache_read": 0,
+            "cache_write": 0,
+        },
     }
     assert type(gpt5["credit_cost"]) is int  # the JSON number 3, as in the seed, not 3.0
 

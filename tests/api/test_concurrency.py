@@ -12,9 +12,21 @@ from store import credits
 from store.db import session_for
 from store.models import LedgerEntry
 
-from ..factories import auth, make_key, make_user
+from ..conftest import make_settings
+from ..factories import auth, flat_seed_prices, make_key, make_user
 from .test_chat import upstream_completion
 from .test_errors import CHAT, chat_body
+
+
+@pytest.fixture
+def settings(database_url, tmp_path, chat_upstream):
+    # 40 calls of one user at once: more than MAX_IN_FLIGHT_PER_USER lets through by default
+    return make_settings(database_url, tmp_path, openrouter_base_url=chat_upstream.base_url, max_in_flight_per_user=64)
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)

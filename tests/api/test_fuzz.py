@@ -25,7 +25,7 @@ from store.money import MICRO
 from store.settings import Settings
 
 from ..conftest import TEST_SECRET, make_settings, reset_postgres
-from ..factories import make_key, make_user
+from ..factories import flat_seed_prices, make_key, make_user
 from ..fakes.upstream import ServedUpstream
 from ..serving import serve
 from .fake_replicate import FakeUpstream
@@ -41,6 +41,7 @@ class Fuzzed:
         stack.callback(images.stop)
         migrate(url)
         self.engine = get_engine(url)
+        flat_seed_prices(self.engine)  # the check below counts one flat fee
         self.user = make_user(self.engine, credits=1_000_000)
         self.key = make_key(self.engine, self.user, rpm=0)
         app = create_app(

@@ -22,9 +22,15 @@ from store.models import ApiKey, LedgerEntry
 from store.money import MICRO
 
 from ..conftest import TEST_SECRET, make_settings
-from ..factories import make_key, make_user
+from ..factories import flat_seed_prices, make_key, make_user
 from ..fakes.upstream import ServedUpstream
 from ..serving import serve
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ..factories import make_key, make_user
+from ..factories import flat_seed_prices, make_key, make_user
 from ..fakes.scripted import sse
 from . import test_responses
 from .test_errors import assert_error
@@ -28,6 +28,12 @@ from .test_responses import (
     stream_chunks,
     with_limiter,
 )
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 MESSAGES = "/api/v1/messages"
 

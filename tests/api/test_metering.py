@@ -21,7 +21,7 @@ from api.app import create_app
 from api.worker import PipelineWorker
 from store import credits, registry, settlements
 from store.db import session_for
-from store.models import LedgerEntry, PendingSettlement, RequestLog
+from store.models import CLEAR, LedgerEntry, PendingSettlement, RequestLog
 from store.money import MICRO, parse_credits
 
 from ..conftest import make_settings
@@ -52,6 +52,8 @@ def per_token(engine, *, fee="0.01", prompt="1.25", completion="10", cap=1000):
         prompt_price=parse_credits(prompt),
         completion_price=parse_credits(completion),
         max_output_tokens=cap,
+        cache_read_price=CLEAR,
+        cache_write_price=CLEAR,
     )
 
 
@@ -193,6 +195,7 @@ def test_request_policy_drops_routing_and_cost_fields_and_caps_max_tokens(databa
 
 
 def test_flat_price_counts_every_choice(database_url, tmp_path, engine, upstream):
+    price(engine, pricing="per_request")  # the seed's fee, 3 credits
     user = make_user(engine, credits=10)
     key = make_key(engine, user)
     with serve(app_for(database_url, tmp_path, upstream)) as (base, _):
@@ -210,9 +213,25 @@ def test_models_show_their_pricing(database_url, tmp_path, engine, upstream):
         r = httpx.get(f"{base}/api/v1/models", headers={"Authorization": f"Bearer {key}"})
         gpt = next(m for m in r.json()["data"] if m["id"] == MODEL)
         assert gpt["credit_cost"] == 0.01
-        assert gpt["pricing"] == {"mode": "per_token", "request": 0.01, "prompt": 1.25, "completion": 10}
+        assert gpt["pricing"] == {
+            "mode": "per_token",
+            "request": 0.01,
+            "prompt": 1.25,
+            "completion": 10,
+            "cache_read": 1.25,  # unset: the prompt price
+            "cache_write": 1.25,
+        }
         mini = next(m for m in r.json()["data"] if m["id"] == "openai/gpt-5-mini")
-        assert mini["pricing"] == {"mode": "per_request", "request": 1, "prompt": 0, "completion": 0}
+        # as seeded: the seed's fee and the public reference prices ($0.25 / $2 / $0.025 per 1M)
+        assert mini["pricing"] == {
+            "mode": "per_token",
+            "request": 1,
+            "prompt": 25,
+            "completion": 200,
+            "cache_read": 2.5,
+            "cache_write": 25,
+        }
+        assert (gpt["context_length"], mini["context_length"]) == (400_000, 400_000)
 
 
 def leave_after_the_first_event(base, key) -> str:
@@ -306,7 +325,7 @@ def test_parallel_metered_calls_never_overspend(database_url, tmp_path, engine, 
                 )
             )
 
-    with serve(app_for(database_url, tmp_path, upstream)) as (base, _):
+    with serve(app_for(database_url, tmp_path, upstream, max_in_flight_per_user=64)) as (base, _):
         responses = asyncio.run(burst(base))
         statuses = sorted(r.status_code for r in responses)
         ok = statuses.count(200)

@@ -46,7 +46,8 @@ async def test_retrieve_shows_the_seeded_embedding_model(client, engine):
         "category": "embedding",
         "capabilities": ["embedding"],
         "credit_cost": 0,
-        "pricing": {"mode": "per_token", "request": 0, "prompt": 2, "completion": 0},
+        "context_length": 8192,
+        "pricing": {"mode": "per_token", "request": 0, "prompt": 2, "completion": 0, "cache_read": 2, "cache_write": 2},
     }
 
 

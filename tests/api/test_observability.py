@@ -13,8 +13,14 @@ from api.access_log import LOGGER
 from api.app import create_app
 
 from ..conftest import flush_logs, make_settings
-from ..factories import auth, make_key, make_user
+from ..factories import auth, flat_seed_prices, make_key, make_user
 from .test_errors import CHAT, chat_body
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 TOKEN = "metrics-token-0123456789"
 

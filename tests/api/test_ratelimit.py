@@ -16,9 +16,15 @@ import pytest
 from api.app import create_app
 
 from ..conftest import REDIS_URL, require
-from ..factories import auth, make_key, make_user
+from ..factories import auth, flat_seed_prices, make_key, make_user
 from .test_chat import upstream_completion
 from .test_errors import CHAT, assert_error, chat_body
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 IMAGES = "/api/v1/images/generations"
 

@@ -19,9 +19,15 @@ from store.models import LedgerEntry, RequestLog
 from store.money import MICRO
 
 from ..conftest import REDIS_URL, flush_logs, require
-from ..factories import auth, credits_of, make_key, make_user
+from ..factories import auth, credits_of, flat_seed_prices, make_key, make_user
 from ..fakes.scripted import sse
 from .test_errors import assert_error
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 RESPONSES = "/api/v1/responses"
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)

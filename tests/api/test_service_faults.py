@@ -25,9 +25,15 @@ from store.db import session_for
 from store.models import LedgerEntry
 
 from ..conftest import REDIS_URL, make_settings, require
-from ..factories import as_credits, auth, make_key, make_user
+from ..factories import as_credits, auth, flat_seed_prices, make_key, make_user
 from .test_chat import upstream_completion
 from .test_errors import CHAT, assert_error, chat_body
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 TEST_TIMEOUT_S = 20  # no test here may hang, whatever the code under test does
 

@@ -19,13 +19,19 @@ from sqlmodel import select
 from api.app import create_app
 from store import registry
 from store.db import session_for
-from store.models import LedgerEntry, PendingSettlement, RequestLog
+from store.models import CLEAR, LedgerEntry, PendingSettlement, RequestLog
 from store.money import parse_credits
 
 from ..conftest import make_settings
-from ..factories import credits_of, make_key, make_user
+from ..factories import credits_of, flat_seed_prices, make_key, make_user
 from ..fakes.upstream import ServedUpstream
 from ..serving import serve
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 MODEL = "openai/gpt-5"
 BOTH = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
@@ -62,6 +68,7 @@ def test_stream_not_asking_for_usage_is_charged_exactly_from_the_upstreams_usage
             prompt_price=parse_credits("1.25"),
             completion_price=parse_credits("10"),
             max_output_tokens=1000,
+            cache_read_price=CLEAR,
         )
     user = make_user(engine, credits=5)
     key = make_key(engine, user)

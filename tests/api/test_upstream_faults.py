@@ -20,11 +20,16 @@ from store.models import LedgerEntry, RequestLog
 from store.money import MICRO
 
 from ..conftest import make_settings
-from ..factories import make_key, make_user
+from ..factories import flat_seed_prices, make_key, make_user
 from ..fakes.upstream import ServedUpstream, free_port
 from ..serving import serve
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
 
 
 @pytest.fixture

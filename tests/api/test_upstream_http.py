@@ -16,10 +16,16 @@ import pytest
 from api.app import create_app
 
 from ..conftest import make_settings
-from ..factories import credits_of, make_key, make_user
+from ..factories import credits_of, flat_seed_prices, make_key, make_user
 from ..fakes.scripted import ScriptedUpstream, sse
 from ..fakes.upstream import free_port
 from ..serving import serve
+
+
+@pytest.fixture(autouse=True)
+def _flat_seed_prices(engine):
+    flat_seed_prices(engine)
+
 
 COMPLETION = {
     "id": "gen-1",

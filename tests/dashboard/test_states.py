@@ -28,7 +28,7 @@ from store.models import ApiKey, LedgerEntry, ModelAudit, User, utcnow
 from store.money import parse_credits
 
 from ..conftest import TEST_SECRET
-from ..factories import make_key, make_user
+from ..factories import flat_seed_prices, make_key, make_user
 from .conftest import cookie_for, redirect_target, set_connection, state_for, toast_says
 from .test_store_usage import log
 
@@ -440,6 +440,7 @@ async def test_admin_edits_a_model_and_the_change_is_audited(admin, engine):
 
 
 async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_call(admin, engine):
+    flat_seed_prices(engine)  # from the seed document's flat price to tokens
     state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin), path="/admin/models")
     await state.load()
     await state.start_edit("openai/gpt-5-mini")
@@ -513,6 +514,7 @@ async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_c
 
 
 async def test_a_preview_changes_nothing_stored(admin, engine):
+    flat_seed_prices(engine)
     before = snapshot(engine)
     state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin))
     await state.load()

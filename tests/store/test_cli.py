@@ -89,8 +89,8 @@ def test_create_user_grant_and_models(cli):
         ]
     listing = cli("models").stdout.splitlines()
     assert (
-        "openai/gpt-5\tchat\tpricing=per_request\tcost=3\tmax_output_tokens=16384\tenabled"
-        "\topenrouter:openai/gpt-5\tGPT-5"
+        "openai/gpt-5\tchat\tpricing=per_token\tcost=3\tprompt=125/1M\tcompletion=1000/1M\tmarkup=1"
+        "\tcache_read=12.5/1M\tmax_output_tokens=16384\tcontext_length=400000\tenabled\topenrouter:openai/gpt-5\tGPT-5"
     ) in listing
 
 
@@ -154,11 +154,15 @@ def test_set_model_token_pricing_with_decimals(cli):
         "1.2",
         "--max-output-tokens",
         "8000",
+        "--cache-read-price",
+        "none",
+        "--context-length",
+        "200000",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "updated openai/gpt-5\tchat\tpricing=upstream_cost\tcost=0\tprompt=1.25/1M\tcompletion=10/1M"
-        "\tmarkup=1.2\tmax_output_tokens=8000\tenabled\topenrouter:openai/gpt-5\tGPT-5"
+        "\tmarkup=1.2\tmax_output_tokens=8000\tcontext_length=200000\tenabled\topenrouter:openai/gpt-5\tGPT-5"
     )
     with session_for(cli.engine) as s:
         entry = s.get(ModelEntry, "openai/gpt-5")
@@ -169,7 +173,9 @@ def test_set_model_token_pricing_with_decimals(cli):
             entry.completion_price,
             entry.markup,
             entry.max_output_tokens,
-        ) == ("upstream_cost", 0, 1_250_000, 10_000_000, 1_200_000, 8000)
+            entry.context_length,
+            entry.cache_read_price,
+        ) == ("upstream_cost", 0, 1_250_000, 10_000_000, 1_200_000, 8000, 200_000, None)
 
 
 def test_margin_reports_each_model_and_day_with_exact_numbers(cli):
