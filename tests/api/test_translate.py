@@ -127,9 +127,10 @@ def test_responses_json_schema_becomes_response_format():
     "extra, where",
     [
         ({"previous_response_id": "resp_1"}, "`previous_response_id`"),
-        ({"tools": [{"type": "function", "name": "f"}]}, "`tools`"),
         ({"background": True}, "`background`"),
-        ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, "`input[0]`"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "`input[0]`"),
+        ({"input": [{"type": "function_call_output", "output": "x"}]}, "`input[0].call_id`"),
+        ({"tools": [{"type": "function"}]}, "`tools[0]`"),
         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "`input[0].content[0]`"),
         ({"input": [{"role": "tool", "content": "x"}]}, "`input[0].role`"),
         ({"text": {"format": {"type": "grammar"}}}, "`text.format.type`"),
@@ -251,13 +252,18 @@ def test_anthropic_request_to_chat():
 @pytest.mark.parametrize(
     "extra, where",
     [
-        ({"tools": [{"name": "f", "input_schema": {}}]}, "`tools`"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "`thinking`"),
+        ({"tools": [{"name": "f"}]}, "`tools[0]`"),
+        ({"tool_choice": {"type": "sometimes"}, "tools": [{"name": "f", "input_schema": {}}]}, "`tool_choice.type`"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]},
-            "`messages[0].content[0]`",
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]},
+            "`messages[0].content[0].tool_use_id`",
         ),
-        ({"messages": [{"role": "system", "content": "x"}]}, "`messages[0].role`"),
+        ({"messages": [{"role": "user", "content": [{"type": "hologram"}]}]}, "`messages[0].content[0]`"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]},
+            "`messages[0].content[0].source`",
+        ),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "`messages[0].role`"),
         ({"system": [{"type": "image"}]}, "`system[0]`"),
     ],
 )

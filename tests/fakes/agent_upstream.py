@@ -605,15 +605,19 @@ class AgentUpstream:
         assert turn.usage is not None
         gen_id, model = self._id("gen-fake-"), body.get("model")
         finish = "tool_calls" if turn.call else "stop"
-        details = [
-            {
-                "type": "reasoning.text",
-                "text": turn.think,
-                "signature": sign(turn.think),
-                "format": "fake-v1",
-                "index": 0,
-            }
-        ]
+        details = (
+            [
+                {
+                    "type": "reasoning.text",
+                    "text": turn.think,
+                    "signature": sign(turn.think),
+                    "format": "fake-v1",
+                    "index": 0,
+                }
+            ]
+            if turn.think is not None
+            else []
+        )
         call = (
             {
                 "id": turn.call_id,
