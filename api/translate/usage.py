@@ -96,15 +96,18 @@ def _chat_counts(usage: dict[str, Any]) -> tuple[int, int, int, int, int]:
 
 def to_anthropic(usage: Any) -> dict[str, Any]:
     """Chat usage in Anthropic's terms: `input_tokens` without the cache's, which come
-    apart (each only when there are any); `cost` kept."""
+    apart, and the reasoning tokens of the output (each only when there are any); `cost`
+    kept."""
     if not isinstance(usage, dict):
         return {"input_tokens": 0, "output_tokens": 0}
-    prompt, completion, read, write, _ = _chat_counts(usage)
+    prompt, completion, read, write, reasoning = _chat_counts(usage)
     out: dict[str, Any] = {"input_tokens": max(prompt - read - write, 0), "output_tokens": completion}
     if write:
         out["cache_creation_input_tokens"] = write
     if read:
         out["cache_read_input_tokens"] = read
+    if reasoning:
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
     if "cost" in usage:
         out["cost"] = usage["cost"]
     return out

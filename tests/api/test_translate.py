@@ -3,6 +3,8 @@ answer and chat stream → the caller's format."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -12,6 +14,12 @@ from api.translate import anthropic, responses
 from .test_responses import MESSAGE_EVENTS, RESPONSE_EVENTS
 
 USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14, "cost": 3}
+AGENTS = Path(__file__).parents[1] / "fixtures" / "agents"  # requests captured from the real clients
+
+
+def captured(name: str) -> dict:
+    """One captured request (tests/fixtures/agents/README.md): method, path, headers, body."""
+    return orjson.loads((AGENTS / f"{name}.json").read_bytes())
 
 
 def completion(text: str = "Hello!", finish: str = "stop", usage: dict | None = USAGE) -> dict:

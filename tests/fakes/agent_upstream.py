@@ -89,6 +89,7 @@ class Usage:
             "cache_creation_input_tokens": self.cache_write,
             "cache_read_input_tokens": self.cache_read,
             "output_tokens": self.output,
+            "output_tokens_details": {"thinking_tokens": self.reasoning},
         }
 
     def responses(self) -> JSON:
