@@ -196,3 +196,69 @@ async def test_openai_agents_sdk_runs_its_tool(base, secret, chat_upstream):
     assert (result.final_output, calls) == ("The file says: " + FILE, ["hello.txt"])
     sent = upstream_bodies(chat_upstream)
     assert orjson.loads(sent[1]["messages"][-2]["tool_calls"][0]["function"]["arguments"]) == {"path": "hello.txt"}
+
+
+# ------------------------------------------------------------------ the fake, spoken to directly
+
+
+async def test_the_agent_upstream_speaks_anthropic_as_the_sdk_reads_it():
+    """Its native formats are what end-to-end tests of a pass-through will rely on."""
+    job = ToolJob([Call("read_file", {"path": "hello.txt"}, say="Let me read it.")], final="It says: {output}")
+    with AgentUpstream(job) as upstream:
+        client = anthropic.AsyncAnthropic(base_url=upstream.root, api_key="k", max_retries=0)
+        ask = dict(
+            model="claude-x", max_tokens=2048, tools=[READ_FILE], thinking={"type": "enabled", "budget_tokens": 1024}
+        )
+        messages: list = [
+            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
+        ]
+        async with client.messages.stream(messages=messages, **ask) as events:
+            first = await events.get_final_message()
+        assert [block.type for block in first.content] == ["thinking", "text", "tool_use"]
+        assert (first.stop_reason, first.content[2].input) == ("tool_use", {"path": "hello.txt"})
+        reported = upstream.answers[0].usage
+        assert (first.usage.input_tokens, first.usage.cache_creation_input_tokens) == (
+            reported.prompt - reported.cache_write,
+            reported.cache_write,
+        )
+        result = {"type": "tool_result", "tool_use_id": first.content[2].id, "content": FILE}
+        final = await client.messages.create(
+            messages=[
+                *messages,
+                {"role": "assistant", "content": first.content},
+                {"role": "user", "content": [result]},
+            ],
+            **ask,
+        )
+        assert final.content[-1].text == "It says: " + FILE
+        forged = first.content[0].model_copy(update={"signature": "forged"})
+        with pytest.raises(anthropic.BadRequestError, match="Invalid `signature`"):
+            await client.messages.create(
+                messages=[
+                    *messages,
+                    {"role": "assistant", "content": [forged, *first.content[1:]]},
+                    {"role": "user", "content": [result]},
+                ],
+                **ask,
+            )
+        assert [answer.kind for answer in upstream.answers] == ["call", "final", "rejected"]
+
+
+async def test_the_agent_upstream_speaks_responses_as_the_sdk_reads_it():
+    with AgentUpstream(ToolJob([Call("apply_patch", PATCH)])) as upstream:
+        client = openai.AsyncOpenAI(base_url=upstream.base_url, api_key="k", max_retries=0)
+        ask = dict(
+            model="gpt-x", tools=RESPONSES_TOOLS, reasoning={"effort": "low"}, include=["reasoning.encrypted_content"]
+        )
+        async with client.responses.stream(input="write it", **ask) as events:
+            first = await events.get_final_response()
+        reasoning, call = first.output
+        assert (reasoning.encrypted_content is not None, call.type, call.input) == (True, "custom_tool_call", PATCH)
+        assert (
+            first.usage is not None
+            and first.usage.output_tokens_details.reasoning_tokens == upstream.answers[0].usage.reasoning
+        )
+        items = [item.model_dump(exclude_none=True) for item in first.output]
+        items.append({"type": "custom_tool_call_output", "call_id": call.call_id, "output": "patched"})
+        final = await client.responses.create(input=items, **ask)
+        assert final.output_text == "Done. The tool said: patched"

@@ -22,7 +22,11 @@ the number of calls, the answer is the job's `final` text with `{output}` the la
 result's text; else, if the request offers the call's tool, it is that tool call (after
 the call's `say` text); else (an agent's side request: a title, a summary) `side_text`.
 A call whose `arguments` is a string is a freeform input: a Responses `custom` tool gets
-a `custom_tool_call`; a function whose schema has one string property gets it there.
+a `custom_tool_call`; a function whose schema has one string property gets it there. A
+call of a client-run Responses `tool_search` is a `tool_search_call`; the
+`tool_search_output` that comes back counts as a tool result, and the tools it loaded
+(Codex's MCP namespaces) are offered from then on. A call without a `namespace` finds
+its tool in any namespace.
 
 Thinking: when the request asks for it (Anthropic `thinking` enabled/adaptive, Responses
 `reasoning`, chat `reasoning`/`reasoning_effort`), the answer opens with the job's
