@@ -1,16 +1,21 @@
 """Other wire formats to and from chat completions: pure functions, no I/O.
 
-    responses   OpenAI's Responses API (`POST /responses`)
-    anthropic   Anthropic's Messages API (`POST /messages`)
+    anthropic, anthropic_answer   Anthropic's Messages API (`POST /messages`): the
+                                  request to chat, chat answers and streams back
+    responses, responses_answer   OpenAI's Responses API (`POST /responses`), likewise;
+    responses_tools               its tools as chat functions and tool calls back
+    chat                          reading a chat answer or stream, for both
+    usage                         token usage between the formats, normalised once
 
 Each turns a validated request into a chat-completions body (or an `invalid_request`
-ApiError for what it cannot honour), and a chat answer or stream back into its format.
-The billing, relay and request policy stay in api/chat_core.py.
+ApiError for what it cannot honour: what is impossible to map is dropped with a reason
+given in the module's docstring, unless dropping it would change what the model is
+asked to do), and a chat answer or stream back into its format. The billing, relay and
+request policy stay in api/chat_core.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..errors import ApiError
@@ -51,67 +56,3 @@ def chat_out(body: dict[str, Any], messages: list[dict[str, Any]], passed: tuple
         if body.get(name) is not None:
             out[name] = body[name]
     return out
-
-
-def message_content(
-    role: str,
-    content: Any,
-    where: str,
-    noun: str,
-    parts: Callable[[list[Any], str], str | list[dict[str, Any]]],
-) -> dict[str, Any]:
-    """A chat message from a string or a list of `noun` (read by `parts`)."""
-    if isinstance(content, str):
-        return {"role": role, "content": content}
-    if not isinstance(content, list):
-        raise refuse(f"`{where}.content` must be a string or a list of {noun}")
-    return {"role": role, "content": parts(content, f"{where}.content")}
-
-
-def joined(out: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    """Text-only content as one string (every chat upstream takes it); with images, chat parts."""
-    if all(part["type"] == "text" for part in out):
-        return "".join(part["text"] for part in out)
-    return out
-
-
-def first_choice(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """A chat completion's first choice and its text ("" without one)."""
-    choices = data.get("choices")
-    choice: dict[str, Any] = (
-        choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
-    )
-    said = choice.get("message")
-    content = said.get("content") if isinstance(said, dict) else None
-    return choice, content if isinstance(content, str) else ""
-
-
-class ChatEvents:
-    """What a format's stream keeps of the chat chunks: the first choice's finish reason,
-    the last usage, and whether its text has been opened."""
-
-    __slots__ = ("opened", "finish_reason", "chat_usage")
-
-    def __init__(self) -> None:
-        self.opened = False
-        self.finish_reason: Any = None
-        self.chat_usage: Any = None
-
-    def _texts(self, data: dict[str, Any]) -> list[str]:
-        """The first choice's text deltas in a chunk, its usage and finish reason kept."""
-        if isinstance(data.get("usage"), dict):
-            self.chat_usage = data["usage"]
-        texts = []
-        for choice in data.get("choices") or ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            if choice.get("finish_reason") is not None:
-                self.finish_reason = choice["finish_reason"]
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(text, str) and text:
-                texts.append(text)
-        return texts
-
-    def other(self, lines: list[bytes]) -> bytes | None:
-        return comments(lines)

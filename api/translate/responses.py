@@ -1,13 +1,35 @@
-"""OpenAI's Responses API ⇄ chat completions (text in and out).
+"""OpenAI's Responses API ⇄ chat completions: the request and the Response's shell
+(answers in responses_answer.py, re-exported here so that a route uses one module).
 
-Request: `instructions` becomes a system message; `input` (a string, or message items
-whose content is a string or `input_text`/`output_text`/`input_image` parts) becomes
-`messages`; `max_output_tokens` → `max_tokens`, `text.format` → `response_format`,
-`text.verbosity` → `verbosity`, `reasoning.effort` → `reasoning_effort`; `temperature`,
-`top_p`, `user`, `safety_identifier`, `prompt_cache_key` pass. What needs state or tools the
-platform does not keep (`previous_response_id`, `conversation`, `prompt`, `background`,
-`tools`, non-message input items) is refused; the rest (`store`, `metadata`, `include`,
-`truncation`, `service_tier`, …) is dropped, as the chat request policy drops it.
+Request (`chat_body`):
+- `instructions` becomes a system message; `input` (a string, or items) becomes
+  `messages`: message items (a string, or `input_text` / `output_text` / `refusal` /
+  `input_image` by URL / `input_file` as data or URL parts) as today; `function_call`,
+  `custom_tool_call` and a client `tool_search_call` → the assistant's `tool_calls`
+  (joined with the assistant message before them); `function_call_output`,
+  `custom_tool_call_output` → `role: "tool"` messages (text; the images and files of an
+  output follow the turn's tool messages in a user message, as a tool message holds text
+  only), `tool_search_output` → a tool message naming the tools it loaded.
+- `reasoning` items are dropped: their `encrypted_content` is OpenAI's, which no chat
+  upstream can read, and their summary is the model's own. So are the items of hosted
+  and built-in tools (`web_search_call`, `file_search_call`, `code_interpreter_call`,
+  `image_generation_call`, `computer_call*`, `mcp_*`, `local_shell_call*`,
+  `shell_call*`, `apply_patch_call*`, server-run tool searches), whose tools are
+  dropped, and `compaction` items (encrypted context only OpenAI reads).
+- `tools` and `tool_choice`: api/translate/responses_tools.py (functions, custom tools,
+  namespaces, client tool search; hosted tools dropped). `tool_choice` auto / none /
+  required pass, a named function or custom tool → that function, `allowed_tools` →
+  chat's `allowed_tools`, a hosted tool's → "auto" (that tool is dropped).
+  `parallel_tool_calls` passes (with tools: chat refuses it without).
+- `max_output_tokens` → `max_tokens`, `text.format` → `response_format`, `text.verbosity`
+  → `verbosity`, `reasoning.effort` → `reasoning_effort`; `temperature`, `top_p`,
+  `user`, `safety_identifier`, `prompt_cache_key` (chat's cache-routing key) pass.
+- Refused, as they need state the platform does not keep: `previous_response_id`,
+  `conversation`, `prompt` (stored prompts), `background`, `item_reference` items, and
+  files by id. Dropped: `store` (nothing is stored, so a later `previous_response_id`
+  is refused), `include` (encrypted reasoning and logprobs a chat answer cannot give),
+  `reasoning.summary`, `max_tool_calls`, `metadata`, `client_metadata`, `truncation`,
+  `service_tier`, `stream_options`, as the chat request policy drops what it does not know.
 """
 
 from __future__ import annotations
@@ -16,7 +38,11 @@ from typing import Any
 
 import orjson
 
-from . import ChatEvents, chat_out, check_refused, error_object, first_choice, joined, message_content, refuse, sse
+from . import chat_out, check_refused, refuse
+from .responses_answer import ResponseEvents, item_id, response
+from .responses_tools import Names, chat_tools, flat_name, offered
+
+__all__ = ["ResponseEvents", "chat_body", "item_id", "response", "shell"]
 
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 REFUSED = {
@@ -24,24 +50,47 @@ REFUSED = {
     "conversation": "conversation state is not kept: send the whole conversation as `input`",
     "prompt": "stored prompts are not supported",
     "background": "background responses are not supported",
-    "tools": "tools are not supported on /responses; use /chat/completions",
 }
 PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key", "stream")
-# chat's finish_reason → (the response's status, its incomplete_details.reason)
-INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+# items of hosted and built-in tools, reasoning and compaction: dropped (see the docstring)
+DROPPED_ITEMS = frozenset(
+    {
+        "reasoning",
+        "compaction",
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "computer_call",
+        "computer_call_output",
+        "mcp_call",
+        "mcp_list_tools",
+        "mcp_approval_request",
+        "mcp_approval_response",
+        "local_shell_call",
+        "local_shell_call_output",
+        "shell_call",
+        "shell_call_output",
+        "apply_patch_call",
+        "apply_patch_call_output",
+    }
+)
+
+Json = dict[str, Any]
 
 
-def chat_body(body: dict[str, Any]) -> dict[str, Any]:
+def chat_body(body: Json) -> Json:
     """The chat-completions body for a validated Responses request."""
     check_refused(body, REFUSED)
-    messages: list[dict[str, Any]] = []
+    tools = offered(body)
+    messages: list[Json] = []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
     source = body["input"]
     if isinstance(source, str):
         messages.append({"role": "user", "content": source})
     else:
-        messages.extend(_message(item, f"input[{i}]") for i, item in enumerate(source))
+        messages += _Conversation(Names(tools)).messages(source)
     out = chat_out(body, messages, PASSED)
     if body.get("max_output_tokens") is not None:
         out["max_tokens"] = body["max_output_tokens"]
@@ -51,43 +100,192 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(effort, str):
             raise refuse("`reasoning.effort` must be a string")
         out["reasoning_effort"] = effort
+    functions = chat_tools(tools)
+    if functions:
+        out["tools"] = functions
+        names = {tool["function"]["name"] for tool in functions}
+        choice = _tool_choice(body.get("tool_choice"), names)
+        if choice is not None:
+            out["tool_choice"] = choice
+        if isinstance(body.get("parallel_tool_calls"), bool):
+            out["parallel_tool_calls"] = body["parallel_tool_calls"]
     return out
 
 
-def _message(item: Any, where: str) -> dict[str, Any]:
-    if not isinstance(item, dict):
-        raise refuse(f"`{where}` must be an object")
-    kind = item.get("type", "message")
-    if kind != "message":
-        raise refuse(f"`{where}`: items of type {kind!r} are not supported (only messages)")
+# ---------------------------------------------------------------- input items
+
+
+def _text(output: Any, where: str) -> tuple[str, list[Json]]:
+    """A tool output's text, and the parts (images, files) a tool message cannot hold."""
+    if isinstance(output, str):
+        return output, []
+    if not isinstance(output, list):
+        raise refuse(f"`{where}` must be a string or a list of parts")
+    texts: list[str] = []
+    moved: list[Json] = []
+    for part in _parts(output, where):
+        if part["type"] == "text":
+            texts.append(part["text"])
+        else:
+            moved.append(part)
+    return "\n".join(texts), moved
+
+
+class _Conversation:
+    """Input items → chat messages: a tool call joins the assistant message before it;
+    what tool outputs hold beyond text follows the run of tool messages."""
+
+    __slots__ = ("names", "out", "moved")
+
+    def __init__(self, names: Names) -> None:
+        self.names = names
+        self.out: list[Json] = []
+        self.moved: list[Json] = []
+
+    def messages(self, items: list[Any]) -> list[Json]:
+        for i, item in enumerate(items):
+            self._item(item, f"input[{i}]")
+        self._flush()
+        return self.out
+
+    def _flush(self) -> None:
+        if self.moved:
+            self.out.append({"role": "user", "content": self.moved})
+            self.moved = []
+
+    def _add(self, message: Json) -> None:
+        if message["role"] != "tool":
+            self._flush()
+        self.out.append(message)
+
+    def _call(self, call_id: Any, name: str, arguments: str, where: str) -> None:
+        if not isinstance(call_id, str) or not call_id:
+            raise refuse(f"`{where}.call_id` must be a string")
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        last = self.out[-1] if self.out else None
+        if last is not None and last["role"] == "assistant":
+            last.setdefault("tool_calls", []).append(call)
+            if last.get("content") == "":
+                last["content"] = None
+        else:
+            self._add({"role": "assistant", "content": None, "tool_calls": [call]})
+
+    def _output(self, item: Json, content: str, where: str, moved: list[Json] | None = None) -> None:
+        call_id = item.get("call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise refuse(f"`{where}.call_id` must be a string")
+        self._add({"role": "tool", "tool_call_id": call_id, "content": content})
+        self.moved += moved or []
+
+    def _item(self, item: Any, where: str) -> None:
+        if not isinstance(item, dict):
+            raise refuse(f"`{where}` must be an object")
+        kind = item.get("type", "message")
+        if kind == "message":
+            self._add(_message(item, where))
+        elif kind == "function_call":
+            name, namespace, arguments = item.get("name"), item.get("namespace"), item.get("arguments")
+            if not isinstance(name, str) or not isinstance(arguments, str):
+                raise refuse(f"`{where}`: a function_call needs a string `name` and `arguments`")
+            self._call(
+                item.get("call_id"),
+                flat_name(name, namespace if isinstance(namespace, str) else None),
+                arguments,
+                where,
+            )
+        elif kind == "custom_tool_call":
+            name, given = item.get("name"), item.get("input")
+            if not isinstance(name, str) or not isinstance(given, str):
+                raise refuse(f"`{where}`: a custom_tool_call needs a string `name` and `input`")
+            self._call(item.get("call_id"), name, orjson.dumps({"input": given}).decode(), where)
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            text, moved = _text(item.get("output"), f"{where}.output")
+            self._output(item, text, where, moved)
+        elif kind == "tool_search_call" and item.get("execution") == "client":
+            arguments = item.get("arguments")
+            self._call(item.get("call_id"), "tool_search", orjson.dumps(arguments or {}).decode(), where)
+        elif kind == "tool_search_output" and item.get("execution") == "client":
+            loaded = chat_tools([tool for tool in item.get("tools") or () if isinstance(tool, dict)])
+            names = ", ".join(tool["function"]["name"] for tool in loaded)
+            self._output(item, f"Tools loaded: {names}" if names else "No tools found.", where)
+        elif kind in DROPPED_ITEMS or kind in ("tool_search_call", "tool_search_output"):
+            return
+        elif kind == "item_reference":
+            raise refuse(f"`{where}`: item references need stored state, which is not kept: send the items")
+        else:
+            raise refuse(f"`{where}`: items of type {kind!r} are not supported")
+
+
+def _message(item: Json, where: str) -> Json:
     given = item.get("role")
     role = ROLES.get(given) if isinstance(given, str) else None
     if role is None:
         raise refuse(f"`{where}.role` must be one of user, assistant, system, developer")
-    return message_content(role, item.get("content"), where, "parts", _parts)
+    content = item.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise refuse(f"`{where}.content` must be a string or a list of parts")
+    parts = _parts(content, f"{where}.content")
+    if all(part["type"] == "text" for part in parts):
+        return {"role": role, "content": "".join(part["text"] for part in parts)}
+    return {"role": role, "content": parts}
 
 
-def _parts(parts: list[Any], where: str) -> str | list[dict[str, Any]]:
-    """Text-only content as one string (every chat upstream takes it); with images, chat parts."""
-    out: list[dict[str, Any]] = []
+def _parts(parts: list[Any], where: str) -> list[Json]:
+    out: list[Json] = []
     for i, part in enumerate(parts):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text") and isinstance(part.get("text"), str):
             out.append({"type": "text", "text": part["text"]})
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            out.append({"type": "text", "text": part["refusal"]})
         elif kind == "input_image" and isinstance(part.get("image_url"), str):
             image = {"url": part["image_url"]}
             if isinstance(part.get("detail"), str):
                 image["detail"] = part["detail"]
             out.append({"type": "image_url", "image_url": image})
+        elif kind == "input_file" and isinstance(data := part.get("file_data") or part.get("file_url"), str):
+            filename = part.get("filename") if isinstance(part.get("filename"), str) else "file"
+            out.append({"type": "file", "file": {"filename": filename, "file_data": data}})
         else:
-            raise refuse(f"`{where}[{i}]`: only input_text, output_text and input_image (by URL) parts are supported")
-    return joined(out)
+            raise refuse(
+                f"`{where}[{i}]`: only input_text, output_text, refusal, input_image (by URL) and input_file "
+                "(as data or URL) parts are supported"
+            )
+    return out
 
 
-def _text_options(text: dict[str, Any] | None) -> dict[str, Any]:
+# ---------------------------------------------------------------- options
+
+
+def _tool_choice(choice: Any, names: set[str]) -> Any:
+    """Chat's tool_choice for the Responses one (None: leave it out)."""
+    if choice is None:
+        return None
+    if choice in ("auto", "none", "required"):
+        return choice
+    if not isinstance(choice, dict):
+        raise refuse("`tool_choice` must be auto, none, required or an object")
+    kind = choice.get("type")
+    if kind in ("function", "custom"):
+        name = flat_name(choice.get("name") or "", choice.get("namespace"))
+        return {"type": "function", "function": {"name": name}} if name in names else "auto"
+    if kind == "allowed_tools":
+        allowed = [
+            {"type": "function", "function": {"name": flat_name(tool.get("name") or "", tool.get("namespace"))}}
+            for tool in choice.get("tools") or ()
+            if isinstance(tool, dict) and flat_name(tool.get("name") or "", tool.get("namespace")) in names
+        ]
+        mode = choice.get("mode") if choice.get("mode") in ("auto", "required") else "auto"
+        return {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": allowed}} if allowed else "auto"
+    return "auto"  # a hosted tool's, which is dropped
+
+
+def _text_options(text: Json | None) -> Json:
     if not text:
         return {}
-    out: dict[str, Any] = {}
+    out: Json = {}
     if text.get("verbosity") is not None:
         out["verbosity"] = text["verbosity"]
     fmt = text.get("format")
@@ -103,11 +301,13 @@ def _text_options(text: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- answers
+# ---------------------------------------------------------------- the Response
 
 
-def shell(body: dict[str, Any], *, response_id: str, model_id: str, created: int, max_tokens: int) -> dict[str, Any]:
-    """The Response object before any output: what every event and the answer repeat."""
+def shell(body: Json, *, response_id: str, model_id: str, created: int, max_tokens: int) -> Json:
+    """The Response object before any output: what every event and the answer repeat.
+    `tools` are the ones the model was offered (api/translate/responses_tools.py), which
+    is also how its tool calls find their way back."""
     return {
         "id": response_id,
         "object": "response",
@@ -120,131 +320,11 @@ def shell(body: dict[str, Any], *, response_id: str, model_id: str, created: int
         "instructions": body.get("instructions"),
         "max_output_tokens": max_tokens,
         "metadata": body.get("metadata") or {},
-        "parallel_tool_calls": False,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "temperature": body.get("temperature"),
         "top_p": body.get("top_p"),
-        "tool_choice": "auto",
-        "tools": [],
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": offered(body),
         "text": body.get("text") or {"format": {"type": "text"}},
         "usage": None,
     }
-
-
-def item_id(response_id: str) -> str:
-    return "msg_" + response_id.removeprefix("resp_")
-
-
-def usage(chat_usage: Any) -> dict[str, Any] | None:
-    """Chat's usage in the Responses' terms; `cost` (the credits charged) kept."""
-    if not isinstance(chat_usage, dict):
-        return None
-    prompt = chat_usage.get("prompt_tokens") or 0
-    completion = chat_usage.get("completion_tokens") or 0
-    cached = (chat_usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    reasoning = (chat_usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    out = {
-        "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-        "output_tokens": completion,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": chat_usage.get("total_tokens") or prompt + completion,
-    }
-    if "cost" in chat_usage:
-        out["cost"] = chat_usage["cost"]
-    return out
-
-
-def _text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def _message_item(message_id: str, text: str, status: str) -> dict[str, Any]:
-    return {"type": "message", "id": message_id, "status": status, "role": "assistant", "content": [_text_part(text)]}
-
-
-def _finished(base: dict[str, Any], text: str, finish_reason: Any, chat_usage: Any) -> dict[str, Any]:
-    reason = INCOMPLETE.get(finish_reason) if isinstance(finish_reason, str) else None
-    status = "incomplete" if reason else "completed"
-    return {
-        **base,
-        "status": status,
-        "incomplete_details": {"reason": reason} if reason else None,
-        "output": [_message_item(item_id(base["id"]), text, status)],
-        "usage": usage(chat_usage),
-    }
-
-
-def response(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """The Response for a chat completion (first choice)."""
-    choice, text = first_choice(data)
-    return _finished(base, text, choice.get("finish_reason"), data.get("usage"))
-
-
-class ResponseEvents(ChatEvents):
-    """A chat stream as the Responses API's typed events (api.chat_core.EventFormat):
-    created and in_progress first, the message item and its text part opened with the
-    first text, a delta per chunk, then the done events and `response.completed` (or
-    `response.incomplete`) with the usage, which arrives in the stream's last chunk."""
-
-    __slots__ = ("base", "message_id", "sequence", "texts")
-
-    def __init__(self, base: dict[str, Any]) -> None:
-        super().__init__()
-        self.base = base
-        self.message_id = item_id(base["id"])
-        self.sequence = 0
-        self.texts: list[str] = []
-
-    def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
-        data = {"type": kind, "sequence_number": self.sequence, **fields}
-        self.sequence += 1
-        return sse(kind, orjson.dumps(data))
-
-    def _where(self) -> dict[str, Any]:
-        return {"item_id": self.message_id, "output_index": 0, "content_index": 0}
-
-    def _open(self) -> bytes:
-        self.opened = True
-        item = {**_message_item(self.message_id, "", "in_progress"), "content": []}
-        return self._event("response.output_item.added", {"output_index": 0, "item": item}) + self._event(
-            "response.content_part.added", {**self._where(), "part": _text_part("")}
-        )
-
-    def start(self) -> bytes:
-        return self._event("response.created", {"response": self.base}) + self._event(
-            "response.in_progress", {"response": self.base}
-        )
-
-    def chunk(self, data: dict[str, Any]) -> bytes | None:
-        out = b""
-        for text in self._texts(data):
-            if not self.opened:
-                out += self._open()
-            self.texts.append(text)
-            out += self._event("response.output_text.delta", {**self._where(), "delta": text, "logprobs": []})
-        return out or None
-
-    def end(self, done: bool) -> bytes:
-        out = b"" if self.opened else self._open()
-        text = "".join(self.texts)
-        final = _finished(self.base, text, self.finish_reason, self.chat_usage)
-        item = final["output"][0]
-        out += self._event("response.output_text.done", {**self._where(), "text": text, "logprobs": []})
-        out += self._event("response.content_part.done", {**self._where(), "part": _text_part(text)})
-        out += self._event("response.output_item.done", {"output_index": 0, "item": item})
-        kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
-        return out + self._event(kind, {"response": final})
-
-    def error(self, code: str, message: str) -> bytes:
-        """The Responses API's `error` event, carrying the platform's error object too (so
-        the openai SDK raises it)."""
-        data = {
-            "type": "error",
-            "sequence_number": self.sequence,
-            "code": code,
-            "message": message,
-            "param": None,
-            "error": error_object(code, message),
-        }
-        self.sequence += 1
-        return sse("error", orjson.dumps(data))

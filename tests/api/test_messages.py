@@ -160,7 +160,7 @@ async def test_upstream_failure_is_502_in_the_seed_shape_and_refunded(client, en
         (ask(messages=[]), None, 400, "messages_required"),
         (ask(max_tokens=0), None, 400, "invalid_request"),
         (ask(temperature=1.5), None, 400, "invalid_request"),
-        (ask(tools=[{"name": "f", "input_schema": {"type": "object"}}]), None, 400, "invalid_request"),
+        (ask(tools=[{"name": "f"}]), None, 400, "invalid_request"),
         (
             ask(messages=[{"role": "user", "content": [{"type": "document", "source": {}}]}]),
             None,

@@ -318,7 +318,7 @@ async def test_upstream_400_is_the_callers_invalid_request_and_refunded(client, 
         ({"model": "openai/gpt-5", "input": 5}, None, 400, "invalid_request"),
         ({"model": "openai/gpt-5", "input": "hi", "temperature": 3}, None, 400, "invalid_request"),
         (
-            {"model": "openai/gpt-5", "input": "hi", "tools": [{"type": "function", "name": "f"}]},
+            {"model": "openai/gpt-5", "input": "hi", "tools": [{"type": "function"}]},
             None,
             400,
             "invalid_request",

@@ -3,6 +3,8 @@ answer and chat stream → the caller's format."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -12,6 +14,12 @@ from api.translate import anthropic, responses
 from .test_responses import MESSAGE_EVENTS, RESPONSE_EVENTS
 
 USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14, "cost": 3}
+AGENTS = Path(__file__).parents[1] / "fixtures" / "agents"  # requests captured from the real clients
+
+
+def captured(name: str) -> dict:
+    """One captured request (tests/fixtures/agents/README.md): method, path, headers, body."""
+    return orjson.loads((AGENTS / f"{name}.json").read_bytes())
 
 
 def completion(text: str = "Hello!", finish: str = "stop", usage: dict | None = USAGE) -> dict:
@@ -127,9 +135,10 @@ def test_responses_json_schema_becomes_response_format():
     "extra, where",
     [
         ({"previous_response_id": "resp_1"}, "`previous_response_id`"),
-        ({"tools": [{"type": "function", "name": "f"}]}, "`tools`"),
         ({"background": True}, "`background`"),
-        ({"input": [{"type": "function_call_output", "call_id": "c", "output": "x"}]}, "`input[0]`"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "`input[0]`"),
+        ({"input": [{"type": "function_call_output", "output": "x"}]}, "`input[0].call_id`"),
+        ({"tools": [{"type": "function"}]}, "`tools[0]`"),
         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "`input[0].content[0]`"),
         ({"input": [{"role": "tool", "content": "x"}]}, "`input[0].role`"),
         ({"text": {"format": {"type": "grammar"}}}, "`text.format.type`"),
@@ -251,13 +260,18 @@ def test_anthropic_request_to_chat():
 @pytest.mark.parametrize(
     "extra, where",
     [
-        ({"tools": [{"name": "f", "input_schema": {}}]}, "`tools`"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "`thinking`"),
+        ({"tools": [{"name": "f"}]}, "`tools[0]`"),
+        ({"tool_choice": {"type": "sometimes"}, "tools": [{"name": "f", "input_schema": {}}]}, "`tool_choice.type`"),
         (
-            {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}]},
-            "`messages[0].content[0]`",
+            {"messages": [{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]},
+            "`messages[0].content[0].tool_use_id`",
         ),
-        ({"messages": [{"role": "system", "content": "x"}]}, "`messages[0].role`"),
+        ({"messages": [{"role": "user", "content": [{"type": "hologram"}]}]}, "`messages[0].content[0]`"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]},
+            "`messages[0].content[0].source`",
+        ),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "`messages[0].role`"),
         ({"system": [{"type": "image"}]}, "`system[0]`"),
     ],
 )
