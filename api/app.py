@@ -49,7 +49,10 @@ def create_v1(runtime: Runtime) -> FastAPI:
 
     @v1.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):
-        request.scope["state"]["ctx"].error_code = exc.code
+        ctx = request.scope["state"]["ctx"]
+        ctx.error_code = exc.code
+        if exc.model is not None and ctx.model is None:
+            ctx.model = exc.model
         return error_response(exc)
 
     @v1.exception_handler(StarletteHTTPException)

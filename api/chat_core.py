@@ -1,8 +1,8 @@
 """The one way a chat-shaped request runs, whatever format the caller speaks.
 
-    admit     a validated chat-completions body: the model (category `chat`), its
-              provider, the request policy's upstream body, then the hold (402 before
-              any upstream call)
+    admit     a call's body made ready to send (api.prepare: validated, translated, the
+              model found, the request policy applied, bounded), its provider, then the
+              hold (402 before any upstream call)
     complete  one answer from the upstream, billed, rendered by the endpoint, finished;
               refunded on any failure
     stream    the upstream's events relayed as they arrive through the endpoint's
@@ -23,12 +23,11 @@ import orjson
 from starlette.responses import Response
 
 from store.models import ModelEntry
-from store.pricing import prompt_token_bound
 
 from . import billing
-from .chat_policy import UpstreamChat, upstream_chat
 from .context import RequestContext
 from .errors import ApiError
+from .prepare import CATEGORY, Prepared, prepare
 from .providers import UpstreamError, clean_message
 from .providers.openrouter import OpenRouterChat, UpstreamStream, relay_events
 from .runtime import Runtime
@@ -45,13 +44,19 @@ class ChatCall:
     ctx: RequestContext
     chat: OpenRouterChat
     entry: ModelEntry
-    model_id: str  # the public id the caller named
-    plan: UpstreamChat
-    content: bytes  # the serialised upstream body
+    prepared: Prepared
+
+    @property
+    def model_id(self) -> str:  # the public id the caller named
+        return self.prepared.model_id
+
+    @property
+    def content(self) -> bytes:  # the serialised upstream body
+        return self.prepared.content
 
     @property
     def stream(self) -> bool:
-        return bool(self.plan.body.get("stream"))
+        return self.prepared.stream
 
 
 class EventFormat(Protocol):
@@ -66,40 +71,25 @@ class EventFormat(Protocol):
     def error(self, code: str, message: str) -> bytes: ...
 
 
-async def admit(
-    runtime: Runtime,
-    ctx: RequestContext,
-    body: dict[str, Any],
-    translate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> ChatCall:
-    """Model → provider → credits, in the spec's order, for a validated body (translated to
-    chat completions by `translate` first, if given). The CPU-bound steps (translation, the
-    request policy, serialisation, the prompt bound) run off the event loop for a big body."""
-    if translate is not None:
-        body = await runtime.cpu(ctx, lambda: translate(body))
-    model_id, stream = body["model"], bool(body.get("stream"))
-    ctx.model, ctx.stream = model_id, stream
-    entry = await runtime.model_for(model_id, "chat")
+async def admit(runtime: Runtime, ctx: RequestContext, endpoint: str, raw: bytes) -> ChatCall:
+    """Body → model → provider → credits, in the spec's order, for the body `raw` of a call
+    to `endpoint` (api.prepare: inline, or in a worker process for a big body)."""
+    prepared = await runtime.offload(ctx, prepare, endpoint, raw, await runtime.entry_views())
+    ctx.model, ctx.stream = prepared.model_id, prepared.stream
+    entry = await runtime.model_for(prepared.model_id, CATEGORY[endpoint])
     chat = runtime.chat
     if entry.provider != "openrouter" or chat is None or not chat.configured:
         raise ApiError("provider_not_configured")
-
-    def prepare() -> tuple[UpstreamChat, bytes, int]:
-        plan = upstream_chat(body, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
-        content = serialise(plan.body)  # before the debit: nothing after it may fail on the caller's input
-        return plan, content, prompt_token_bound(content, plan.body, context_length=entry.context_length)
-
-    plan, content, bound = await runtime.cpu(ctx, prepare)
     await billing.hold(
         runtime,
         ctx,
         entry,
-        prompt_bound=bound,
-        max_tokens=plan.max_tokens,
-        n=plan.n,
-        extra_completion=plan.prediction_tokens,
+        prompt_bound=prepared.prompt_bound,
+        max_tokens=prepared.max_tokens,
+        n=prepared.n,
+        extra_completion=prepared.extra_completion,
     )
-    return ChatCall(runtime, ctx, chat, entry, model_id, plan, content)
+    return ChatCall(runtime, ctx, chat, entry, prepared)
 
 
 async def complete(call: ChatCall, render: Callable[[dict[str, Any]], bytes]) -> Response:
@@ -115,7 +105,7 @@ async def complete(call: ChatCall, render: Callable[[dict[str, Any]], bytes]) ->
             ctx,
             call.entry,
             data.get("usage"),
-            n=call.plan.n,
+            n=call.prepared.n,
             prompt_bytes=len(call.content),
             completion_bytes=_choices_bytes(data.get("choices")),
         )
@@ -137,13 +127,6 @@ async def stream(call: ChatCall, events: EventFormat) -> Response:
     return RelayResponse(
         _relay(relay, events), media_type="text/event-stream", headers=SSE_HEADERS, on_close=relay.close
     )
-
-
-def serialise(body: Any) -> bytes:
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:  # e.g. nested deeper than the encoder allows
-        raise ApiError("invalid_request", "Request body cannot be encoded (nested too deeply?)") from None
 
 
 def _stream_failure(data: dict[str, Any]) -> str | None:
@@ -208,7 +191,7 @@ class Relay:
             call.ctx,
             call.entry,
             usage,
-            n=call.plan.n,
+            n=call.prepared.n,
             prompt_bytes=len(call.content),
             completion_bytes=self.relayed_bytes,
         )

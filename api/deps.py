@@ -5,13 +5,15 @@
     ReaderKey     the bearer key (or `x-api-key`), for reads: the rate-limit window is
                   reported, not used up
     CallerKey     the key of a model call: authenticated, then one hit of its limit
-    ChatBody, ImageBody, ResponsesBody, MessagesBody, EmbeddingBody
-                  the JSON body read with the MAX_BODY_BYTES limit and BODY_READ_TIMEOUT_S
-                  deadline, validated (api.schemas), a big one off the event loop
+    ChatRaw, EmbeddingRaw
+                  a model call's body, read with the MAX_BODY_BYTES limit and the
+                  BODY_READ_TIMEOUT_S deadline (prepared by api.prepare, off the event
+                  loop when big)
+    ImageBody     the same, validated as an image request (api.schemas)
 
 Every dependency is `async def`: FastAPI runs a plain `def` dependency in a worker thread,
 a thread hop per request for nothing. FastAPI resolves a route's dependencies in the order of its parameters, so a route
-that declares `key: CallerKey, body: ChatBody` checks the key, then the limit, then the
+that declares `key: CallerKey, raw: ChatRaw` checks the key, then the limit, then reads the
 body: the spec's order.
 """
 
@@ -30,14 +32,7 @@ from .context import RequestContext
 from .errors import ApiError
 from .ratelimit import Verdict
 from .runtime import Runtime
-from .schemas import (
-    ChatCompletionRequest,
-    EmbeddingRequest,
-    ImageGenerationRequest,
-    MessagesRequest,
-    ResponsesRequest,
-    parse,
-)
+from .schemas import ImageGenerationRequest, parse
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,24 +98,32 @@ ReaderKey = Annotated[KeyRecord, Depends(reader_key)]
 CallerKey = Annotated[KeyRecord, Depends(caller_key)]
 
 
-def json_body(model: type[M], category: str) -> Callable[..., Awaitable[M]]:
-    """The dependency that reads a body (api.body) and validates it as `model`; a big body
+def raw_body(category: str) -> Callable[..., Awaitable[bytes]]:
+    """The dependency that reads a body (api.body: the size limit, the deadline); a big one
     from a key that cannot pay the smallest hold of a `category` model is refused (402)
-    before it is parsed, and a big one is parsed in a worker thread (Runtime.cpu)."""
+    before it is parsed. Model calls prepare it themselves (api.prepare)."""
 
-    async def dependency(request: Request, runtime: RuntimeDep, ctx: ContextDep) -> M:
+    async def dependency(request: Request, runtime: RuntimeDep, ctx: ContextDep) -> bytes:
         settings = runtime.settings
         raw = await read_body(request, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s)
         ctx.body_bytes = len(raw)
         if len(raw) >= BIG_BODY_BYTES:
             await runtime.refuse_unaffordable(ctx, category)
-        return await runtime.cpu(ctx, lambda: parse(model, decode_object(raw)))
+        return raw
 
     return dependency
 
 
-ChatBody = Annotated[ChatCompletionRequest, Depends(json_body(ChatCompletionRequest, "chat"))]
-ImageBody = Annotated[ImageGenerationRequest, Depends(json_body(ImageGenerationRequest, "image"))]
-ResponsesBody = Annotated[ResponsesRequest, Depends(json_body(ResponsesRequest, "chat"))]
-MessagesBody = Annotated[MessagesRequest, Depends(json_body(MessagesRequest, "chat"))]
-EmbeddingBody = Annotated[EmbeddingRequest, Depends(json_body(EmbeddingRequest, "embedding"))]
+ChatRaw = Annotated[bytes, Depends(raw_body("chat"))]
+EmbeddingRaw = Annotated[bytes, Depends(raw_body("embedding"))]
+
+
+def parse_raw(model: type[M], raw: bytes) -> M:
+    return parse(model, decode_object(raw))
+
+
+async def image_body(raw: Annotated[bytes, Depends(raw_body("image"))], runtime: RuntimeDep, ctx: ContextDep):
+    return await runtime.offload(ctx, parse_raw, ImageGenerationRequest, raw)
+
+
+ImageBody = Annotated[ImageGenerationRequest, Depends(image_body)]

@@ -45,7 +45,12 @@ class ApiError(Exception):
         self.message = message or default_message
         self.status = status or default_status
         self.headers = headers or {}
+        self.model: str | None = None  # the model the refused request named, for its log row
         super().__init__(self.message)
+
+    def __reduce__(self):  # crosses from a worker process (api.prepare) whole
+        state = {"status": self.status, "headers": self.headers, "model": self.model}
+        return (ApiError, (self.code, self.message), state)
 
 
 def error_body(code: str, message: str) -> bytes:

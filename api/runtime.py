@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,6 +31,7 @@ from store.money import MICRO
 from store.offloop import run_store
 from store.settings import Settings
 
+from . import prepare
 from .access_log import AccessLog
 from .body import BIG_BODY_BYTES
 from .caches import KeyCache, RegistryCache, subscribe_caches
@@ -71,7 +74,9 @@ class Runtime:
         )
         self.holds = HoldKeeper(settings.hold_lease_s, self.db)
         self.inflight = InFlight(settings.max_in_flight_per_user)
-        self._cpu = anyio.CapacityLimiter(2)
+        self._processes: ProcessPoolExecutor | None = None  # big bodies are prepared there (`offload`)
+        self._offloading = asyncio.Lock()
+        self._views: tuple[object, dict[str, prepare.EntryView]] = (None, {})
         # Requests without a valid key get a log row only this often (the rest are counted):
         # a flood of keyless calls must not fill the request log.
         self._keyless = FixedWindowRateLimiter(MemoryStorage())
@@ -124,6 +129,9 @@ class Runtime:
                 await self.upstream.close()
                 self.upstream = None
             await anyio.to_thread.run_sync(self.logs.close)
+            if self._processes is not None:
+                self._processes.shutdown(cancel_futures=True)
+                self._processes = None
             self._unsubscribe()
             self.access_log.flush()
             self.metrics.process_exited()
@@ -182,6 +190,13 @@ class Runtime:
             cached = self.registry.store(await self.db(registry.list_models))
         return cached
 
+    async def entry_views(self) -> dict[str, prepare.EntryView]:
+        """The registry as api.prepare reads it (made once per registry load)."""
+        models = await self.models()
+        if self._views[0] is not models:
+            self._views = (models, prepare.views(models))
+        return self._views[1]
+
     async def model_for(self, model_id: str, category: str) -> ModelEntry:
         entry = (await self.models()).get(model_id)
         if entry is None or not entry.enabled or entry.category != category:
@@ -226,13 +241,18 @@ class Runtime:
                 ctx.credit_cost = 0
             self.holds.closed(ctx.request_id)
 
-    async def cpu(self, ctx: RequestContext, fn: Callable[[], T]) -> T:
-        """`fn()` (parsing, translating, serialising, bounding a body): inline for a small
-        body, in a worker thread for a big one, so that no caller's big body holds up the
-        event loop for the others (two at a time: they are CPU-bound)."""
+    async def offload(self, ctx: RequestContext, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` (decoding, validating, translating, serialising a body): inline for a
+        small body; for a big one in a worker process, one at a time, so that no caller's
+        big body holds up the event loop for the others (the parsers hold the interpreter
+        for a whole call: a thread would not help). `fn` and what it gets and gives must
+        pickle (registry entries go as `entry_views`)."""
         if ctx.body_bytes < BIG_BODY_BYTES:
-            return fn()
-        return await anyio.to_thread.run_sync(fn, limiter=self._cpu)
+            return fn(*args)
+        async with self._offloading:
+            if self._processes is None:
+                self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            return await asyncio.get_running_loop().run_in_executor(self._processes, fn, *args)
 
     async def refuse_unaffordable(self, ctx: RequestContext, category: str) -> None:
         """402 before a big body is parsed when the caller's balance cannot cover even the

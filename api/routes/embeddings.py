@@ -18,12 +18,10 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from store.pricing import prompt_token_bound
-
 from .. import billing
-from ..chat_core import serialise
-from ..deps import CallerKey, ContextDep, EmbeddingBody, RuntimeDep
+from ..deps import CallerKey, ContextDep, EmbeddingRaw, RuntimeDep
 from ..errors import ERRORS, ApiError
+from ..prepare import EMBEDDINGS, prepare
 from ..providers import UpstreamError
 from ..schemas import EmbeddingRequest, request_body
 
@@ -36,28 +34,24 @@ router = APIRouter()
     openapi_extra=request_body(EmbeddingRequest),
     responses=ERRORS,
 )
-async def create_embeddings(key: CallerKey, request: EmbeddingBody, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+async def create_embeddings(key: CallerKey, raw: EmbeddingRaw, runtime: RuntimeDep, ctx: ContextDep) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
-    model_id = request.model or ""  # validated: present
-    ctx.model = model_id
-    entry = await runtime.model_for(model_id, "embedding")
+    prepared = await runtime.offload(ctx, prepare, EMBEDDINGS, raw, await runtime.entry_views())
+    ctx.model = prepared.model_id
+    entry = await runtime.model_for(prepared.model_id, "embedding")
     upstream = runtime.chat
     if entry.provider != "openrouter" or upstream is None or not upstream.configured:
         raise ApiError("provider_not_configured")
-    # The body's bytes bound the prompt's tokens (a byte-level tokenizer makes at most one
-    # of a byte; the JSON around each input covers a model's added special tokens).
-    content = await runtime.cpu(ctx, lambda: serialise(upstream_body(request, entry.upstream_id)))
-    bound = prompt_token_bound(content, context_length=entry.context_length)
-    await billing.hold(runtime, ctx, entry, prompt_bound=bound, max_tokens=0)
+    await billing.hold(runtime, ctx, entry, prompt_bound=prepared.prompt_bound, max_tokens=0)
     try:
-        data = await upstream.embed(content)
-        items = vectors(data.get("data"), request.encoding_format or "float")
+        data = await upstream.embed(prepared.content)
+        items = vectors(data.get("data"), prepared.options["encoding_format"])
         ctx.upstream_id = data.get("id")
         usage = data.get("usage")
         if isinstance(usage, dict) and "completion_tokens" not in usage and "prompt_tokens" in usage:
             usage["completion_tokens"] = 0  # an embedding generates nothing: priced on its prompt alone
-        billing.bill(runtime, ctx, entry, usage, prompt_bytes=len(content))
-        answer: dict[str, Any] = {"object": "list", "data": items, "model": model_id}
+        billing.bill(runtime, ctx, entry, usage, prompt_bytes=len(prepared.content))
+        answer: dict[str, Any] = {"object": "list", "data": items, "model": prepared.model_id}
         if usage is not None:
             answer["usage"] = usage
         response = Response(orjson.dumps(answer), media_type="application/json")
@@ -65,17 +59,6 @@ async def create_embeddings(key: CallerKey, request: EmbeddingBody, runtime: Run
         return response
     except BaseException as exc:  # an upstream's error, a platform fault or the caller gone after the debit
         await billing.refund(runtime, ctx, exc)
-
-
-def upstream_body(request: EmbeddingRequest, upstream_id: str) -> dict[str, Any]:
-    """What goes upstream: OpenAI's embedding parameters only, the registry's model id, and
-    no `encoding_format` (floats, the default everywhere)."""
-    body: dict[str, Any] = {"model": upstream_id, "input": request.input}
-    if request.dimensions is not None:
-        body["dimensions"] = request.dimensions
-    if request.user is not None:
-        body["user"] = request.user
-    return body
 
 
 def vectors(items: Any, encoding_format: str) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import chat_core
-from ..deps import CallerKey, ContextDep, MessagesBody, RuntimeDep
+from ..deps import CallerKey, ChatRaw, ContextDep, RuntimeDep
 from ..errors import ERRORS
+from ..prepare import MESSAGES
 from ..schemas import MessagesRequest, request_body
 from ..translate import anthropic as translate
 
@@ -23,9 +24,9 @@ router = APIRouter()
     openapi_extra=request_body(MessagesRequest),
     responses=ERRORS,
 )
-async def create_message(key: CallerKey, request: MessagesBody, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+async def create_message(key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx: ContextDep) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
-    call = await chat_core.admit(runtime, ctx, request.model_dump(exclude_unset=True), translate.chat_body)
+    call = await chat_core.admit(runtime, ctx, MESSAGES, raw)
     message_id = f"msg_{ctx.request_id}"
     if not call.stream:
         return await chat_core.complete(call, lambda data: orjson.dumps(translate.message(data, message_id=message_id)))

@@ -361,10 +361,11 @@ def free_port() -> int:
 
 
 class ServedUpstream:
-    """Runs a FakeUpstream on 127.0.0.1 in a background thread (like httpx's serve_in_thread)."""
+    """Runs a FakeUpstream (or another ASGI `app`) on 127.0.0.1 in a background thread
+    (like httpx's serve_in_thread)."""
 
-    def __init__(self, port: int | None = None, record: bool = True) -> None:
-        self.app = FakeUpstream(record=record)
+    def __init__(self, port: int | None = None, record: bool = True, app=None) -> None:
+        self.app = app if app is not None else FakeUpstream(record=record)
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._server = uvicorn.Server(
