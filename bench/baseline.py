@@ -23,6 +23,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from store.db import get_engine
+
 from .procs import Server, free_port
 from .targets import OUT, ROOT, SECRET, Target, clean_env
 
@@ -181,7 +183,10 @@ def store_cli(baseline: Baseline, database_url: str, email: str) -> StoreCli:
 def sqlite_database(baseline: Baseline, name: str) -> StoreCli:
     """A fresh SQLite database under bench/out, migrated and filled by the baseline."""
     path = OUT / f"{name}.db"
+    # No pooled connection may still read the last table's file once it is unlinked (the
+    # key lookups' engine here, and the store's, which counts the log rows).
     _engine(f"sqlite:///{path}").dispose()
+    get_engine(f"sqlite:///{path}").dispose()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     store = store_cli(baseline, f"sqlite:///{path}", f"{name}@bench.test")

@@ -92,4 +92,5 @@ def portkey(upstream_base: str) -> Target:
         server=server,
         static_key=UPSTREAM_KEY,
         headers={"x-portkey-provider": "openai", "x-portkey-custom-host": upstream_base},
+        warmup_s=6.0,  # V8 compiles the hot path only after a few thousand requests
     )

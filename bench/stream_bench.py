@@ -85,7 +85,7 @@ def warm_up(target: Target, fmt: str = "chat") -> None:
         target.stream_url(fmt),
         key=target.new_key(),
         concurrency=10,
-        seconds=2,
+        seconds=target.warmup_s,
         chunks=5,
         interval_ms=10,
         cwd=ROOT,

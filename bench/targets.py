@@ -64,6 +64,7 @@ class Target:
     issue_key: KeyIssuer | None = None  # platform targets: a fresh key per run
     static_key: str | None = None  # a relay: the key it passes on to the upstream
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request (Portkey's routing)
+    warmup_s: float = 2.0  # load before the first measured run (a JIT like Node's wants longer)
     run_keys: dict[str, int] = field(default_factory=dict)  # raw key -> key id
 
     def new_key(self) -> str | None:
