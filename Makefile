@@ -83,11 +83,13 @@ test: $(DEV_DEPS) $(BUN_STAMP) chromium
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-# The benchmark (never part of `make test`), two tables: wrk against a zero-delay fake
-# upstream, and C = 50/200/1000 streams held open through a fake upstream that paces its
-# chunks; targets: direct, the platform as `make run` serves it, the API alone;
-# BENCH_LITELLM=1 adds LiteLLM's proxy (installed into bench/out/litellm-venv).
-# BENCH_STREAMS=0 / BENCH_WRK=0 skip a table. See docs/benchmarks.md, bench/__main__.py.
+# The benchmark (never part of `make test`), three tables: wrk against a zero-delay fake
+# upstream, C = 50/200/1000 streams held open through a fake upstream that paces its
+# chunks, and one balance under many callers on two workers (PostgreSQL + Redis, when they
+# answer); targets: direct, the platform as `make run` serves it, the API alone, the same
+# two built from BENCH_BASELINE_REF (default 0216049, in a worktree under bench/out) and
+# Portkey's gateway (npm, into bench/out/portkey); BENCH_LITELLM=1 adds LiteLLM's proxy.
+# BENCH_WRK=0 / BENCH_STREAMS=0 / BENCH_HOT=0 skip a table. See docs/benchmarks.md.
 bench: $(DEPS) $(BUN_STAMP)
 	$(PY) -m bench
 

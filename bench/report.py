@@ -6,7 +6,16 @@ import os
 import platform as _platform
 from datetime import UTC, datetime
 
-BARS = {"added_p50_ms": 1.2, "litellm_ratio": 10.0, "rss_growth_pct": 10.0}
+# Issue 17's bars, as ratios in one run (absolute figures move 3× between machines).
+BARS = {
+    "portkey_rps": 1.5,  # req/s at 16 connections, over Portkey's relay
+    "litellm_rps": 10.0,  # ... over LiteLLM's proxy
+    "baseline_rps": 1.0,  # ... over the same target built from the baseline ref
+    "portkey_added_p50": 0.7,  # added p50 at 1 connection, over Portkey's
+    "rss_growth_pct": 10.0,
+}
+PLATFORM_TARGETS = ("platform", "api")
+BASELINE_OF = {"platform": "baseline_platform", "api": "baseline_api"}
 
 
 def _find(results: list[dict], target: str, connections: int) -> dict | None:
@@ -32,41 +41,70 @@ def progress_line(row: dict) -> str:
     )
 
 
-def summarize(results: list[dict], soak: dict | None) -> dict:
-    """Added latency over direct at 1 connection, the LiteLLM ratio at 16, and the bars' verdicts."""
-    out: dict = {"added": {}, "litellm_ratio": {}, "checks": []}
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarize(results: list[dict], soak: dict | None, *, baseline_ref: str | None = None) -> dict:
+    """Added latency over direct at 1 connection, each target's req/s at 16 against the
+    references (Portkey, LiteLLM, the baseline ref), and the bars' verdicts."""
+    out: dict = {"added": {}, "ratios": {}, "baseline": {}, "checks": []}
     direct1 = _find(results, "direct", 1)
-    for name in ("platform", "api", "litellm"):
-        one = _find(results, name, 1)
-        if one and direct1:
-            out["added"][name] = {
-                "p50_ms": one["p50_ms"] - direct1["p50_ms"],
-                "p99_ms": one["p99_ms"] - direct1["p99_ms"],
+    for row in results:
+        if row["connections"] == 1 and row["target"] != "direct" and direct1:
+            out["added"][row["target"]] = {
+                "p50_ms": row["p50_ms"] - direct1["p50_ms"],
+                "p99_ms": row["p99_ms"] - direct1["p99_ms"],
             }
-    lite16 = _find(results, "litellm", 16)
-    for name in ("platform", "api"):
+    for name in PLATFORM_TARGETS:
         row = _find(results, name, 16)
-        if row and lite16 and lite16["rps"]:
-            out["litellm_ratio"][name] = row["rps"] / lite16["rps"]
+        if not row:
+            continue
+        refs = {"portkey": "portkey", "litellm": "litellm", "baseline": BASELINE_OF[name]}
+        ratios = {}
+        for what, ref in refs.items():
+            other = _find(results, ref, 16)
+            if other:
+                ratios[what] = _ratio(row["rps"], other["rps"])
+        out["ratios"][name] = ratios
+        base = BASELINE_OF[name]
+        for connections in (1, 16):
+            mine, theirs = _find(results, name, connections), _find(results, base, connections)
+            if mine and theirs:
+                out["baseline"].setdefault(name, {})[connections] = {
+                    "rps": _ratio(mine["rps"], theirs["rps"]),
+                    "cpu": _ratio(mine.get("cpu_ms_per_req"), theirs.get("cpu_ms_per_req")),
+                    "p50": _ratio(mine["p50_ms"], theirs["p50_ms"]),
+                }
 
     checks = out["checks"]
-    for name, added in out["added"].items():
-        if name != "litellm":
+    ref_name = f"the baseline {baseline_ref}'s" if baseline_ref else "the baseline's"
+    for name, ratios in out["ratios"].items():
+        mine = _find(results, name, 16)
+        for what, bar, against in (
+            ("portkey", BARS["portkey_rps"], "Portkey's"),
+            ("litellm", BARS["litellm_rps"], "LiteLLM's"),
+            ("baseline", BARS["baseline_rps"], f"{ref_name} ({BASELINE_OF[name]})"),
+        ):
+            ratio = ratios.get(what)
+            if what in ratios:
+                checks.append(
+                    (
+                        f"{name}: req/s at 16 connections ≥ {bar:g}× {against}",
+                        f"{mine['rps']:.0f} req/s, {_times(ratio)}",
+                        ratio is not None and ratio >= bar,
+                    )
+                )
+        added, theirs = out["added"].get(name), out["added"].get("portkey")
+        if added and theirs:
+            ratio = _ratio(added["p50_ms"], theirs["p50_ms"]) if theirs["p50_ms"] > 0 else None
             checks.append(
                 (
-                    f"{name}: added p50 at 1 connection ≤ {BARS['added_p50_ms']} ms",
-                    f"{added['p50_ms']:.2f} ms",
-                    added["p50_ms"] <= BARS["added_p50_ms"],
+                    f"{name}: added p50 at 1 connection ≤ {BARS['portkey_added_p50']:g}× Portkey's",
+                    f"{added['p50_ms']:+.2f} ms vs {theirs['p50_ms']:+.2f} ms, {_times(ratio)}",
+                    ratio is not None and ratio <= BARS["portkey_added_p50"],
                 )
             )
-    for name, ratio in out["litellm_ratio"].items():
-        checks.append(
-            (
-                f"{name}: req/s at 16 connections ≥ {BARS['litellm_ratio']:.0f}× LiteLLM",
-                f"{ratio:.1f}×",
-                ratio >= BARS["litellm_ratio"],
-            )
-        )
     out["settlement"] = {}
     for connections in (1, 16):
         flat, metered = _find(results, "api", connections), _find(results, "api_metered", connections)
@@ -94,7 +132,19 @@ def summarize(results: list[dict], soak: dict | None) -> dict:
     return out
 
 
-def render(results: list[dict], summary: dict, soak: dict | None, *, loadavg: tuple, elapsed: float) -> str:
+def _times(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}×"
+
+
+def render(
+    results: list[dict],
+    summary: dict,
+    soak: dict | None,
+    *,
+    loadavg: tuple,
+    elapsed: float,
+    baseline_ref: str | None = None,
+) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Bench {when} on {_platform.node()} ({_cpu_count()} cores), {elapsed:.0f}s; "
@@ -116,11 +166,23 @@ def render(results: list[dict], summary: dict, soak: dict | None, *, loadavg: tu
             f"{row['p99_ms']:.2f} | {added_p50} | {added_p99} | {_cpu(row)} | {row['non2xx'] + row['socket_errors']} | "
             f"{_rows(row)} | {rss} |"
         )
-    if summary["litellm_ratio"]:
+    against = {"portkey": "Portkey", "litellm": "LiteLLM", "baseline": f"baseline {baseline_ref or ''}".strip()}
+    for name, ratios in summary["ratios"].items():
+        if ratios:
+            lines.append("")
+            lines.append(
+                f"Throughput of {name} at 16 connections (same run, one worker each): "
+                + ", ".join(f"{_times(ratio)} {against[what]}'s" for what, ratio in ratios.items())
+            )
+    if summary["baseline"]:
         lines.append("")
         lines.append(
-            "Throughput at 16 connections against LiteLLM (same run, one worker each): "
-            + ", ".join(f"{name} {ratio:.1f}×" for name, ratio in summary["litellm_ratio"].items())
+            f"Against the baseline {baseline_ref or ''} (same run; × this tree over the baseline's): "
+            + "; ".join(
+                f"{name} at {c} conn: req/s {_times(v['rps'])}, CPU/req {_times(v['cpu'])}, p50 {_times(v['p50'])}"
+                for name, by_conn in summary["baseline"].items()
+                for c, v in by_conn.items()
+            )
         )
     if summary.get("settlement"):
         lines.append("")

@@ -72,11 +72,31 @@ def upstream_chunks(upstream: Server) -> int:
     return httpx.get(upstream.ready_url.rstrip("/") + "/stats", timeout=10).json()["chunks"]
 
 
-def warm_up(target: Target) -> None:
-    run_streams(target.url, key=target.new_key(), concurrency=10, seconds=2, chunks=5, interval_ms=10, cwd=ROOT)
+FORMAT_LABELS = {"messages": "Anthropic Messages stream (/messages)", "responses": "Responses stream (/responses)"}
 
 
-def measure_level(target: Target, upstream: Server, level: Level, seconds: float, *, idle_rss_mb: float) -> dict:
+def row_name(target: Target, fmt: str) -> str:
+    """A row's target name: chat rows keep the target's, the other formats add theirs (api_messages)."""
+    return target.name if fmt == "chat" else f"{target.name}_{fmt}"
+
+
+def warm_up(target: Target, fmt: str = "chat") -> None:
+    run_streams(
+        target.stream_url(fmt),
+        key=target.new_key(),
+        concurrency=10,
+        seconds=target.warmup_s,
+        chunks=5,
+        interval_ms=10,
+        cwd=ROOT,
+        fmt=fmt,
+        headers=target.headers,
+    )
+
+
+def measure_level(
+    target: Target, upstream: Server, level: Level, seconds: float, *, idle_rss_mb: float, fmt: str = "chat"
+) -> dict:
     """One level: the load's own figures, the server's CPU and memory, the upstream's CPU per chunk."""
     server = target.server or upstream  # direct: the upstream is the server
     key = target.new_key()
@@ -85,20 +105,23 @@ def measure_level(target: Target, upstream: Server, level: Level, seconds: float
     produced_before = upstream_chunks(upstream)
     with RssPeak(server) as rss:
         seen = run_streams(
-            target.url,
+            target.stream_url(fmt),
             key=key,
             concurrency=level.concurrency,
             seconds=seconds,
             chunks=level.chunks,
             interval_ms=level.interval_ms,
             cwd=ROOT,
+            fmt=fmt,
+            headers=target.headers,
         )
     cpu = server.cpu_seconds() - cpu_before
     upstream_cpu = upstream.cpu_seconds() - upstream_cpu_before
     produced = upstream_chunks(upstream) - produced_before
     return {
-        "target": target.name,
-        "label": target.label,
+        "target": row_name(target, fmt),
+        "label": target.label if fmt == "chat" else f"{target.label}: {FORMAT_LABELS[fmt]}",
+        "format": fmt,
         "level": level.name,
         "concurrency": level.concurrency,
         "interval_ms": level.interval_ms,
@@ -108,7 +131,8 @@ def measure_level(target: Target, upstream: Server, level: Level, seconds: float
         **seen,
         "server_cpu_s": cpu,
         "cpu_ms_per_stream": cpu / seen["streams"] * 1000 if seen["streams"] else None,
-        # every data event the client got but [DONE]: content chunks, the finish chunk, the usage chunk
+        # every data event the client got but chat's [DONE] (chat: the content chunks, the finish
+        # chunk, the usage chunk; the other formats: every event of theirs)
         "cpu_us_per_chunk": cpu / seen["events"] * 1e6 if seen["events"] else None,
         "upstream_cpu_us_per_chunk": upstream_cpu / produced * 1e6 if produced else None,
         "rss_idle_mb": idle_rss_mb,
@@ -118,14 +142,16 @@ def measure_level(target: Target, upstream: Server, level: Level, seconds: float
     }
 
 
-def measure_streams(target: Target, upstream: Server, levels: list[Level], seconds: float) -> list[dict]:
+def measure_streams(
+    target: Target, upstream: Server, levels: list[Level], seconds: float, fmt: str = "chat"
+) -> list[dict]:
     from .stream_report import progress_line
 
-    warm_up(target)
+    warm_up(target, fmt)
     idle_rss_mb = (target.server or upstream).rss_mb()
     rows = []
     for level in levels:
-        row = measure_level(target, upstream, level, seconds, idle_rss_mb=idle_rss_mb)
+        row = measure_level(target, upstream, level, seconds, idle_rss_mb=idle_rss_mb, fmt=fmt)
         rows.append(row)
         print(progress_line(row), flush=True)
     return rows

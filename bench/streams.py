@@ -1,6 +1,7 @@
-"""The streaming load: C chat completion streams held open at once for T seconds.
+"""The streaming load: C streams held open at once for T seconds, in one of three formats.
 
-    python -m bench.streams URL --concurrency 200 --seconds 20 --chunks 40 --interval-ms 25 [--key KEY]
+    python -m bench.streams URL --concurrency 200 --seconds 20 --chunks 40 --interval-ms 25 \
+        [--format chat|messages|responses] [--key KEY] [--header "Name: value" ...] [--model M]
 
 prints one JSON line (`BENCH_STREAMS {...}`) with what it saw. The bench runs it in its own
 process, so its CPU is never counted against the server it measures.
@@ -8,16 +9,20 @@ process, so its CPU is never counted against the server it measures.
 Each of C workers starts one stream after another until T seconds have passed, on one
 keep-alive connection (reopened after an error). The workers' first requests are spread
 over one stream's length (at most half of T), so the server sees a steady C open streams, not C arriving at
-once. Every request asks for usage (`stream_options.include_usage`), as a metered client
-does; the fake upstream (bench/stream_upstream.py) paces its chunks by the message.
+once. The format is the API the stream is asked of, and the URL its endpoint:
+    chat       a chat completion (`stream_options.include_usage`, as a metered client asks)
+    messages   Anthropic's Messages API (`max_tokens`, `anthropic-version`)
+    responses  OpenAI's Responses API (`input`)
+the fake upstream (bench/stream_upstream.py) paces its chunks by the request's text.
 
-Per stream it records the status, the time to the first content chunk (from the moment the
-request is sent, connecting included), the content chunks and all data events received,
-whether the usage chunk and `data: [DONE]` came, and what went wrong:
+Per stream it records the status, the time to the first text (from the moment the request
+is sent, connecting included), the text chunks and all data events received (every SSE
+event but chat's `[DONE]`), whether the usage and the terminal event came (chat's
+`[DONE]`, `message_stop`, `response.completed`), and what went wrong:
     status     an answer other than 200
-    broken     the connection failed, timed out, or ended mid-body; or an `error` event
-    short      fewer content chunks than the upstream sends
-    no_done    the body ended cleanly without `data: [DONE]`
+    broken     the connection failed, timed out, or ended mid-body; or an error event
+    short      fewer text chunks than the upstream sends
+    no_done    the body ended cleanly without the terminal event
 
 The client is asyncio's streams reading HTTP/1.1 (a status line, headers, a chunked or
 until-close body), not aiohttp or httpx: it runs in the project's own virtualenv, where
@@ -35,8 +40,10 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -44,14 +51,19 @@ import orjson
 from .stream_upstream import pace_prompt
 
 ERRORS = ("status", "broken", "short", "no_done")
+FORMATS = ("chat", "messages", "responses")
+# The endpoint of each format, after the API's base (`…/v1`).
+PATHS = {"chat": "/chat/completions", "messages": "/messages", "responses": "/responses"}
+# The model each format asks for by default: Anthropic's API with an Anthropic model.
+MODELS = {"chat": "openai/gpt-5-mini", "messages": "anthropic/claude-sonnet-4.5", "responses": "openai/gpt-5-mini"}
 
 
 @dataclass
 class StreamRecord:
     status: int = 0
     ttft_s: float | None = None
-    chunks: int = 0  # content chunks
-    events: int = 0  # every data event but [DONE]
+    chunks: int = 0  # text chunks
+    events: int = 0  # every data event but chat's [DONE]
     usage: bool = False
     done: bool = False
     error: str | None = None
@@ -59,6 +71,64 @@ class StreamRecord:
 
 class _BodyEnded(Exception):
     pass
+
+
+def _text(record: StreamRecord, started: float) -> None:
+    record.chunks += 1
+    if record.ttft_s is None:
+        record.ttft_s = time.monotonic() - started
+
+
+def on_chat_data(data: bytes, record: StreamRecord, started: float) -> None:
+    """A chat stream's data event: content chunks, the usage chunk, `[DONE]`."""
+    if data == b"[DONE]":
+        record.done = True
+        return
+    record.events += 1
+    event = orjson.loads(data)
+    if "error" in event:
+        record.error = "broken"
+    if event.get("usage"):
+        record.usage = True
+    for choice in event.get("choices") or ():
+        if (choice.get("delta") or {}).get("content"):
+            _text(record, started)
+
+
+def on_messages_data(data: bytes, record: StreamRecord, started: float) -> None:
+    """An Anthropic Messages event: text deltas, the usage in message_delta, message_stop."""
+    record.events += 1
+    event = orjson.loads(data)
+    kind = event.get("type")
+    if kind == "content_block_delta":
+        delta = event.get("delta") or {}
+        if delta.get("type") == "text_delta" and delta.get("text"):
+            _text(record, started)
+    elif kind == "message_delta":
+        record.usage = record.usage or (event.get("usage") or {}).get("output_tokens") is not None
+    elif kind == "message_stop":
+        record.done = True
+    elif kind == "error":
+        record.error = "broken"
+
+
+def on_responses_data(data: bytes, record: StreamRecord, started: float) -> None:
+    """A Responses event: text deltas, response.completed with its usage."""
+    record.events += 1
+    event = orjson.loads(data)
+    kind = event.get("type")
+    if kind == "response.output_text.delta":
+        if event.get("delta"):
+            _text(record, started)
+    elif kind == "response.completed":
+        record.done = True
+        record.usage = bool((event.get("response") or {}).get("usage"))
+    elif kind in ("error", "response.failed", "response.incomplete"):
+        record.error = "broken"
+
+
+OnData = Callable[[bytes, StreamRecord, float], None] | None
+ON_DATA = {"chat": on_chat_data, "messages": on_messages_data, "responses": on_responses_data}
 
 
 class _Connection:
@@ -78,7 +148,9 @@ class _Connection:
                 pass
         self.reader = self.writer = None
 
-    async def post_stream(self, request: bytes, record: StreamRecord, expected_chunks: int) -> None:
+    async def post_stream(
+        self, request: bytes, record: StreamRecord, expected_chunks: int, on_data: OnData = None
+    ) -> None:
         started = time.monotonic()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
@@ -101,6 +173,7 @@ class _Connection:
         if not chunked and length is None:
             keep_alive = False  # the body runs until the server closes
         pending = b""
+        on_data = on_data or on_chat_data
         async for piece in _body(reader, chunked, length):
             if record.status != 200:
                 continue
@@ -109,7 +182,7 @@ class _Connection:
             for event in events:
                 for line in event.split(b"\n"):
                     if line.startswith(b"data:"):
-                        self._on_data(line[5:].strip(), record, started)
+                        on_data(line[5:].strip(), record, started)
         if not keep_alive:
             await self.close()
         if record.status != 200:
@@ -118,23 +191,6 @@ class _Connection:
             record.error = "no_done"
         elif record.error is None and record.chunks < expected_chunks:
             record.error = "short"
-
-    @staticmethod
-    def _on_data(data: bytes, record: StreamRecord, started: float) -> None:
-        if data == b"[DONE]":
-            record.done = True
-            return
-        record.events += 1
-        event = orjson.loads(data)
-        if "error" in event:
-            record.error = "broken"
-        if event.get("usage"):
-            record.usage = True
-        for choice in event.get("choices") or ():
-            if (choice.get("delta") or {}).get("content"):
-                record.chunks += 1
-                if record.ttft_s is None:
-                    record.ttft_s = time.monotonic() - started
 
 
 async def _body(reader: asyncio.StreamReader, chunked: bool, length: int | None):
@@ -191,31 +247,63 @@ def _percentile(values: list[float], pct: float) -> float:
     return values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))]
 
 
-def _request(url: str, key: str | None, chunks: int, interval_ms: float) -> bytes:
+def request_body(fmt: str, chunks: int, interval_ms: float, model: str | None = None) -> dict[str, Any]:
+    """A streaming request of `fmt` that asks the fake upstream for its pace."""
+    pace = pace_prompt(chunks, interval_ms)
+    model = model or MODELS[fmt]
+    if fmt == "messages":
+        return {"model": model, "max_tokens": 1024, "stream": True, "messages": [{"role": "user", "content": pace}]}
+    if fmt == "responses":
+        return {"model": model, "stream": True, "input": pace}
+    return {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": pace}],
+    }
+
+
+def _request(
+    url: str,
+    key: str | None,
+    chunks: int,
+    interval_ms: float,
+    *,
+    fmt: str = "chat",
+    headers: dict[str, str] | None = None,
+    model: str | None = None,
+) -> bytes:
     parts = urlsplit(url)
-    body = orjson.dumps(
-        {
-            "model": "openai/gpt-5-mini",
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": pace_prompt(chunks, interval_ms)}],
-        }
-    )
+    body = orjson.dumps(request_body(fmt, chunks, interval_ms, model))
     head = (
         f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
         f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
     )
+    if fmt == "messages":
+        head += "anthropic-version: 2023-06-01\r\n"
     if key:
         head += f"Authorization: Bearer {key}\r\n"
+    for name, value in (headers or {}).items():
+        head += f"{name}: {value}\r\n"
     return head.encode() + b"\r\n" + body
 
 
 async def run_load(
-    url: str, *, concurrency: int, seconds: float, chunks: int, interval_ms: float, key: str | None = None
+    url: str,
+    *,
+    concurrency: int,
+    seconds: float,
+    chunks: int,
+    interval_ms: float,
+    key: str | None = None,
+    fmt: str = "chat",
+    headers: dict[str, str] | None = None,
+    model: str | None = None,
 ) -> LoadResult:
     """Hold `concurrency` streams open for `seconds`; every stream in flight then runs to its end."""
     parts = urlsplit(url)
-    request = _request(url, key, chunks, interval_ms)
+    request = _request(url, key, chunks, interval_ms, fmt=fmt, headers=headers, model=model)
+    on_data = ON_DATA[fmt]
     stream_s = stream_seconds(chunks, interval_ms)
     ramp_s = min(stream_s, seconds / 2)  # first requests spread over one stream's length
     timeout_s = stream_s * 3 + 30
@@ -234,7 +322,7 @@ async def run_load(
                 open_now += 1
                 result.peak_open = max(result.peak_open, open_now)
                 try:
-                    await asyncio.wait_for(connection.post_stream(request, record, chunks), timeout_s)
+                    await asyncio.wait_for(connection.post_stream(request, record, chunks, on_data), timeout_s)
                 except (TimeoutError, OSError, asyncio.IncompleteReadError, _BodyEnded, ValueError, IndexError):
                     record.error = "broken"
                     await connection.close()
@@ -259,7 +347,16 @@ def stream_seconds(chunks: int, interval_ms: float) -> float:
 
 
 def run_streams(
-    url: str, *, key: str | None, concurrency: int, seconds: float, chunks: int, interval_ms: float, cwd: Path
+    url: str,
+    *,
+    key: str | None,
+    concurrency: int,
+    seconds: float,
+    chunks: int,
+    interval_ms: float,
+    cwd: Path,
+    fmt: str = "chat",
+    headers: dict[str, str] | None = None,
 ) -> dict:
     """Run the load in its own process (so its CPU is not the server's) and return its summary."""
     command = [
@@ -275,9 +372,13 @@ def run_streams(
         str(chunks),
         "--interval-ms",
         str(interval_ms),
+        "--format",
+        fmt,
     ]
     if key:
         command += ["--key", key]
+    for name, value in (headers or {}).items():
+        command += ["--header", f"{name}: {value}"]
     timeout = seconds + 4 * stream_seconds(chunks, interval_ms) + 120
     out = subprocess.run(
         command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(cwd)}, capture_output=True, text=True, timeout=timeout
@@ -288,6 +389,13 @@ def run_streams(
     return json.loads(line.removeprefix("BENCH_STREAMS "))
 
 
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise SystemExit(f"--header {text!r}: expected 'Name: value'")
+    return name.strip(), value.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.streams")
     parser.add_argument("url")
@@ -296,7 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--chunks", type=int, default=40)
     parser.add_argument("--interval-ms", type=float, default=25)
+    parser.add_argument("--format", choices=FORMATS, default="chat")
+    parser.add_argument("--model", help="the model to ask for (default: by format)")
+    parser.add_argument("--header", action="append", default=[], help='"Name: value", sent with every request')
     args = parser.parse_args(argv)
+    headers = dict(_header(h) for h in args.header)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.concurrency * 2 + 256)), hard))
     try:
@@ -314,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
                 chunks=args.chunks,
                 interval_ms=args.interval_ms,
                 key=args.key,
+                fmt=args.format,
+                headers=headers,
+                model=args.model,
             )
         )
     print("BENCH_STREAMS " + json.dumps(result.summary()), flush=True)

@@ -1,4 +1,5 @@
 """What the bench measures: the fake upstreams themselves, the platform two ways, and LiteLLM.
+(Portkey's gateway is in bench/portkey.py, an older commit of the platform in bench/baseline.py.)
 
 Every platform target gets its own SQLite database under bench/out/, a user with credits
 for millions of requests and, per run, a fresh unlimited key, so the log rows of one run
@@ -11,7 +12,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,34 +49,41 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# Issues an unlimited key by name: (the raw key, its id).
+KeyIssuer = Callable[[str], tuple[str, int]]
+
+
 @dataclass
 class Target:
     name: str
     label: str
-    url: str = ""
+    url: str = ""  # the chat completions endpoint
     database_url: str | None = None  # platform targets: where the log rows go
     user_id: int | None = None
     server: Server | None = None
+    issue_key: KeyIssuer | None = None  # platform targets: a fresh key per run
+    static_key: str | None = None  # a relay: the key it passes on to the upstream
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (Portkey's routing)
+    warmup_s: float = 2.0  # load before the first measured run (a JIT like Node's wants longer)
     run_keys: dict[str, int] = field(default_factory=dict)  # raw key -> key id
 
     def new_key(self) -> str | None:
-        """A fresh unlimited key for one run (None: the target takes no key)."""
-        if self.database_url is None:
-            return None
-        with session_for(get_engine(self.database_url)) as session:
-            issued = keys.issue_key(
-                session,
-                secret_key=SECRET,
-                user_id=self.user_id,
-                name=f"bench-{len(self.run_keys)}",
-                rate_limit_per_minute=0,
-            )
-        self.run_keys[issued.secret] = issued.key.id
-        return issued.secret
+        """A fresh unlimited key for one run (a relay: its static key; None: no key)."""
+        if self.issue_key is None:
+            return self.static_key
+        secret, key_id = self.issue_key(f"bench-{len(self.run_keys)}")
+        self.run_keys[secret] = key_id
+        return secret
+
+    def stream_url(self, fmt: str) -> str:
+        """The endpoint of a stream format (bench/streams.py's FORMATS) beside the chat one."""
+        from .streams import PATHS
+
+        return self.url.removesuffix(PATHS["chat"]) + PATHS[fmt]
 
     def rows_for(self, key: str | None, expected: int, wait_s: float = 15) -> int | None:
         """Log rows written for `key`'s run, once the writer has caught up (None: no log)."""
-        if key is None:
+        if key is None or key not in self.run_keys:
             return None
         engine = get_engine(self.database_url)
         query = sa.text("SELECT count(*) FROM request_logs WHERE api_key_id = :k")
@@ -87,6 +97,14 @@ class Target:
             if (count >= expected and now - stable_since >= 0.6) or now > deadline:
                 return count
             time.sleep(0.2)
+
+
+def issue_main_key(database_url: str, user_id: int, name: str) -> tuple[str, int]:
+    """An unlimited key issued by this tree's store."""
+    with session_for(get_engine(database_url)) as session:
+        issued = keys.issue_key(session, secret_key=SECRET, user_id=user_id, name=name, rate_limit_per_minute=0)
+        assert issued.key.id is not None
+        return issued.secret, issued.key.id
 
 
 def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
@@ -188,6 +206,7 @@ def platform(upstream_base: str) -> Target:
         database_url=url,
         user_id=user_id,
         server=server,
+        issue_key=partial(issue_main_key, url, user_id),
     )
 
 
@@ -249,6 +268,7 @@ def standalone(upstream_base: str, *, metered: bool = False) -> Target:
         database_url=url,
         user_id=user_id,
         server=server,
+        issue_key=partial(issue_main_key, url, user_id),
     )
 
 
