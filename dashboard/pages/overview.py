@@ -88,7 +88,11 @@ def overview() -> rx.Component:
     return page_shell(
         "Overview",
         rx.flex(
-            _stat("Balance", OverviewState.balance + " credits", "Each request is charged for its usage."),
+            _stat(
+                "Balance",
+                OverviewState.balance + rx.cond(OverviewState.balance == "1", " credit", " credits"),
+                "Each request is charged for its usage.",
+            ),
             _stat(f"Requests, last {DAYS} days", OverviewState.requests_total.to_string()),
             _stat(f"Credits spent, last {DAYS} days", OverviewState.credits_total),
             spacing="4",
