@@ -142,6 +142,8 @@ class LedgerRow:
 
     id: int = 0
     time: str = ""
+    day: str = ""  # the time's two halves, for a narrow column
+    clock: str = ""
     kind: str = ""  # grant | request | refunded | refund (one of an older ledger's own)
     amount: str = ""  # signed decimal: what the line moved
     positive: bool = True
@@ -171,9 +173,12 @@ def ledger_row(line: LedgerLine) -> LedgerRow:
         detail = line.note or ("credits added" if line.amount > 0 else "credits removed")
     else:
         detail = " · ".join(filter(None, (line.model, line.note)))
+    time = fmt_time(line.created_at, seconds=True)
     return LedgerRow(
         id=line.id,
-        time=fmt_time(line.created_at, seconds=True),
+        time=time,
+        day=time[:10],
+        clock=time[11:],
         kind="refunded" if line.refunded else line.kind,
         amount=signed(line.amount),
         positive=line.amount > 0,

@@ -20,8 +20,8 @@ from sqlmodel import Session, col, select
 from .db import reads
 from .errors import InvalidInput, NotFound
 from .models import ApiKey, RequestLog, User, utcnow
+from .usage import TASK_METHOD, utc_day
 
-TASK_METHOD = "TASK"  # as store.usage.TASK_METHOD
 GROUPS = ("day", "user", "key", "model")
 MAX_DAYS = 366
 USER_SORTS = ("email", "balance", "created")
@@ -43,12 +43,6 @@ class UsageRow:
     @property
     def mean_latency_ms(self) -> int:
         return round(self.latency_total_ms / self.requests) if self.requests else 0
-
-
-def _utc_day(session: Session, column):
-    if session.get_bind().dialect.name == "postgresql":
-        return sa.func.date(sa.func.timezone("UTC", column))
-    return sa.func.date(column)  # SQLite keeps UTC wall-clock text
 
 
 def _measures():
@@ -78,7 +72,7 @@ def usage_by(
     in_period = (col(RequestLog.created_at) >= since, col(RequestLog.user_id).is_not(None))
     measures = _measures()
     if by == "day":
-        day = _utc_day(session, col(RequestLog.created_at))
+        day = utc_day(session, col(RequestLog.created_at))
         found = {
             str(d): (int(n), int(e), int(s), int(lat))
             for d, n, e, s, lat in session.execute(sa.select(day, *measures).where(*in_period).group_by(day))

@@ -190,7 +190,8 @@ class DayUsage:
     credits: int  # spent: charges less refunds
 
 
-def _utc_day(session: Session, column):
+def utc_day(session: Session, column):
+    """The UTC date of a timestamp column, on either database."""
     if session.get_bind().dialect.name == "postgresql":
         return sa.func.date(sa.func.timezone("UTC", column))
     return sa.func.date(column)  # SQLite keeps UTC wall-clock text
@@ -207,7 +208,7 @@ def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date |
     """
     today = today or utcnow().date()
     first = today - timedelta(days=days - 1)
-    day = _utc_day(session, col(RequestLog.created_at))
+    day = utc_day(session, col(RequestLog.created_at))
     rows = session.execute(
         sa.select(
             day,

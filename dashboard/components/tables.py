@@ -45,6 +45,16 @@ def data_table(
     )
 
 
+def time_cell(day, clock, full) -> rx.Component:
+    """A UTC time on two lines (the date small above the clock): a narrow column."""
+    return rx.table.cell(
+        rx.text(day, as_="span", size="1", color_scheme="gray", display="block"),
+        rx.text(clock, as_="span", display="block"),
+        white_space="nowrap",
+        title=full,
+    )
+
+
 def numeric(value, **props) -> rx.Component:
     """A right-aligned number that never breaks."""
     return rx.table.cell(value, text_align="right", white_space="nowrap", **props)

@@ -42,7 +42,7 @@ def _report(session: Session, *, days: int) -> dict:
                 "spend": d.spend / MICRO,
                 "requests": d.requests,
                 "errors": d.errors,
-                "latency": d.mean_latency_ms,
+                "latency": d.mean_latency_ms if d.requests else None,  # a gap, not a fall to 0
             }
             for d in per_day
         ],
@@ -57,7 +57,7 @@ def _report(session: Session, *, days: int) -> dict:
 class UsageAdminState(SessionState):
     days: str = DEFAULT_DAYS
     totals: dict[str, str] = {}
-    per_day: list[dict[str, str | int | float]] = []
+    per_day: list[dict[str, str | int | float | None]] = []
     by_user: list[UsageLine] = []
     by_key: list[UsageLine] = []
     by_model: list[UsageLine] = []
@@ -122,7 +122,13 @@ def _per_day_charts() -> rx.Component:
                 _axis_x("day"),
                 rx.recharts.y_axis(width=52, font_size=11),
                 rx.recharts.graphing_tooltip(),
-                rx.recharts.bar(data_key="spend", fill="var(--amber-9)", name="Credits", radius=[3, 3, 0, 0]),
+                rx.recharts.bar(
+                    data_key="spend",
+                    fill="var(--amber-9)",
+                    name="Credits",
+                    radius=[3, 3, 0, 0],
+                    is_animation_active=False,
+                ),
                 data=data,
                 width="100%",
                 height=200,
@@ -136,8 +142,10 @@ def _per_day_charts() -> rx.Component:
                 rx.recharts.y_axis(allow_decimals=False, width=44, font_size=11),
                 rx.recharts.graphing_tooltip(),
                 rx.recharts.legend(),
-                rx.recharts.bar(data_key="requests", fill="var(--accent-9)", name="Requests"),
-                rx.recharts.bar(data_key="errors", fill="var(--red-9)", name="Errors"),
+                rx.recharts.bar(
+                    data_key="requests", fill="var(--accent-9)", name="Requests", is_animation_active=False
+                ),
+                rx.recharts.bar(data_key="errors", fill="var(--red-9)", name="Errors", is_animation_active=False),
                 data=data,
                 width="100%",
                 height=200,
@@ -150,7 +158,9 @@ def _per_day_charts() -> rx.Component:
                 _axis_x("day"),
                 rx.recharts.y_axis(allow_decimals=False, width=52, font_size=11),
                 rx.recharts.graphing_tooltip(),
-                rx.recharts.line(data_key="latency", stroke="var(--teal-9)", name="Latency (ms)", dot=False),
+                rx.recharts.line(
+                    data_key="latency", stroke="var(--teal-9)", name="Latency (ms)", dot=True, is_animation_active=False
+                ),
                 data=data,
                 width="100%",
                 height=200,
@@ -192,7 +202,9 @@ def _group(group: str, title: str, rows: rx.Var, chart: rx.Var) -> rx.Component:
                         rx.recharts.x_axis(type_="number", font_size=11),
                         rx.recharts.y_axis(data_key="name", type_="category", width=150, font_size=11),
                         rx.recharts.graphing_tooltip(),
-                        rx.recharts.bar(data_key="spend", fill="var(--amber-9)", name="Credits spent"),
+                        rx.recharts.bar(
+                            data_key="spend", fill="var(--amber-9)", name="Credits spent", is_animation_active=False
+                        ),
                         data=chart,
                         layout="vertical",
                         width="100%",

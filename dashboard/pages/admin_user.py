@@ -140,19 +140,21 @@ def _account_view() -> rx.Component:
         rx.heading("API keys", size="4", as_="h2"),
         rx.cond(
             s.keys.length() > 0,
-            data_table(["Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status"], s.keys, _key),
+            data_table(
+                ["Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status"], s.keys, _key, id="user-keys"
+            ),
             rx.text("No keys.", size="2", color_scheme="gray"),
         ),
         rx.heading("Recent requests", size="4", as_="h2"),
         rx.cond(
             s.recent.length() > 0,
-            log_table(s.recent),
+            rx.box(log_table(s.recent), id="user-requests", width="100%"),
             rx.text("No requests yet.", size="2", color_scheme="gray"),
         ),
         rx.heading("Ledger", size="4", as_="h2"),
         rx.cond(
             s.ledger.length() > 0,
-            ledger_table(s.ledger),
+            rx.box(ledger_table(s.ledger), id="user-ledger", width="100%"),
             rx.text("No credit movements.", size="2", color_scheme="gray"),
         ),
         grant_dialog(s),
@@ -165,7 +167,16 @@ def admin_user_page() -> rx.Component:
     return page_shell(
         "User",
         admin_only(
-            rx.link(rx.icon("arrow_left", size=14), " All users", href=routes.ADMIN_USERS, size="2"),
+            rx.link(
+                rx.hstack(
+                    rx.icon("arrow_left", size=14, aria_hidden="true"),
+                    rx.text("All users"),
+                    spacing="1",
+                    align="center",
+                ),
+                href=routes.ADMIN_USERS,
+                size="2",
+            ),
             rx.cond(
                 UserAdminState.found,
                 _account_view(),

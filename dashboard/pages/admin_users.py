@@ -164,7 +164,17 @@ def _pager() -> rx.Component:
     s = UsersAdminState
     return rx.flex(
         rx.button("Previous", on_click=s.previous_page, disabled=s.page <= 1, variant="soft"),
-        rx.text("Page ", s.page, " of ", s.pages, " · ", s.total, " users", size="2", id="users-page"),
+        rx.text(
+            "Page ",
+            s.page,
+            " of ",
+            s.pages,
+            " · ",
+            s.total,
+            rx.cond(s.total == 1, " user", " users"),
+            size="2",
+            id="users-page",
+        ),
         rx.button("Next", on_click=s.next_page, disabled=s.page >= s.pages, variant="soft"),
         gap="3",
         align="center",

@@ -12,7 +12,7 @@ from store.money import format_credits
 from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import page_shell
-from ..components.tables import data_table, numeric, wrapping
+from ..components.tables import data_table, numeric, time_cell, wrapping
 from ..paging import KeysetPaging
 from ..state import SessionState, viewer_required
 from ..views import LedgerRow, ledger_row
@@ -46,7 +46,7 @@ class CreditsState(KeysetPaging, SessionState):
 
 def _row(e: rx.Var) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(e.time, white_space="nowrap"),
+        time_cell(e.day, e.clock, e.time),
         rx.table.cell(
             rx.badge(
                 e.kind,

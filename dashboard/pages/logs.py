@@ -14,7 +14,7 @@ from .. import backend, routes
 from ..auth import Viewer
 from ..components.forms import error_callout, field, sentence
 from ..components.layout import page_shell
-from ..components.tables import numeric, truncated
+from ..components.tables import numeric, time_cell, truncated
 from ..paging import KeysetPaging
 from ..state import SessionState, viewer_required
 from ..views import LogRow, log_row
@@ -176,12 +176,7 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
 
     def row(r: rx.Var) -> rx.Component:
         cells = [
-            rx.table.cell(
-                rx.text(r.day, as_="span", size="1", color_scheme="gray", display="block"),
-                rx.text(r.clock, as_="span", display="block"),
-                white_space="nowrap",
-                title=r.time,
-            ),
+            time_cell(r.day, r.clock, r.time),
             rx.table.cell(truncated(r.key, "8rem")),
             rx.table.cell(truncated(r.endpoint, "10rem", code=True)),
             rx.table.cell(truncated(r.model, "9rem")),

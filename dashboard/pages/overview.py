@@ -71,7 +71,7 @@ def _chart(title: str, key: str, color: str, *, decimals: bool = False) -> rx.Co
                 rx.recharts.x_axis(data_key="day", tick_line=False, font_size=11),
                 rx.recharts.y_axis(allow_decimals=decimals, width=48, font_size=11),
                 rx.recharts.graphing_tooltip(),
-                rx.recharts.bar(data_key=key, fill=color, radius=[3, 3, 0, 0], name=title),
+                rx.recharts.bar(data_key=key, fill=color, radius=[3, 3, 0, 0], name=title, is_animation_active=False),
                 data=OverviewState.chart,
                 width="100%",
                 height=220,
