@@ -6,6 +6,7 @@ PORT ?= 3000
 PYTHON ?= python3
 PYTEST_ARGS ?=
 BUN_VERSION := 1.4.4
+SWAGGER_UI_VERSION := 5.35.0
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,6 +15,8 @@ DEV_DEPS := $(VENV)/.installed-dev
 TOOLS := .tools
 BUN := $(TOOLS)/node_modules/.bin/bun
 BUN_STAMP := $(TOOLS)/.bun-$(BUN_VERSION)
+SWAGGER_UI := $(TOOLS)/swagger-ui
+SWAGGER_UI_STAMP := $(SWAGGER_UI)/.swagger-ui-dist-$(SWAGGER_UI_VERSION)
 
 export PORT
 export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
@@ -21,7 +24,7 @@ export REFLEX_USE_SYSTEM_BUN := 1
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run serve test migrate bench deps bun chromium clean-web
+.PHONY: run serve test migrate bench deps bun swagger-ui chromium clean-web
 
 # Python virtualenv with the pinned requirements; redone only when they change.
 # The stamp is a copy of the requirements.txt it installed and is compared by
@@ -57,17 +60,27 @@ $(BUN_STAMP):
 
 bun: $(BUN_STAMP)
 
+# Swagger UI's files for the API docs page (/api/v1/docs serves them itself: no CDN), from
+# the npm registry's `swagger-ui-dist`, in a prefix of its own (npm would prune bun from
+# .tools/node_modules, which no package.json lists); no install scripts (its analytics dependency).
+$(SWAGGER_UI_STAMP):
+	npm install --prefix $(SWAGGER_UI) --no-save --no-audit --no-fund --ignore-scripts --loglevel=error swagger-ui-dist@$(SWAGGER_UI_VERSION)
+	test -f $(SWAGGER_UI)/node_modules/swagger-ui-dist/swagger-ui-bundle.js
+	touch $@
+
+swagger-ui: $(SWAGGER_UI_STAMP)
+
 migrate: $(DEPS)
 	mkdir -p data
 	$(PY) -m store migrate
 
 # Dashboard + mounted /api/v1 on one port, Reflex production mode (frontend
 # packages are reused; the ~4 s vite build reruns each start). Ready: /ping -> "pong".
-run: $(DEPS) $(BUN_STAMP) migrate
+run: $(DEPS) $(BUN_STAMP) $(SWAGGER_UI_STAMP) migrate
 	exec scripts/serve.sh
 
 # Like run, without the migration step.
-serve: $(DEPS) $(BUN_STAMP)
+serve: $(DEPS) $(BUN_STAMP) $(SWAGGER_UI_STAMP)
 	exec scripts/serve.sh
 
 # Headless Chromium for the browser tests (Debian's package; skipped when present).
@@ -77,7 +90,7 @@ chromium:
 	fi
 
 # Lint, format and types first (configured in pyproject.toml): each must pass, as the suite must.
-test: $(DEV_DEPS) $(BUN_STAMP) chromium
+test: $(DEV_DEPS) $(BUN_STAMP) $(SWAGGER_UI_STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -10,12 +10,16 @@ keeps paths with control characters inside the mount).
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from store.settings import Settings, get_settings
 
@@ -26,6 +30,30 @@ from .routes import chat, embeddings, images, messages, models, responses
 from .runtime import Runtime
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# Swagger UI's files, from the swagger-ui-dist npm package that `make run` installs into
+# .tools/ (as it does bun), so the docs page works without reaching a CDN. Without them
+# (the API run alone, never set up by make) the page loads them from FastAPI's CDN.
+SWAGGER_UI_DIR = Path(__file__).resolve().parents[1] / ".tools" / "swagger-ui" / "node_modules" / "swagger-ui-dist"
+SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+
+
+def _add_docs(v1: FastAPI, assets: Path = SWAGGER_UI_DIR) -> None:
+    """`/docs`: Swagger UI over `/openapi.json`, its script and styles served from `/docs/assets`."""
+    local = (assets / "swagger-ui-bundle.js").is_file()
+    if local:
+        v1.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @v1.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        base = f"{root}/docs/assets" if local else SWAGGER_CDN
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{v1.title} - Swagger UI",
+            swagger_js_url=f"{base}/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}/swagger-ui.css",
+            swagger_favicon_url=f"{base}/favicon-32x32.png",
+        )
 
 
 def create_v1(runtime: Runtime) -> FastAPI:
@@ -35,7 +63,7 @@ def create_v1(runtime: Runtime) -> FastAPI:
         version="1.0",
         summary="OpenAI-compatible chat and image generation, billed in platform credits.",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # _add_docs: Swagger UI with its files served from here
         redoc_url=None,
         redirect_slashes=False,
     )
@@ -46,6 +74,7 @@ def create_v1(runtime: Runtime) -> FastAPI:
     v1.include_router(messages.router)
     v1.include_router(images.router)
     v1.include_router(embeddings.router)
+    _add_docs(v1)
 
     @v1.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):

@@ -18,7 +18,8 @@ api_app = create_app()
 # the app before Reflex mounts itself behind it as the catch-all.
 api_app.include_router(auth_routes.build_router())
 
-app = rx.App(api_transformer=api_app)
+# The shell's layout below 768 px and the table cell helpers (assets/dashboard.css).
+app = rx.App(api_transformer=api_app, stylesheets=["/dashboard.css"])
 app.register_lifespan_task(api_app.state.runtime.running)
 # Before anything else sees an event: a tab's state only for its owner's cookie.
 app.add_middleware(TabOwnerGuard(), index=0)

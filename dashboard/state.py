@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 
 import reflex as rx
 
+from store.settings import get_settings
+
 from . import routes
 from .auth import Viewer, viewer_from_cookie
 
@@ -31,6 +33,9 @@ class SessionState(rx.State):
     signed_in: bool = False
     email: str = ""
     is_admin: bool = False
+    # For an admin: no upstream provider is configured (OPENROUTER_API_KEY unset), so
+    # every chat call fails with provider_not_configured; each admin page says so.
+    upstream_missing: bool = False
     _user_id: int = 0
 
     async def _viewer(self) -> Viewer | None:
@@ -48,6 +53,7 @@ class SessionState(rx.State):
         base.signed_in = viewer is not None
         base.email = viewer.email if viewer else ""
         base.is_admin = bool(viewer and viewer.is_admin)
+        base.upstream_missing = base.is_admin and not get_settings().openrouter_api_key
         return viewer
 
 

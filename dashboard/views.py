@@ -11,10 +11,13 @@ import dataclasses
 from datetime import UTC, datetime
 
 from store import pricing
+from store.admin_usage import UsageRow
 from store.margin import MarginRow, usd_text
 from store.models import ApiKey, ImageTask, ModelAudit, ModelEntry, RequestLog, User
 from store.money import format_credits
 from store.usage import LedgerLine
+
+from .error_codes import meaning
 
 
 def fmt_time(value: datetime | None, *, seconds: bool = False) -> str:
@@ -34,10 +37,27 @@ def tokens(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def credits_text(amount: str) -> str:
+    """`1 credit`, `2.5 credits`."""
+    return f"{amount} credit" if amount == "1" else f"{amount} credits"
+
+
+def token_summary(prompt: int | None, completion: int | None, total: int | None) -> str:
+    """`12 prompt / 3 completion / 15 total`; a dash when the usage is not known."""
+    if prompt is None and completion is None and total is None:
+        return "—"
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    parts = [(prompt, "prompt"), (completion, "completion"), (total, "total")]
+    return " / ".join(f"{'—' if n is None else f'{n:,}'} {what}" for n, what in parts)
+
+
 @dataclasses.dataclass
 class LogRow:
     id: int = 0
     time: str = ""
+    day: str = ""  # the time's two halves, for a narrow column
+    clock: str = ""
     request_id: str = ""
     key: str = ""
     endpoint: str = ""
@@ -45,12 +65,15 @@ class LogRow:
     status: int = 0
     ok: bool = True
     error_code: str = ""
+    error_text: str = ""  # what the code means (error_codes.MEANINGS)
     latency_ms: int = 0
     credits: str = "0"  # the request's final charge
     stream: bool = False
     prompt_tokens: str = ""
     completion_tokens: str = ""
     total_tokens: str = ""
+    token_line: str = ""  # the table's "1,000 / 500", or a dash
+    token_detail: str = ""  # "1,000 prompt / 500 completion / 1,500 total", or a dash
     upstream_id: str = ""
     task_id: str = ""
 
@@ -60,9 +83,12 @@ def log_row(row: RequestLog, key_names: dict[int, str]) -> LogRow:
     prefix = f"{row.key_prefix}…" if row.key_prefix else ""
     key = f"{name} · {prefix}" if name else prefix or "—"
 
+    time = fmt_time(row.created_at, seconds=True)
     return LogRow(
         id=row.id,
-        time=fmt_time(row.created_at, seconds=True),
+        time=time,
+        day=time[:10],
+        clock=time[11:],
         request_id=row.request_id,
         key=key,
         endpoint=f"{row.method} {row.endpoint.removeprefix('/api/v1')}",
@@ -70,12 +96,17 @@ def log_row(row: RequestLog, key_names: dict[int, str]) -> LogRow:
         status=row.status,
         ok=row.status < 400,
         error_code=row.error_code or "",
+        error_text=meaning(row.error_code or ""),
         latency_ms=row.latency_ms,
         credits=format_credits(row.credit_cost),
         stream=row.stream,
         prompt_tokens=tokens(row.prompt_tokens),
         completion_tokens=tokens(row.completion_tokens),
         total_tokens=tokens(row.total_tokens),
+        token_line="—"
+        if row.prompt_tokens is None and row.completion_tokens is None
+        else f"{tokens(row.prompt_tokens) or '—'} / {tokens(row.completion_tokens) or '—'}",
+        token_detail=token_summary(row.prompt_tokens, row.completion_tokens, row.total_tokens),
         upstream_id=row.upstream_id or "",
         task_id=row.task_id or "",
     )
@@ -111,7 +142,9 @@ class LedgerRow:
 
     id: int = 0
     time: str = ""
-    kind: str = ""  # grant | request | refund
+    day: str = ""  # the time's two halves, for a narrow column
+    clock: str = ""
+    kind: str = ""  # grant | request | refunded | refund (one of an older ledger's own)
     amount: str = ""  # signed decimal: what the line moved
     positive: bool = True
     detail: str = ""  # "Chat openai/gpt-5 · held 0.21, charged 0.010044"
@@ -125,7 +158,9 @@ def ledger_row(line: LedgerLine) -> LedgerRow:
     if line.kind == "request":
         what = " ".join(filter(None, (_WHAT.get(line.category or "", "Request"), line.model)))
         charged = format_credits(-line.amount)
-        if line.settled:
+        if line.refunded:
+            money = f"held {format_credits(line.held)}, refunded" + (f" ({line.note})" if line.note else "")
+        elif line.settled:
             money = f"held {format_credits(line.held)}, charged {charged}"
         elif line.settling:
             money = f"held {format_credits(line.held)}, settling once the usage is known"
@@ -138,10 +173,13 @@ def ledger_row(line: LedgerLine) -> LedgerRow:
         detail = line.note or ("credits added" if line.amount > 0 else "credits removed")
     else:
         detail = " · ".join(filter(None, (line.model, line.note)))
+    time = fmt_time(line.created_at, seconds=True)
     return LedgerRow(
         id=line.id,
-        time=fmt_time(line.created_at, seconds=True),
-        kind=line.kind,
+        time=time,
+        day=time[:10],
+        clock=time[11:],
+        kind="refunded" if line.refunded else line.kind,
         amount=signed(line.amount),
         positive=line.amount > 0,
         detail=detail,
@@ -243,7 +281,9 @@ def audit_row(row: ModelAudit, changes: dict[str, tuple]) -> AuditRow:
     if row.before is None:
         change = "added"
     else:
-        change = "; ".join(f"{name}: {_short(old, name)} → {_short(new, name)}" for name, (old, new) in changes.items())
+        change = "; ".join(
+            f"{field_words(name)}: {_short(old, name)} → {_short(new, name)}" for name, (old, new) in changes.items()
+        )
     return AuditRow(
         id=row.id,
         time=fmt_time(row.created_at, seconds=True),
@@ -251,6 +291,11 @@ def audit_row(row: ModelAudit, changes: dict[str, tuple]) -> AuditRow:
         model_id=row.model_id,
         change=change or "no change",
     )
+
+
+def field_words(name: str) -> str:
+    """A field's name as a person writes it: `credit_cost` -> `credit cost`."""
+    return name.replace("_", " ")
 
 
 # Audited entries hold money as micro-credits (markup in millionths): shown as decimals.
@@ -273,9 +318,10 @@ class UserRow:
     is_admin: bool = False
     api_enabled: bool = True
     created: str = ""
+    you: bool = False  # the admin looking at the list
 
 
-def user_row(user: User) -> UserRow:
+def user_row(user: User, viewer_id: int = 0) -> UserRow:
     return UserRow(
         id=user.id,
         email=user.email,
@@ -283,6 +329,7 @@ def user_row(user: User) -> UserRow:
         is_admin=user.is_admin,
         api_enabled=user.api_enabled,
         created=fmt_time(user.created_at),
+        you=user.id == viewer_id,
     )
 
 
@@ -314,4 +361,35 @@ def margin_line(row: MarginRow) -> MarginLine:
         margin=signed(row.margin),
         negative=row.margin < 0,
         unpriced=row.unpriced,
+    )
+
+
+@dataclasses.dataclass
+class UsageLine:
+    """One user, key or model of the admin's Usage page (store.admin_usage.UsageRow)."""
+
+    label: str = ""
+    short: str = ""  # the label cut for a chart's axis
+    ref: int = 0  # the user's id (0 for a key or a model)
+    requests: str = "0"
+    errors: str = "0"
+    error_rate: str = ""  # "12.5 %"
+    spend: str = "0"
+    latency: str = ""  # "420 ms"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{part * 100 / whole:.1f} %" if whole else "—"
+
+
+def usage_line(row: UsageRow) -> UsageLine:
+    return UsageLine(
+        label=row.label,
+        short=row.label if len(row.label) <= 22 else row.label[:21] + "…",
+        ref=row.ref or 0,
+        requests=f"{row.requests:,}",
+        errors=f"{row.errors:,}",
+        error_rate=percent(row.errors, row.requests),
+        spend=format_credits(row.spend),
+        latency=f"{row.mean_latency_ms:,} ms" if row.requests else "—",
     )

@@ -33,6 +33,7 @@ GRANT, CHARGE, SETTLE, REFUND = "grant", "charge", "settle", "refund"
 # range on every database (a grant of 9e18 would overflow them). Refunds are never capped:
 # giving back what was charged must always succeed.
 MAX_BALANCE = 1_000_000_000 * MICRO
+MAX_NOTE = 500  # characters: the ledger's note column
 _NO_CEILING = 2**62
 
 
@@ -304,6 +305,9 @@ def grant(
         raise InvalidInput("amount must not be zero")
     if not -MAX_BALANCE <= amount <= MAX_BALANCE:
         raise InvalidInput(f"amount must be between -{MAX_BALANCE // MICRO:,} and {MAX_BALANCE // MICRO:,}")
+    if note is not None and len(note) > MAX_NOTE:
+        # Refused, never cut: the note says why the balance moved, and half a reason is none.
+        raise InvalidInput(f"the note is {len(note):,} characters; at most {MAX_NOTE} fit")
     if session.get(User, user_id) is None:
         raise NotFound("no such user")
     session.rollback()  # end the read so the update starts its own transaction

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from .credits import CHARGE, GRANT, SETTLE
+from .credits import CHARGE, GRANT, REFUND, SETTLE
 from .db import reads, session_for
 from .errors import InvalidInput
 from .models import ApiKey, LedgerEntry, ModelEntry, PendingSettlement, RequestLog, table_of, utcnow
@@ -156,8 +156,15 @@ def logs_page(
     """
     query = _after(_filtered(select(RequestLog), user_id, filters), session, user_id, before_id)
     rows = list(session.exec(query.order_by(*NEWEST_FIRST).limit(max(1, min(limit, MAX_PAGE)))))
-    session.rollback()
+    _end_read(session)
     return rows
+
+
+def _end_read(session: Session) -> None:
+    """End the read's transaction, keeping the objects read as they are: a rollback alone
+    expires them, and each would be read again, one query apiece, when next looked at."""
+    session.expunge_all()
+    session.rollback()
 
 
 @reads
@@ -183,7 +190,8 @@ class DayUsage:
     credits: int  # spent: charges less refunds
 
 
-def _utc_day(session: Session, column):
+def utc_day(session: Session, column):
+    """The UTC date of a timestamp column, on either database."""
     if session.get_bind().dialect.name == "postgresql":
         return sa.func.date(sa.func.timezone("UTC", column))
     return sa.func.date(column)  # SQLite keeps UTC wall-clock text
@@ -200,7 +208,7 @@ def daily_usage(session: Session, *, user_id: int, days: int = 14, today: date |
     """
     today = today or utcnow().date()
     first = today - timedelta(days=days - 1)
-    day = _utc_day(session, col(RequestLog.created_at))
+    day = utc_day(session, col(RequestLog.created_at))
     rows = session.execute(
         sa.select(
             day,
@@ -327,43 +335,55 @@ def export_csv(engine: Engine, *, user_id: int, filters: LogFilter, batch: int =
 
 @dataclass(frozen=True, slots=True)
 class LedgerLine:
-    """One line of the Credits page. A request's hold (`charge` row) and its settlement
-    (`settle` row, when the usage made it cheaper) are one line; a grant and a refund are
-    lines of their own. The lines' amounts add up to the balance, as the rows do."""
+    """One line of the Credits page. A request's hold (`charge` row), its settlement
+    (`settle` row, when the usage made it cheaper) and its refund (`refund` row, when it
+    failed) are one line; a grant is a line of its own. The lines' amounts add up to the
+    balance, as the rows do."""
 
     id: int  # the id of the line's first row: the keyset cursor
     created_at: datetime
-    kind: str  # "grant" | "request" | "refund"
-    amount: int  # micro-credits this line moved: a request's final charge (negative), a grant, a refund
+    kind: str  # "grant" | "request"
+    amount: int  # micro-credits this line moved: a request's final charge (negative; 0 when refunded), a grant
     model: str | None = None
     category: str | None = None  # the model's registry category ("chat", "image"), when it is known
     held: int = 0  # a request's hold, micro-credits
     settled: bool = False  # a settle row gave part of the hold back
     settling: bool = False  # the usage is not known yet: the reconciler will settle it
-    note: str | None = None
+    refunded: bool = False  # it failed: everything it was charged came back
+    note: str | None = None  # a grant's; a refunded request's refund note
     ref: str | None = None
 
 
 @reads
 def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: int | None = None) -> list[LedgerLine]:
     """The user's ledger as lines, newest first; pass the last line's id as `before_id` for
-    the next page. A page reads only its own rows: the lines' first rows by id (every row
-    but a settlement), then the settlements and models of those lines."""
-    query = select(LedgerEntry).where(col(LedgerEntry.user_id) == user_id, col(LedgerEntry.kind) != SETTLE)
+    the next page. A page reads only its own rows: the lines' first rows by id (a hold or
+    a grant: a settlement and a refund always follow the hold of their request), then the
+    settlements, refunds and models of those lines."""
+    query = select(LedgerEntry).where(
+        col(LedgerEntry.user_id) == user_id, col(LedgerEntry.kind).not_in((SETTLE, REFUND))
+    )
     if before_id is not None:
         query = query.where(col(LedgerEntry.id) < before_id)
     firsts = list(session.exec(query.order_by(col(LedgerEntry.id).desc()).limit(max(1, min(limit, MAX_PAGE)))))
     refs = [e.ref for e in firsts if e.kind == CHARGE and e.ref]
     settled: dict[str, int] = {}
+    refunds: dict[str, tuple[int, str | None]] = {}
     pending: set[str] = set()
     if refs:
-        settled = dict(
-            session.execute(
-                sa.select(col(LedgerEntry.ref), col(LedgerEntry.amount)).where(
-                    col(LedgerEntry.kind) == SETTLE, col(LedgerEntry.ref).in_(refs), col(LedgerEntry.user_id) == user_id
-                )
-            ).all()
-        )
+        for kind, ref, amount, note in session.execute(
+            sa.select(
+                col(LedgerEntry.kind), col(LedgerEntry.ref), col(LedgerEntry.amount), col(LedgerEntry.note)
+            ).where(
+                col(LedgerEntry.kind).in_((SETTLE, REFUND)),
+                col(LedgerEntry.ref).in_(refs),
+                col(LedgerEntry.user_id) == user_id,
+            )
+        ):
+            if kind == SETTLE:
+                settled[ref] = amount
+            else:
+                refunds[ref] = (amount, note)
         pending = set(
             session.execute(
                 sa.select(col(PendingSettlement.ref)).where(
@@ -381,26 +401,29 @@ def ledger_lines(session: Session, *, user_id: int, limit: int = 50, before_id: 
         if models
         else {}
     )
-    session.rollback()
+    _end_read(session)
     lines = []
     for e in firsts:
         common: dict[str, Any] = dict(
-            id=e.id, created_at=e.created_at, model=e.model, category=categories.get(e.model), note=e.note, ref=e.ref
+            id=e.id, created_at=e.created_at, model=e.model, category=categories.get(e.model), ref=e.ref
         )
         if e.kind == CHARGE:
             back = settled.get(e.ref, 0) if e.ref else 0
+            refund, refund_note = refunds.get(e.ref, (0, None)) if e.ref else (0, None)
             lines.append(
                 LedgerLine(
                     kind="request",
-                    amount=e.amount + back,
+                    amount=e.amount + back + refund,
                     held=-e.amount,
                     settled=e.ref in settled,
                     settling=e.ref in pending,
+                    refunded=e.ref in refunds,
+                    note=refund_note if e.ref in refunds else e.note,
                     **common,
                 )
             )
-        else:  # a grant or a refund (a kind this version does not know is shown as it is)
-            lines.append(LedgerLine(kind=e.kind, amount=e.amount, **common))
+        else:  # a grant (a kind this version does not know is shown as it is)
+            lines.append(LedgerLine(kind=e.kind, amount=e.amount, note=e.note, **common))
     return lines
 
 

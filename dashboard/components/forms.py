@@ -32,6 +32,14 @@ def field(label: str, control_id: str, control: rx.Component, *, hint: str | Non
     return rx.vstack(*children, spacing="1", width="100%", align="stretch")
 
 
+def sentence(message: str) -> str:
+    """A store message (`"the 'from' date is after the 'to' date"`) as a sentence to show."""
+    message = message.strip()
+    if not message:
+        return message
+    return message[:1].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
+
+
 def error_callout(message: rx.Var) -> rx.Component:
     return rx.cond(
         message != "",

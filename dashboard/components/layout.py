@@ -1,4 +1,5 @@
-"""The signed-in page shell: navigation on the left, the page on the right."""
+"""The signed-in page shell: navigation on the left, the page on the right; on a phone a
+top bar whose "Menu" button opens the same navigation (layout in assets/dashboard.css)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,28 @@ from .forms import post_form
 
 TITLE = "LLM API Platform"
 
+NAV = [
+    ("Overview", routes.HOME, "layout_dashboard"),
+    ("API Keys", routes.API_KEYS, "key_round"),
+    ("Credits", routes.CREDITS, "coins"),
+    ("Logs", routes.LOGS, "scroll_text"),
+    ("Images", routes.IMAGES, "image"),
+    ("Account", routes.ACCOUNT, "circle_user"),
+]
+ADMIN_NAV = [
+    ("Usage", routes.ADMIN_USAGE, "chart_column"),
+    ("Models", routes.ADMIN_MODELS, "boxes"),
+    ("Users", routes.ADMIN_USERS, "users"),
+    ("Margin", routes.ADMIN_MARGIN, "chart_line"),
+]
+
 
 def _nav_link(label: str, href: str, icon: str) -> rx.Component:
     path = SessionState.router.url.path
-    active = (path == href) | (path == href + "/") if href != routes.HOME else path == href
+    if href == routes.HOME:
+        active = path == href
+    else:  # a page below it (a user's own page under Users) counts as that page
+        active = (path == href) | (path == href + "/") | path.startswith(href + "/")
     return rx.link(
         rx.hstack(rx.icon(icon, size=16, aria_hidden="true"), rx.text(label, size="2"), spacing="2", align="center"),
         href=href,
@@ -41,77 +60,115 @@ def sign_out_button() -> rx.Component:
     )
 
 
-def sidebar() -> rx.Component:
-    return rx.el.nav(
-        rx.vstack(
-            rx.link(
-                rx.heading(TITLE, size="4"), href=routes.HOME, underline="none", color_scheme="gray", high_contrast=True
-            ),
+def _navigation(*, with_title: bool) -> rx.Component:
+    """The links, the admin's links, API docs, who is signed in and Sign out."""
+    return rx.vstack(
+        rx.link(
+            rx.heading(TITLE, size="4"), href=routes.HOME, underline="none", color_scheme="gray", high_contrast=True
+        )
+        if with_title
+        else rx.fragment(),
+        rx.vstack(*[_nav_link(*item) for item in NAV], spacing="1", width="100%"),
+        rx.cond(
+            SessionState.is_admin,
             rx.vstack(
-                _nav_link("Overview", routes.HOME, "layout_dashboard"),
-                _nav_link("API Keys", routes.API_KEYS, "key_round"),
-                _nav_link("Credits", routes.CREDITS, "coins"),
-                _nav_link("Logs", routes.LOGS, "scroll_text"),
-                _nav_link("Images", routes.IMAGES, "image"),
-                _nav_link("Account", routes.ACCOUNT, "circle_user"),
+                rx.text("Admin", size="1", weight="bold", color_scheme="gray", padding_x="0.75em"),
+                *[_nav_link(*item) for item in ADMIN_NAV],
                 spacing="1",
                 width="100%",
             ),
-            rx.cond(
-                SessionState.is_admin,
-                rx.vstack(
-                    rx.text("Admin", size="1", weight="bold", color_scheme="gray", padding_x="0.75em"),
-                    _nav_link("Models", routes.ADMIN_MODELS, "boxes"),
-                    _nav_link("Users", routes.ADMIN_USERS, "users"),
-                    _nav_link("Margin", routes.ADMIN_MARGIN, "chart_line"),
-                    spacing="1",
-                    width="100%",
-                ),
+        ),
+        rx.spacer(),
+        rx.link("API docs", href=routes.API_DOCS, reload_document=True, size="2", padding_x="0.75em"),
+        rx.text(
+            SessionState.email,
+            size="1",
+            color_scheme="gray",
+            padding_x="0.75em",
+            trim="both",
+            style={"overflow_wrap": "anywhere"},
+        ),
+        sign_out_button(),
+        spacing="4",
+        height="100%",
+        width="100%",
+    )
+
+
+def sidebar() -> rx.Component:
+    return rx.el.nav(_navigation(with_title=True), aria_label="Main", class_name="shell-sidebar")
+
+
+def top_bar() -> rx.Component:
+    """Below 768 px: the site's name and the Menu button, which opens the navigation
+    (a Radix popover: Enter or Space opens it, Escape closes it, focus moves into it)."""
+    return rx.el.header(
+        rx.link(
+            rx.heading(TITLE, size="3"), href=routes.HOME, underline="none", color_scheme="gray", high_contrast=True
+        ),
+        rx.popover.root(
+            rx.popover.trigger(
+                rx.button(rx.icon("menu", size=16, aria_hidden="true"), "Menu", variant="soft", size="2"),
             ),
-            rx.spacer(),
-            rx.link("API docs", href=routes.API_DOCS, reload_document=True, size="2", padding_x="0.75em"),
-            rx.text(
-                SessionState.email,
-                size="1",
-                color_scheme="gray",
-                padding_x="0.75em",
-                trim="both",
-                style={"overflow_wrap": "anywhere"},
+            rx.popover.content(
+                rx.el.nav(_navigation(with_title=False), aria_label="Main"),
+                side="bottom",
+                align="end",
+                width="16rem",
+                class_name="shell-menu",
             ),
-            sign_out_button(),
-            spacing="4",
-            height="100%",
+        ),
+        class_name="shell-topbar",
+    )
+
+
+def upstream_banner() -> rx.Component:
+    """For an admin while no upstream provider is configured: what to set, and where."""
+    return rx.cond(
+        SessionState.upstream_missing,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("plug_zap")),
+            rx.callout.text(
+                rx.text.strong("No upstream provider is configured"),
+                ": every chat call fails with 503 provider_not_configured. Set ",
+                rx.code("OPENROUTER_API_KEY"),
+                " (and ",
+                rx.code("OPENROUTER_BASE_URL"),
+                " for another OpenAI-compatible provider) in the ",
+                rx.code(".env"),
+                " file in the directory the server starts in, or in the server's environment, then restart it.",
+            ),
+            color_scheme="amber",
+            role="status",
+            id="upstream-banner",
             width="100%",
         ),
-        aria_label="Main",
-        style={
-            "width": "15rem",
-            "flex_shrink": "0",
-            "padding": "1.25rem 0.75rem",
-            "border_right": "1px solid var(--gray-a5)",
-            "background": "var(--gray-a2)",
-            "min_height": "100vh",
-            "position": "sticky",
-            "top": "0",
-            "height": "100vh",
-        },
     )
 
 
 def page_shell(title: str, *content: rx.Component, actions: rx.Component | None = None) -> rx.Component:
     """A signed-in page. Until the session is known (or while redirecting), a spinner."""
-    header = rx.hstack(
-        rx.heading(title, size="6", as_="h1"), rx.spacer(), actions or rx.fragment(), align="center", width="100%"
+    header = rx.flex(
+        rx.heading(title, size="6", as_="h1"),
+        rx.spacer(),
+        actions or rx.fragment(),
+        align="center",
+        gap="3",
+        wrap="wrap",
+        width="100%",
     )
     return rx.cond(
         SessionState.signed_in,
-        rx.flex(
-            sidebar(),
-            rx.el.main(
-                rx.vstack(header, *content, spacing="5", width="100%", max_width="72rem"),
-                style={"flex": "1", "padding": "2rem", "min_width": "0"},
+        rx.box(
+            top_bar(),
+            rx.box(
+                sidebar(),
+                rx.el.main(
+                    rx.vstack(header, upstream_banner(), *content, spacing="5", width="100%", max_width="72rem"),
+                    class_name="shell-main",
+                ),
+                class_name="shell",
             ),
-            width="100%",
         ),
         rx.center(rx.spinner(size="3"), height="100vh"),
     )

@@ -12,6 +12,7 @@ from store.money import format_credits
 from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import admin_only, page_shell
+from ..components.tables import data_table, numeric, truncated
 from ..state import SessionState, admin_required, viewer_required
 from ..views import MarginLine, margin_line, signed
 
@@ -59,16 +60,31 @@ class MarginAdminState(SessionState):
 def _row(r: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(r.day, white_space="nowrap"),
-        rx.table.cell(rx.code(r.model, variant="ghost")),
-        rx.table.cell(r.requests, text_align="right"),
-        rx.table.cell(r.prompt_tokens + " / " + r.completion_tokens, text_align="right", white_space="nowrap"),
-        rx.table.cell(r.charged, text_align="right"),
-        rx.table.cell(r.upstream_usd, text_align="right"),
-        rx.table.cell(
-            rx.text(r.margin, color_scheme=rx.cond(r.negative, "red", "green"), weight="medium"), text_align="right"
-        ),
-        rx.table.cell(rx.cond(r.unpriced > 0, r.unpriced.to_string(), ""), text_align="right"),
+        rx.table.cell(truncated(r.model, "12rem", code=True)),
+        numeric(r.requests),
+        numeric(r.prompt_tokens + " / " + r.completion_tokens),
+        numeric(r.charged),
+        numeric(r.upstream_usd),
+        numeric(rx.text(r.margin, color_scheme=rx.cond(r.negative, "red", "green"), weight="medium")),
+        numeric(rx.cond(r.unpriced > 0, r.unpriced.to_string(), "")),
     )
+
+
+HEADERS = [
+    "Day (UTC)",
+    "Model",
+    *[
+        (h, {"text_align": "right"})
+        for h in (
+            "Requests",
+            "Tokens (prompt / completion)",
+            "Credits charged",
+            "Upstream USD",
+            "Margin (credits)",
+            "Unpriced",
+        )
+    ],
+]
 
 
 def _total(label: str, value: rx.Var) -> rx.Component:
@@ -84,7 +100,7 @@ def admin_margin_page() -> rx.Component:
     return page_shell(
         "Margin",
         admin_only(
-            rx.hstack(
+            rx.flex(
                 rx.text(
                     "What was charged against what the upstream reported it cost. Upstream USD becomes credits at ",
                     t["rate"],
@@ -92,14 +108,17 @@ def admin_margin_page() -> rx.Component:
                     "reported cost count as costing 0 (column Unpriced).",
                     size="2",
                     color_scheme="gray",
+                    flex="1",
+                    min_width="14rem",
                 ),
-                rx.spacer(),
                 rx.select.root(
                     rx.select.trigger(aria_label="Days"),
                     rx.select.content(*[rx.select.item(f"Last {d} days", value=d) for d in DAY_CHOICES]),
                     value=MarginAdminState.days,
                     on_change=MarginAdminState.set_days,
                 ),
+                gap="3",
+                wrap="wrap",
                 width="100%",
                 align="center",
             ),
@@ -114,29 +133,7 @@ def admin_margin_page() -> rx.Component:
             ),
             rx.cond(
                 MarginAdminState.rows.length() > 0,
-                rx.table.root(
-                    rx.table.header(
-                        rx.table.row(
-                            *[
-                                rx.table.column_header_cell(h, white_space="nowrap")
-                                for h in (
-                                    "Day (UTC)",
-                                    "Model",
-                                    "Requests",
-                                    "Tokens (prompt / completion)",
-                                    "Credits charged",
-                                    "Upstream USD",
-                                    "Margin (credits)",
-                                    "Unpriced",
-                                )
-                            ]
-                        )
-                    ),
-                    rx.table.body(rx.foreach(MarginAdminState.rows, _row)),
-                    variant="surface",
-                    size="1",
-                    width="100%",
-                ),
+                data_table(HEADERS, MarginAdminState.rows, _row),
                 rx.callout("No charged requests in this period.", icon="info"),
             ),
         ),

@@ -6,6 +6,7 @@ previews what a typical call would cost at the prices typed (store.pricing.typic
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import reflex as rx
@@ -13,14 +14,16 @@ from sqlmodel import Session
 
 from store import audit, pricing, registry
 from store.errors import Conflict, InvalidInput, NotFound, StoreError
+from store.models import ModelEntry
 from store.money import format_credits, parse_credits
 
 from .. import backend, routes
 from ..auth import Viewer
-from ..components.forms import dialog_actions, error_callout, field
+from ..components.forms import dialog_actions, error_callout, field, sentence
 from ..components.layout import admin_only, page_shell
+from ..components.tables import data_table, numeric, truncated, wrapping
 from ..state import SessionState, admin_required, viewer_required
-from ..views import AuditRow, ModelRow, audit_row, model_row
+from ..views import AuditRow, ModelRow, audit_row, credits_text, field_words, model_row
 
 AUDIT_ROWS = 20
 
@@ -112,23 +115,47 @@ class _Prices:
     cache_write_price: int | None = None
 
 
+def _in_range(name: str, value: int) -> None:
+    """The registry's bounds (store.registry), checked before a preview shows a price that
+    saving would refuse (a negative cost)."""
+    if name == "markup":
+        if not 0 < value <= registry.MAX_MARKUP:
+            raise InvalidInput(f"markup must be above 0 and at most {format_credits(registry.MAX_MARKUP)}")
+    elif not 0 <= value <= registry.MAX_COST:
+        raise InvalidInput(f"{_MONEY[name]} must be from 0 to {format_credits(registry.MAX_COST)} credits")
+
+
 def typical_call(draft: dict[str, str]) -> str:
     """What a typical call costs at the prices typed, in words (or what to fix first)."""
     mode = draft.get("pricing", pricing.PER_REQUEST)
     try:
-        prices = _Prices(mode, *(_decimal(draft.get(name, ""), name) for name in _MONEY))
+        values = [_decimal(draft.get(name, ""), name) for name in _MONEY]
+        for name, value in zip(_MONEY, values, strict=True):
+            _in_range(name, value)
     except InvalidInput as exc:
         return f"No preview: {exc}."
-    cost = format_credits(pricing.typical_cost(prices))
+    cost = credits_text(format_credits(pricing.typical_cost(_Prices(mode, *values))))
     if mode == pricing.PER_REQUEST:
-        return f"Every call costs {cost} credits (× n when a call asks for n images or choices)."
+        return f"Every call costs {cost} (× n when a call asks for n images or choices)."
     tokens = "1,000 prompt + 500 completion tokens"
     if mode == pricing.PER_TOKEN:
-        return f"A typical call ({tokens}) costs {cost} credits."
+        return f"A typical call ({tokens}) costs {cost}."
     return (
-        f"A typical call ({tokens}) costs about {cost} credits at the reference prices × markup; "
+        f"A typical call ({tokens}) costs about {cost} at the reference prices × markup; "
         "the charge follows the upstream's reported cost × markup."
     )
+
+
+# The registry names a field in its messages as it is spelled in code ("display_name must
+# be …"); the form shows the words on its labels.
+_FIELD_NAMES = re.compile(
+    r"\b(" + "|".join(sorted((n for n in ModelEntry.model_fields if "_" in n), key=len, reverse=True)) + r")\b"
+)
+
+
+def form_message(error: StoreError) -> str:
+    """A store error about the model form, as the sentence the form shows."""
+    return sentence(_FIELD_NAMES.sub(lambda m: field_words(m.group(1)), str(error)))
 
 
 class ModelsAdminState(SessionState):
@@ -162,7 +189,9 @@ class ModelsAdminState(SessionState):
     @rx.event
     @admin_required
     async def start_add(self, viewer: Viewer):
-        self._open(ModelRow(category="chat", provider="openrouter", capabilities="chat", enabled=True), adding=True)
+        # Disabled until the admin has priced it and turns it on: a new entry is never public
+        # at the form's default cost of 0.
+        self._open(ModelRow(category="chat", provider="openrouter", capabilities="chat", enabled=False), adding=True)
 
     def _open(self, row: ModelRow, *, adding: bool) -> None:
         self.form, self.adding, self.error = row, adding, ""
@@ -197,7 +226,7 @@ class ModelsAdminState(SessionState):
                 fields=fields,
             )
         except StoreError as exc:
-            self.error = str(exc)[:1].upper() + str(exc)[1:] + "."
+            self.error = form_message(exc)
             return
         self.form_open, self.error = False, ""
         return rx.toast.success("Saved")
@@ -408,18 +437,29 @@ def _pricing_fields() -> rx.Component:
 
 def _row(m: rx.Var) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(rx.code(m.id, variant="ghost")),
-        rx.table.cell(m.display_name),
-        rx.table.cell(m.category),
-        rx.table.cell(m.credit_cost, text_align="right"),
         rx.table.cell(
+            rx.vstack(
+                truncated(m.id, "11rem", code=True),
+                truncated(m.display_name, "11rem"),
+                spacing="1",
+            )
+        ),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(m.category, size="1"),
+                truncated(m.capabilities, "7rem"),
+                spacing="1",
+            )
+        ),
+        numeric(m.credit_cost),
+        wrapping(
             rx.vstack(
                 rx.text(m.pricing, size="1", weight="medium"),
                 rx.text(m.price, size="1", color_scheme="gray"),
                 spacing="0",
             )
         ),
-        rx.table.cell(m.typical, text_align="right"),
+        numeric(m.typical),
         rx.table.cell(
             rx.badge(
                 rx.cond(m.enabled, "enabled", "disabled"),
@@ -427,9 +467,13 @@ def _row(m: rx.Var) -> rx.Component:
                 color_scheme=rx.cond(m.enabled, "green", "gray"),
             )
         ),
-        rx.table.cell(m.provider),
-        rx.table.cell(rx.code(m.upstream_id, variant="ghost", size="1")),
-        rx.table.cell(m.capabilities),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(m.provider, size="1"),
+                truncated(m.upstream_id, "10rem", code=True),
+                spacing="1",
+            )
+        ),
         rx.table.cell(rx.button("Edit", size="1", variant="soft", on_click=ModelsAdminState.start_edit(m.id))),
     )
 
@@ -437,68 +481,48 @@ def _row(m: rx.Var) -> rx.Component:
 def _audit(a: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(a.time, white_space="nowrap"),
-        rx.table.cell(a.actor),
-        rx.table.cell(rx.code(a.model_id, variant="ghost")),
-        rx.table.cell(a.change),
+        rx.table.cell(truncated(a.actor, "12rem")),
+        rx.table.cell(truncated(a.model_id, "14rem", code=True)),
+        wrapping(a.change),
     )
+
+
+MODEL_HEADERS = [
+    "Model",
+    "Category",
+    ("Credit cost", {"text_align": "right"}),
+    "Pricing",
+    ("Typical call", {"text_align": "right"}),
+    "Status",
+    "Upstream",
+    ("", {}),
+]
 
 
 def admin_models_page() -> rx.Component:
     return page_shell(
         "Models",
         admin_only(
-            rx.hstack(
+            rx.flex(
                 rx.text(
                     "The public model registry: what each model costs and how it is reached. "
                     "A typical call is 1,000 prompt and 500 completion tokens.",
                     size="2",
                     color_scheme="gray",
+                    flex="1",
+                    min_width="14rem",
                 ),
-                rx.spacer(),
                 rx.button(rx.icon("plus", size=16), "Add model", on_click=ModelsAdminState.start_add),
+                gap="3",
+                wrap="wrap",
                 width="100%",
                 align="center",
             ),
-            rx.table.root(
-                rx.table.header(
-                    rx.table.row(
-                        *[
-                            rx.table.column_header_cell(h)
-                            for h in (
-                                "Model id",
-                                "Display name",
-                                "Category",
-                                "Credit cost",
-                                "Pricing",
-                                "Typical call",
-                                "Status",
-                                "Provider",
-                                "Upstream id",
-                                "Capabilities",
-                                "",
-                            )
-                        ]
-                    )
-                ),
-                rx.table.body(rx.foreach(ModelsAdminState.models, _row)),
-                variant="surface",
-                size="1",
-                width="100%",
-            ),
+            data_table(MODEL_HEADERS, ModelsAdminState.models, _row),
             rx.heading("Recent changes", size="4", as_="h2"),
             rx.cond(
                 ModelsAdminState.changes.length() > 0,
-                rx.table.root(
-                    rx.table.header(
-                        rx.table.row(
-                            *[rx.table.column_header_cell(h) for h in ("Time (UTC)", "Who", "Model", "Change")]
-                        )
-                    ),
-                    rx.table.body(rx.foreach(ModelsAdminState.changes, _audit)),
-                    variant="surface",
-                    size="1",
-                    width="100%",
-                ),
+                data_table(["Time (UTC)", "Who", "Model", "Change"], ModelsAdminState.changes, _audit),
                 rx.text("No changes recorded yet.", size="2", color_scheme="gray"),
             ),
             _form(),

@@ -1,114 +1,112 @@
-"""Admin → Users: balance and role; grant or remove credits with a note; API access; admin role."""
+"""Admin → Users: search by email, sort, 25 a page; each user's balance, role and API
+access, their own page, and the actions (components/user_actions.py)."""
 
 from __future__ import annotations
 
 import reflex as rx
 from sqlmodel import Session
 
-from store import credits, users
+from store import admin_usage
 from store.errors import StoreError
-from store.money import parse_credits
 
 from .. import backend, routes
 from ..auth import Viewer
-from ..components.forms import dialog_actions, error_callout, field
+from ..components.forms import sentence
 from ..components.layout import admin_only, page_shell
+from ..components.tables import data_table, numeric, truncated
+from ..components.user_actions import UserActions, action_buttons, grant_dialog
 from ..state import SessionState, admin_required, viewer_required
 from ..views import UserRow, user_row
 
-MAX_NOTE = 500
+# value -> (label, store sort, descending)
+SORTS = {
+    "created_desc": ("Newest first", "created", True),
+    "created_asc": ("Oldest first", "created", False),
+    "email_asc": ("Email A–Z", "email", False),
+    "email_desc": ("Email Z–A", "email", True),
+    "balance_desc": ("Balance, highest first", "balance", True),
+    "balance_asc": ("Balance, lowest first", "balance", False),
+}
+DEFAULT_SORT = "created_desc"
 
 
-def _rows(session: Session) -> list[UserRow]:
-    return [user_row(u) for u in users.list_users(session)]
+def _page(
+    session: Session, *, viewer_id: int, search: str, sort: str, page: int
+) -> tuple[list[UserRow], int, int, int]:
+    _label, key, descending = SORTS[sort]
+    found = admin_usage.users_page(session, search=search, sort=key, descending=descending, page=page)
+    return [user_row(u, viewer_id) for u in found.users], found.total, found.page, found.pages
 
 
-def _grant(session: Session, *, actor_id: int, user_id: int, amount: int, note: str) -> list[UserRow]:
-    credits.grant(session, user_id=user_id, amount=amount, note=note, actor_user_id=actor_id)
-    return _rows(session)
-
-
-def _set_flags(session: Session, *, user_id: int, **flags: bool) -> list[UserRow]:
-    users.set_user_flags(session, user_id=user_id, **flags)
-    return _rows(session)
-
-
-def parse_grant(form_data: dict) -> tuple[int, str]:
-    """(amount in micro-credits, note) from the grant form; raises StoreError with a message to show."""
-    text = str(form_data.get("amount", "") or "").strip()
-    if not text:
-        raise StoreError("amount must be a number of credits such as 100 or 2.5; negative removes credits")
-    amount = parse_credits(text)  # InvalidInput (a StoreError) says what is wrong with it
-    if amount == 0 or abs(amount) > credits.MAX_BALANCE:
-        raise StoreError("amount must be a number other than 0 (at most a billion either way)")
-    note = str(form_data.get("note", "") or "").strip()
-    if not note or len(note) > MAX_NOTE:
-        raise StoreError(f"add a note of 1 to {MAX_NOTE} characters saying why")
-    return amount, note
-
-
-class UsersAdminState(SessionState):
+class UsersAdminState(UserActions, SessionState):
     users: list[UserRow] = []
-    grant_user: UserRow = UserRow()
-    grant_open: bool = False
-    error: str = ""
+    search: str = ""  # as applied (the field may hold more)
+    sort: str = DEFAULT_SORT
+    page: int = 1
+    pages: int = 1
+    total: int = 0
 
     @rx.event
     @viewer_required
     async def load(self, viewer: Viewer):
         self.reset()
-        if viewer.is_admin:
-            self.users = await backend.run(_rows)
+        if viewer.is_admin:  # a plain user sees the notice; nothing of the list loads
+            await self._reload(viewer)
+
+    async def _reload(self, viewer: Viewer) -> None:
+        self.users, self.total, self.page, self.pages = await backend.run(
+            _page, viewer_id=viewer.id, search=self.search, sort=self.sort, page=self.page
+        )
+
+    def _shown(self, user_id: int) -> UserRow | None:
+        return next((u for u in self.users if u.id == user_id), None)
 
     @rx.event
     @admin_required
-    async def start_grant(self, viewer: Viewer, user_id: int):
-        found = [u for u in self.users if u.id == int(user_id)]
-        if found:
-            self.grant_user, self.grant_open, self.error = found[0], True, ""
-
-    @rx.event
-    def set_grant_open(self, value: bool):
-        self.grant_open = value
-
-    @rx.event
-    @admin_required
-    async def grant_credits(self, viewer: Viewer, form_data: dict):
-        """Add or remove credits through the ledger, with the admin as actor and a note."""
+    async def search_users(self, viewer: Viewer, form_data: dict):
+        """The first page of users whose email contains what was typed."""
+        search = str(form_data.get("search", "") or "").strip()
+        if len(search) > admin_usage.MAX_SEARCH:
+            return rx.toast.error(sentence(f"a search is at most {admin_usage.MAX_SEARCH} characters"))
+        self.search, self.page = search, 1
         try:
-            user_id = int(form_data.get("user_id", 0))
-            amount, note = parse_grant(form_data)
-            self.users = await backend.run(_grant, actor_id=viewer.id, user_id=user_id, amount=amount, note=note)
-        except (StoreError, ValueError) as exc:
-            message = str(exc) if isinstance(exc, StoreError) else "no such user"
-            self.error = message[:1].upper() + message[1:] + "."
-            return
-        self.grant_open, self.error = False, ""
-        return rx.toast.success("Credits updated")
-
-    @rx.event
-    @admin_required
-    async def set_api_enabled(self, viewer: Viewer, user_id: int, enabled: bool):
-        try:
-            self.users = await backend.run(_set_flags, user_id=int(user_id), api_enabled=bool(enabled))
+            await self._reload(viewer)
         except StoreError as exc:
-            return rx.toast.error(str(exc))
+            return rx.toast.error(sentence(str(exc)))
 
     @rx.event
     @admin_required
-    async def set_admin(self, viewer: Viewer, user_id: int, is_admin: bool):
-        if int(user_id) == viewer.id and not is_admin:
-            return rx.toast.error("You cannot remove your own admin role; ask another admin.")
-        try:
-            self.users = await backend.run(_set_flags, user_id=int(user_id), is_admin=bool(is_admin))
-        except StoreError as exc:
-            return rx.toast.error(str(exc))
+    async def set_sort(self, viewer: Viewer, value: str):
+        if value not in SORTS:
+            return rx.toast.error("Choose a sort order from the list.")
+        self.sort, self.page = value, 1
+        await self._reload(viewer)
+
+    @rx.event
+    @admin_required
+    async def next_page(self, viewer: Viewer):
+        if self.page < self.pages:
+            self.page += 1
+            await self._reload(viewer)
+
+    @rx.event
+    @admin_required
+    async def previous_page(self, viewer: Viewer):
+        if self.page > 1:
+            self.page -= 1
+            await self._reload(viewer)
+
+
+def user_link(u: rx.Var) -> rx.Component:
+    return rx.link(truncated(u.email, "16rem"), href="/admin/users/" + u.id.to_string(), size="2")
 
 
 def _row(u: rx.Var) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(u.email),
-        rx.table.cell(u.balance, text_align="right"),
+        rx.table.cell(
+            rx.hstack(user_link(u), rx.cond(u.you, rx.badge("you", variant="outline", size="1")), align="center")
+        ),
+        numeric(u.balance),
         rx.table.cell(
             rx.badge(
                 rx.cond(u.is_admin, "admin", "user"), variant="soft", color_scheme=rx.cond(u.is_admin, "purple", "gray")
@@ -122,99 +120,65 @@ def _row(u: rx.Var) -> rx.Component:
             )
         ),
         rx.table.cell(u.created, white_space="nowrap"),
-        rx.table.cell(
-            rx.hstack(
-                rx.button("Credits…", size="1", variant="soft", on_click=UsersAdminState.start_grant(u.id)),
-                rx.cond(
-                    u.api_enabled,
-                    rx.button(
-                        "Disable API",
-                        size="1",
-                        variant="soft",
-                        color_scheme="red",
-                        on_click=UsersAdminState.set_api_enabled(u.id, False),
-                    ),
-                    rx.button(
-                        "Enable API",
-                        size="1",
-                        variant="soft",
-                        color_scheme="green",
-                        on_click=UsersAdminState.set_api_enabled(u.id, True),
-                    ),
-                ),
-                rx.cond(
-                    u.is_admin,
-                    rx.button(
-                        "Remove admin",
-                        size="1",
-                        variant="soft",
-                        color_scheme="gray",
-                        on_click=UsersAdminState.set_admin(u.id, False),
-                    ),
-                    rx.button(
-                        "Make admin",
-                        size="1",
-                        variant="soft",
-                        color_scheme="purple",
-                        on_click=UsersAdminState.set_admin(u.id, True),
-                    ),
-                ),
-                spacing="2",
-            )
-        ),
+        rx.table.cell(action_buttons(UsersAdminState, u)),
     )
 
 
-def _grant_dialog() -> rx.Component:
-    u = UsersAdminState.grant_user
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title("Credits for ", u.email),
-            rx.dialog.description(
-                "Balance now: ",
-                u.balance,
-                " credits. A negative amount removes credits; the balance cannot go below zero.",
-                size="2",
-            ),
-            rx.form(
-                rx.vstack(
-                    rx.el.input(type="hidden", name="user_id", value=u.id.to_string()),
-                    field(
-                        "Amount",
-                        "grant-amount",
-                        rx.input(
-                            id="grant-amount",
-                            name="amount",
-                            input_mode="decimal",
-                            required=True,
-                            placeholder="e.g. 100, 2.5 or -20",
-                        ),
-                        hint="Credits, up to 6 decimal places.",
-                    ),
-                    field(
-                        "Note",
-                        "grant-note",
-                        rx.input(
-                            id="grant-note",
-                            name="note",
-                            required=True,
-                            max_length=MAX_NOTE,
-                            placeholder="why, for the ledger",
-                        ),
-                    ),
-                    error_callout(UsersAdminState.error),
-                    dialog_actions("Apply"),
-                    spacing="3",
-                    margin_top="1em",
+def _controls() -> rx.Component:
+    return rx.flex(
+        rx.form(
+            rx.flex(
+                rx.input(
+                    name="search",
+                    type="search",
+                    placeholder="Search by email",
+                    aria_label="Search by email",
+                    default_value=UsersAdminState.search,
+                    min_width="12rem",
+                    flex="1",
                 ),
-                on_submit=UsersAdminState.grant_credits,
-                reset_on_submit=False,
-                key=u.id,
+                rx.button("Search", type="submit", variant="soft"),
+                gap="2",
+                width="100%",
             ),
+            on_submit=UsersAdminState.search_users,
+            reset_on_submit=False,
+            flex="1",
+            min_width="16rem",
             max_width="28rem",
         ),
-        open=UsersAdminState.grant_open,
-        on_open_change=UsersAdminState.set_grant_open,
+        rx.select.root(
+            rx.select.trigger(aria_label="Sort"),
+            rx.select.content(*[rx.select.item(label, value=v) for v, (label, _k, _d) in SORTS.items()]),
+            value=UsersAdminState.sort,
+            on_change=UsersAdminState.set_sort,
+        ),
+        gap="3",
+        wrap="wrap",
+        align="center",
+        width="100%",
+    )
+
+
+def _pager() -> rx.Component:
+    s = UsersAdminState
+    return rx.flex(
+        rx.button("Previous", on_click=s.previous_page, disabled=s.page <= 1, variant="soft"),
+        rx.text(
+            "Page ",
+            s.page,
+            " of ",
+            s.pages,
+            " · ",
+            s.total,
+            rx.cond(s.total == 1, " user", " users"),
+            size="2",
+            id="users-page",
+        ),
+        rx.button("Next", on_click=s.next_page, disabled=s.page >= s.pages, variant="soft"),
+        gap="3",
+        align="center",
+        wrap="wrap",
     )
 
 
@@ -222,21 +186,18 @@ def admin_users_page() -> rx.Component:
     return page_shell(
         "Users",
         admin_only(
-            rx.table.root(
-                rx.table.header(
-                    rx.table.row(
-                        *[
-                            rx.table.column_header_cell(h)
-                            for h in ("Email", "Balance", "Role", "API access", "Created (UTC)", "")
-                        ]
-                    )
+            _controls(),
+            rx.cond(
+                UsersAdminState.users.length() > 0,
+                data_table(
+                    ["Email", ("Balance", {"text_align": "right"}), "Role", "API access", "Created (UTC)", ""],
+                    UsersAdminState.users,
+                    _row,
                 ),
-                rx.table.body(rx.foreach(UsersAdminState.users, _row)),
-                variant="surface",
-                size="1",
-                width="100%",
+                rx.callout("No users match.", icon="info"),
             ),
-            _grant_dialog(),
+            _pager(),
+            grant_dialog(UsersAdminState),
         ),
     )
 

@@ -20,6 +20,7 @@ from .. import backend, routes
 from ..auth import Viewer
 from ..components.forms import error_callout, field
 from ..components.layout import page_shell
+from ..components.tables import data_table, truncated
 from ..state import SessionState, viewer_required
 from ..views import KeyRow, key_row
 
@@ -200,19 +201,24 @@ def _new_key_panel() -> rx.Component:
                     " It is shown only this once: the platform keeps only a hash of it, so it cannot show "
                     "it again. If you lose it, revoke it and create another.",
                 ),
-                rx.hstack(
-                    rx.code(size="3", id=NEW_KEY_ID, style={"word_break": "break-all"}),
+                rx.flex(
+                    rx.code(size="3", id=NEW_KEY_ID, class_name="break-anywhere", max_width="100%"),
                     rx.button(
                         rx.icon("copy", size=16),
                         "Copy",
                         size="2",
                         on_click=[rx.call_script(COPY_SCRIPT), rx.toast.success("Key copied")],
                     ),
+                    gap="3",
                     align="center",
                     wrap="wrap",
+                    min_width="0",
+                    max_width="100%",
                 ),
                 rx.button("I have saved it", size="1", variant="soft", on_click=KeysState.dismiss_new_key),
                 spacing="2",
+                min_width="0",
+                class_name="break-anywhere-words",
             ),
             color_scheme="amber",
             role="alert",
@@ -223,7 +229,7 @@ def _new_key_panel() -> rx.Component:
     )
 
 
-def _status(status: rx.Var) -> rx.Component:
+def status_badge(status: rx.Var) -> rx.Component:
     return rx.badge(
         status, color_scheme=rx.match(status, ("active", "green"), ("disabled", "gray"), "red"), variant="soft"
     )
@@ -232,12 +238,12 @@ def _status(status: rx.Var) -> rx.Component:
 def _key_row(k: rx.Var) -> rx.Component:
     live = k.status != "revoked"
     return rx.table.row(
-        rx.table.cell(k.name),
-        rx.table.cell(rx.code(k.display, variant="ghost")),
-        rx.table.cell(k.created),
-        rx.table.cell(k.last_used),
-        rx.table.cell(k.rate_limit),
-        rx.table.cell(_status(k.status)),
+        rx.table.cell(truncated(k.name, "14rem")),
+        rx.table.cell(rx.code(k.display, variant="ghost", size="1"), white_space="nowrap"),
+        rx.table.cell(k.created, white_space="nowrap"),
+        rx.table.cell(k.last_used, white_space="nowrap"),
+        rx.table.cell(k.rate_limit, white_space="nowrap"),
+        rx.table.cell(status_badge(k.status)),
         rx.table.cell(
             rx.cond(
                 live,
@@ -303,18 +309,8 @@ def api_keys_page() -> rx.Component:
         _create_form(),
         rx.cond(
             KeysState.keys.length() > 0,
-            rx.table.root(
-                rx.table.header(
-                    rx.table.row(
-                        *[
-                            rx.table.column_header_cell(h)
-                            for h in ("Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status", "")
-                        ]
-                    )
-                ),
-                rx.table.body(rx.foreach(KeysState.keys, _key_row)),
-                variant="surface",
-                width="100%",
+            data_table(
+                ["Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status", ""], KeysState.keys, _key_row
             ),
             rx.callout("No keys yet. Create one above.", icon="info"),
         ),

@@ -12,6 +12,7 @@ from store.money import format_credits
 from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import page_shell
+from ..components.tables import data_table, numeric, time_cell, wrapping
 from ..paging import KeysetPaging
 from ..state import SessionState, viewer_required
 from ..views import LedgerRow, ledger_row
@@ -45,19 +46,21 @@ class CreditsState(KeysetPaging, SessionState):
 
 def _row(e: rx.Var) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(e.time, white_space="nowrap"),
+        time_cell(e.day, e.clock, e.time),
         rx.table.cell(
             rx.badge(
-                e.kind, variant="soft", color_scheme=rx.match(e.kind, ("grant", "blue"), ("refund", "green"), "gray")
+                e.kind,
+                variant="soft",
+                color_scheme=rx.match(e.kind, ("grant", "blue"), ("refunded", "green"), ("refund", "green"), "gray"),
             )
         ),
-        rx.table.cell(e.detail),
-        rx.table.cell(
-            rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium"),
-            text_align="right",
-            white_space="nowrap",
-        ),
+        wrapping(e.detail),
+        numeric(rx.text(e.amount, color_scheme=rx.cond(e.positive, "green", "gray"), weight="medium")),
     )
+
+
+def ledger_table(entries: rx.Var) -> rx.Component:
+    return data_table(["Time (UTC)", "Kind", "Details", ("Amount", {"text_align": "right"})], entries, _row)
 
 
 def credits_page() -> rx.Component:
@@ -66,7 +69,11 @@ def credits_page() -> rx.Component:
         rx.card(
             rx.vstack(
                 rx.text("Balance", size="2", color_scheme="gray"),
-                rx.heading(CreditsState.balance + " credits", size="7", id="balance"),
+                rx.heading(
+                    CreditsState.balance + rx.cond(CreditsState.balance == "1", " credit", " credits"),
+                    size="7",
+                    id="balance",
+                ),
                 rx.text(
                     "A request holds the most it can cost, then is charged what its usage says and the "
                     "rest comes back; a failed call is refunded. Ask an admin for more credits.",
@@ -79,19 +86,7 @@ def credits_page() -> rx.Component:
         rx.heading("Ledger", size="4", as_="h2"),
         rx.cond(
             CreditsState.entries.length() > 0,
-            rx.table.root(
-                rx.table.header(
-                    rx.table.row(
-                        rx.table.column_header_cell("Time (UTC)"),
-                        rx.table.column_header_cell("Kind"),
-                        rx.table.column_header_cell("Details"),
-                        rx.table.column_header_cell("Amount", text_align="right"),
-                    )
-                ),
-                rx.table.body(rx.foreach(CreditsState.entries, _row)),
-                variant="surface",
-                width="100%",
-            ),
+            ledger_table(CreditsState.entries),
             rx.callout("No credit movements yet.", icon="info"),
         ),
         rx.hstack(

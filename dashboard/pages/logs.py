@@ -12,8 +12,9 @@ from store.errors import StoreError
 
 from .. import backend, routes
 from ..auth import Viewer
-from ..components.forms import error_callout, field
+from ..components.forms import error_callout, field, sentence
 from ..components.layout import page_shell
+from ..components.tables import numeric, time_cell, truncated
 from ..paging import KeysetPaging
 from ..state import SessionState, viewer_required
 from ..views import LogRow, log_row
@@ -76,6 +77,26 @@ class LogsState(KeysetPaging, SessionState):
         query = urlencode(self.applied)
         return f"{routes.EXPORT_LOGS}?{query}" if query else routes.EXPORT_LOGS
 
+    @rx.var
+    def showing(self) -> str:
+        """The filter the rows are listed under, in words."""
+        names = {value: label for value, label in self.key_options}
+        a = self.applied
+        parts = []
+        if "key" in a:
+            parts.append(f"key {names.get(a['key'], a['key'])}")
+        if "model" in a:
+            parts.append(f"model {a['model']}")
+        if "status" in a:
+            parts.append(f"status {a['status']}")
+        if "since" in a and "until" in a:
+            parts.append(f"{a['since']} to {a['until']} (UTC)")
+        elif "since" in a:
+            parts.append(f"from {a['since']} (UTC)")
+        elif "until" in a:
+            parts.append(f"up to {a['until']} (UTC)")
+        return "Showing requests with " + ", ".join(parts) + "." if parts else "Showing all requests."
+
     @rx.event
     @viewer_required
     async def load(self, viewer: Viewer):
@@ -95,7 +116,7 @@ class LogsState(KeysetPaging, SessionState):
         try:
             filters = usage.LogFilter.parse(**values)
         except StoreError as exc:
-            self.error = str(exc)
+            self.error = sentence(str(exc)) + " The list still shows the last filter that worked."
             return
         self.error = ""
         self.applied = filters.as_query()
@@ -145,38 +166,35 @@ def status_badge(status: rx.Var, ok: rx.Var) -> rx.Component:
     return rx.badge(status, color_scheme=rx.cond(ok, "green", "red"), variant="soft")
 
 
-def _tokens(r: rx.Var) -> rx.Var:
-    """`1,000 / 500`, or a dash for a request without usage."""
-    return rx.cond(
-        (r.prompt_tokens != "") | (r.completion_tokens != ""), r.prompt_tokens + " / " + r.completion_tokens, "—"
-    )
+HEADERS = ["Time (UTC)", "Key", "Endpoint", "Model", "Status", "Latency", "Tokens", "Credits"]
 
 
 def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
-    """The log rows as a table; with `details`, each row has a button that opens its details."""
-    headers = [
-        "Time (UTC)",
-        "Key",
-        "Endpoint",
-        "Model",
-        "Status",
-        "Error code",
-        "Latency",
-        "Tokens (prompt / completion)",
-        "Credits",
-    ]
+    """The log rows as a table that fits 1280 px: long keys, endpoints and models are cut
+    (hover shows them whole), an error's code sits under its status; with `details`, each
+    row has a button that opens everything about it."""
 
     def row(r: rx.Var) -> rx.Component:
         cells = [
-            rx.table.cell(r.time, white_space="nowrap"),
-            rx.table.cell(r.key),
-            rx.table.cell(rx.code(r.endpoint, variant="ghost", size="1"), white_space="nowrap"),
-            rx.table.cell(r.model),
-            rx.table.cell(status_badge(r.status, r.ok)),
-            rx.table.cell(r.error_code),
-            rx.table.cell(r.latency_ms.to_string() + " ms", white_space="nowrap"),
-            rx.table.cell(_tokens(r), white_space="nowrap"),
-            rx.table.cell(r.credits, text_align="right"),
+            time_cell(r.day, r.clock, r.time),
+            rx.table.cell(truncated(r.key, "8rem")),
+            rx.table.cell(truncated(r.endpoint, "10rem", code=True)),
+            rx.table.cell(truncated(r.model, "9rem")),
+            rx.table.cell(
+                rx.vstack(
+                    status_badge(r.status, r.ok),
+                    rx.cond(
+                        r.error_code != "",
+                        rx.text(
+                            r.error_code, size="1", color_scheme="gray", class_name="code-wrap", title=r.error_text
+                        ),
+                    ),
+                    spacing="1",
+                ),
+            ),
+            numeric(r.latency_ms.to_string() + " ms"),
+            numeric(r.token_line, title="prompt / completion tokens"),
+            numeric(r.credits),
         ]
         if details:
             cells.append(
@@ -193,21 +211,24 @@ def log_table(rows: rx.Var, *, details: bool = False) -> rx.Component:
             )
         return rx.table.row(*cells, on_double_click=LogsState.show_detail(r.id) if details else None)
 
-    return rx.box(
-        rx.table.root(
-            rx.table.header(
-                rx.table.row(
-                    *[rx.table.column_header_cell(h, white_space="nowrap") for h in headers],
-                    *([rx.table.column_header_cell("")] if details else []),
-                )
-            ),
-            rx.table.body(rx.foreach(rows, row)),
-            variant="surface",
-            size="1",
-            width="100%",
+    return rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                *[rx.table.column_header_cell(h, white_space="nowrap") for h in HEADERS[:5]],
+                rx.table.column_header_cell("Latency", text_align="right"),
+                rx.table.column_header_cell("Tokens", text_align="right", title="prompt / completion"),
+                rx.table.column_header_cell("Credits", text_align="right"),
+                *(
+                    [rx.table.column_header_cell(rx.el.span("Details", class_name="visually-hidden"))]
+                    if details
+                    else []
+                ),
+            )
         ),
+        rx.table.body(rx.foreach(rows, row)),
+        variant="surface",
+        size="1",
         width="100%",
-        overflow_x="auto",
     )
 
 
@@ -307,16 +328,23 @@ def _detail_dialog() -> rx.Component:
                 item("Endpoint", d.endpoint),
                 item("Model", d.model),
                 item("Status", status_badge(d.status, d.ok)),
-                item("Error code", d.error_code),
+                rx.cond(
+                    d.error_code != "",
+                    item(
+                        "Error",
+                        rx.vstack(
+                            rx.code(d.error_code, variant="ghost"),
+                            rx.text(d.error_text, size="2"),
+                            spacing="1",
+                        ),
+                    ),
+                ),
                 item("Latency", d.latency_ms.to_string() + " ms"),
                 item("Credits charged", d.credits),
                 item("Streamed", rx.cond(d.stream, "yes", "no")),
-                item(
-                    "Tokens (prompt / completion / total)",
-                    d.prompt_tokens + " / " + d.completion_tokens + " / " + d.total_tokens,
-                ),
-                item("Upstream id", d.upstream_id),
-                item("Image task", d.task_id),
+                item("Tokens", d.token_detail),
+                item("Upstream id", rx.cond(d.upstream_id != "", d.upstream_id, "—")),
+                rx.cond(d.task_id != "", item("Image task", rx.code(d.task_id, variant="ghost"))),
                 size="2",
             ),
             rx.flex(
@@ -336,6 +364,7 @@ def logs_page() -> rx.Component:
         "Logs",
         _filters(),
         error_callout(LogsState.error),
+        rx.text(LogsState.showing, size="2", color_scheme="gray", id="logs-showing"),
         rx.cond(
             LogsState.rows.length() > 0,
             log_table(LogsState.rows, details=True),
@@ -348,9 +377,15 @@ def logs_page() -> rx.Component:
             align="center",
         ),
         _detail_dialog(),
+        # A document link, not the client router's (which would look for a page there and
+        # show "404"): the browser fetches the backend route and saves what it answers.
         actions=rx.button(
             rx.el.a(
-                rx.icon("download", size=16), "Export CSV", href=LogsState.export_href, download="request-logs.csv"
+                rx.icon("download", size=16),
+                "Export CSV",
+                href=LogsState.export_href,
+                download="request-logs.csv",
+                reload_document=True,
             ),
             as_child=True,
             variant="soft",

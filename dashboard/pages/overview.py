@@ -71,7 +71,7 @@ def _chart(title: str, key: str, color: str, *, decimals: bool = False) -> rx.Co
                 rx.recharts.x_axis(data_key="day", tick_line=False, font_size=11),
                 rx.recharts.y_axis(allow_decimals=decimals, width=48, font_size=11),
                 rx.recharts.graphing_tooltip(),
-                rx.recharts.bar(data_key=key, fill=color, radius=[3, 3, 0, 0], name=title),
+                rx.recharts.bar(data_key=key, fill=color, radius=[3, 3, 0, 0], name=title, is_animation_active=False),
                 data=OverviewState.chart,
                 width="100%",
                 height=220,
@@ -88,7 +88,11 @@ def overview() -> rx.Component:
     return page_shell(
         "Overview",
         rx.flex(
-            _stat("Balance", OverviewState.balance + " credits", "Each request is charged for its usage."),
+            _stat(
+                "Balance",
+                OverviewState.balance + rx.cond(OverviewState.balance == "1", " credit", " credits"),
+                "Each request is charged for its usage.",
+            ),
             _stat(f"Requests, last {DAYS} days", OverviewState.requests_total.to_string()),
             _stat(f"Credits spent, last {DAYS} days", OverviewState.credits_total),
             spacing="4",

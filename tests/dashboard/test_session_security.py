@@ -15,6 +15,8 @@ import pytest
 from dashboard.pages.account import CHANGED, AccountState
 from dashboard.pages.admin_margin import MarginAdminState
 from dashboard.pages.admin_models import ModelsAdminState
+from dashboard.pages.admin_usage import UsageAdminState
+from dashboard.pages.admin_user import UserAdminState
 from dashboard.pages.admin_users import UsersAdminState
 from dashboard.pages.api_keys import KeysState
 from dashboard.pages.auth import AuthPageState
@@ -58,6 +60,8 @@ USER_CALLS = [
     (ModelsAdminState, "load", ()),
     (UsersAdminState, "load", ()),
     (MarginAdminState, "load", ()),
+    (UsageAdminState, "load", ()),
+    (UserAdminState, "load", ()),
 ]
 EVERY_CALL = USER_CALLS + ADMIN_CALLS
 # Pages that anyone may see: signed out, they show the landing page or the sign-in form.
@@ -79,7 +83,7 @@ UI_ONLY = {
     "set_grant_open",
     "set_draft",
 }  # the model form's price preview: computed from what was typed, nothing stored
-ADMIN_STATES = {ModelsAdminState, UsersAdminState, MarginAdminState}
+ADMIN_STATES = {ModelsAdminState, UsersAdminState, MarginAdminState, UsageAdminState, UserAdminState}
 
 
 def page_states() -> set[type[SessionState]]:

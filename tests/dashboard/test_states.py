@@ -14,6 +14,8 @@ from sqlmodel import select
 
 from dashboard.pages.admin_margin import MarginAdminState
 from dashboard.pages.admin_models import ModelsAdminState
+from dashboard.pages.admin_usage import UsageAdminState
+from dashboard.pages.admin_user import UserAdminState
 from dashboard.pages.admin_users import UsersAdminState
 from dashboard.pages.api_keys import KeysState
 from dashboard.pages.auth import AuthPageState
@@ -22,6 +24,7 @@ from dashboard.pages.images import ImagesState
 from dashboard.pages.logs import LogsState
 from dashboard.pages.overview import OverviewState
 from dashboard.state import NOT_ADMIN
+from dashboard.views import UserRow
 from store import credits, keys, logs, registry, sessions, tasks, usage, users
 from store.db import session_for
 from store.models import ApiKey, LedgerEntry, ModelAudit, User, utcnow
@@ -41,6 +44,8 @@ PAGES = [
     (ModelsAdminState, "/admin/models"),
     (UsersAdminState, "/admin/users"),
     (MarginAdminState, "/admin/margin"),
+    (UsageAdminState, "/admin/usage"),
+    (UserAdminState, "/admin/users/1"),
 ]
 
 
@@ -133,7 +138,16 @@ ADMIN_CALLS = [
     (UsersAdminState, "grant_credits", ({"user_id": USER, "amount": "1000", "note": "free money"},)),
     (UsersAdminState, "set_api_enabled", (USER, False)),
     (UsersAdminState, "set_admin", (USER, True)),
+    (UsersAdminState, "search_users", ({"search": "example"},)),
+    (UsersAdminState, "set_sort", ("email_asc",)),
+    (UsersAdminState, "next_page", ()),
+    (UsersAdminState, "previous_page", ()),
+    (UserAdminState, "start_grant", (USER,)),
+    (UserAdminState, "grant_credits", ({"user_id": USER, "amount": "1000", "note": "free money"},)),
+    (UserAdminState, "set_api_enabled", (USER, False)),
+    (UserAdminState, "set_admin", (USER, True)),
     (MarginAdminState, "set_days", ("7",)),
+    (UsageAdminState, "set_days", ("7",)),
 ]
 
 
@@ -172,6 +186,9 @@ async def test_a_plain_user_on_an_admin_page_gets_no_admin_data(state_cls, path,
     assert state.is_admin is False
     assert getattr(state, "models", []) == [] and getattr(state, "users", []) == []
     assert getattr(state, "rows", []) == [] and getattr(state, "totals", {}) == {}
+    assert getattr(state, "by_user", []) == [] and getattr(state, "per_day", []) == []
+    assert getattr(state, "ledger", []) == [] and getattr(state, "keys", []) == []
+    assert getattr(state, "found", False) is False and getattr(state, "user", None) in (None, UserRow())
 
 
 async def test_a_role_change_applies_to_the_very_next_event(admin, engine):
@@ -295,8 +312,7 @@ async def test_credits_page_shows_each_request_as_one_line_with_its_hold_and_cha
     assert state.balance == "95.739956"
     assert [(e.kind, e.detail, e.amount, e.positive) for e in state.entries] == [
         ("grant", "correction", "-1.25", False),
-        ("refund", "Refund · google/nano-banana-pro · provider error", "+10", True),
-        ("request", "Image google/nano-banana-pro · charged 10", "-10", False),
+        ("refunded", "Image google/nano-banana-pro · held 10, refunded (provider error)", "0", False),
         ("request", "Chat openai/gpt-5 · charged 3", "-3", False),
         ("request", "Chat openai/gpt-5 · held 0.21, charged 0.010044", "-0.010044", False),
         ("grant", "starting credits", "+100", True),
@@ -366,7 +382,8 @@ async def test_bad_log_filters_change_nothing(user, engine):
     await state.apply_filters({"status": "5xx"})
     applied, rows = dict(state.applied), list(state.rows)
     await state.apply_filters({"since": "2025-02-01", "until": "2025-01-01"})
-    assert state.error == "the 'from' date is after the 'to' date"
+    assert state.error == "The 'from' date is after the 'to' date. The list still shows the last filter that worked."
+    assert state.showing == "Showing requests with status 5xx."
     assert state.applied == applied and state.rows == rows
 
 
@@ -436,7 +453,7 @@ async def test_admin_edits_a_model_and_the_change_is_audited(admin, engine):
     assert (entry.credit_cost, entry.enabled, entry.capabilities) == (9_000_000, False, ["chat", "reasoning"])
     change = state.changes[0]  # newest first
     assert change.actor == admin.email and change.model_id == "openai/gpt-5-mini"
-    assert "credit_cost: 1 → 9" in change.change and "enabled: True → False" in change.change
+    assert "credit cost: 1 → 9" in change.change and "enabled: True → False" in change.change
 
 
 async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_call(admin, engine):
@@ -451,7 +468,7 @@ async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_c
         "completion_price": "0",
         "markup": "1",
     }
-    assert state.preview == "Every call costs 1 credits (× n when a call asks for n images or choices)."
+    assert state.preview == "Every call costs 1 credit (× n when a call asks for n images or choices)."
     for name, value in (
         ("pricing", "per_token"),
         ("credit_cost", "0.001"),
@@ -492,10 +509,10 @@ async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_c
     )
     assert set(state.changes[0].change.split("; ")) == {
         "pricing: per_request → per_token",
-        "credit_cost: 1 → 0.001",
-        "prompt_price: 0 → 1.25",
-        "completion_price: 0 → 10",
-        "max_output_tokens: 16384 → 8000",
+        "credit cost: 1 → 0.001",
+        "prompt price: 0 → 1.25",
+        "completion price: 0 → 10",
+        "max output tokens: 16384 → 8000",
         "capabilities: chat → chat, reasoning",
     }
 
@@ -529,6 +546,7 @@ async def test_admin_adds_a_model(admin, engine):
     state = state_for(ModelsAdminState, cookie=cookie_for(engine, admin))
     await state.start_add()
     assert state.adding and state.form_open
+    assert state.form.enabled is False  # not public before the admin has priced it
     await state.save_model({**MODEL_FORM, "mode": "add", "id": "acme/new-chat", "display_name": "Acme"})
     with session_for(engine) as s:
         assert registry.get_model(s, model_id="acme/new-chat").display_name == "Acme"
@@ -552,10 +570,10 @@ async def test_admin_adds_a_model(admin, engine):
         ({"max_output_tokens": "0"}, "Max output tokens must be a whole number from 1 to 2,000,000"),
         ({"max_output_tokens": "lots"}, "Max output tokens must be a whole number"),
         ({"category": "image", "pricing": "per_token"}, "Only chat and embedding models can be priced by tokens"),
-        ({"display_name": ""}, "Display_name must be"),
+        ({"display_name": ""}, "Display name must be 1 to 200 characters."),
         ({"category": "video"}, "Category must be one of"),
         ({"provider": "nowhere"}, "Provider must be one of"),
-        ({"upstream_id": ""}, "Upstream_id must be"),
+        ({"upstream_id": ""}, "Upstream id must be 1 to 200 characters."),
         ({"id": "no such/model"}, "Model id must be"),
         ({"id": "acme/missing"}, "No model"),
         ({"mode": "add"}, "A model with id"),
@@ -603,8 +621,10 @@ async def test_admin_grants_and_removes_credits_with_a_note(admin, user, engine)
         ({"amount": "1.0000001", "note": "x"}, "Amount has more than 6 decimal places"),
         ({"amount": "Infinity", "note": "x"}, "Amount must be a finite number"),
         ({"amount": "1000000000.000001", "note": "x"}, "Amount must be a number other than 0 (at most a billion"),
-        ({"amount": "10", "note": ""}, "Add a note"),
-        ({"amount": "10", "note": "n" * 501}, "Add a note"),
+        ({"amount": "10", "note": ""}, "Add a note saying why"),
+        ({"amount": "10", "note": "   "}, "Add a note saying why"),
+        ({"amount": "10", "note": "n" * 501}, "The note is 501 characters; at most 500 fit."),
+        ({"amount": "10", "note": "n" * 2000}, "The note is 2,000 characters; at most 500 fit."),
         ({"amount": "-100.000001", "note": "too much"}, "The balance would drop below zero"),
         ({"amount": "10", "note": "x", "user_id": "999"}, "No such user"),
         ({"amount": "10", "note": "x", "user_id": "abc"}, "No such user"),

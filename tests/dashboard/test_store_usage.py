@@ -8,6 +8,7 @@ import io
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from store import credits, logs, usage
 from store.db import session_for
@@ -230,22 +231,21 @@ def _hold(session, user, ref, held, *, model="openai/gpt-5", settle_at=None, ref
 
 
 @both_databases
-def test_ledger_lines_put_a_requests_hold_and_settlement_on_one_line(session, engine):
+def test_ledger_lines_put_a_requests_hold_settlement_and_refund_on_one_line(session, engine):
     user = make_user(engine, credits=10)
     _hold(session, user, "req-a", "0.21", settle_at="0.010044")
     _hold(session, user, "req-b", "3")  # per_request: the hold is the charge, no settlement
     _hold(session, user, "task-c", "4", model="google/nano-banana-pro", refund="upstream failed")
     credits.grant(session, user_id=user.id, amount=parse_credits("2.5"), note="bonus")
     lines = usage.ledger_lines(session, user_id=user.id)
-    assert [(ln.kind, ln.model, ln.category, ln.amount, ln.held, ln.settled) for ln in lines] == [
-        ("grant", None, None, 2_500_000, 0, False),
-        ("refund", "google/nano-banana-pro", "image", 4_000_000, 0, False),
-        ("request", "google/nano-banana-pro", "image", -4_000_000, 4_000_000, False),
-        ("request", "openai/gpt-5", "chat", -3_000_000, 3_000_000, False),
-        ("request", "openai/gpt-5", "chat", -10_044, 210_000, True),
-        ("grant", None, None, 10_000_000, 0, False),
+    assert [(ln.kind, ln.model, ln.category, ln.amount, ln.held, ln.settled, ln.refunded) for ln in lines] == [
+        ("grant", None, None, 2_500_000, 0, False, False),
+        ("request", "google/nano-banana-pro", "image", 0, 4_000_000, False, True),  # failed: one line, refunded
+        ("request", "openai/gpt-5", "chat", -3_000_000, 3_000_000, False, False),
+        ("request", "openai/gpt-5", "chat", -10_044, 210_000, True, False),
+        ("grant", None, None, 10_000_000, 0, False, False),
     ]
-    assert lines[1].note == "upstream failed" and lines[4].ref == "req-a"
+    assert lines[1].note == "upstream failed" and lines[1].ref == "task-c" and lines[3].ref == "req-a"
     session.rollback()  # end the read: on SQLite a transaction holds the write lock (store.db)
     with session_for(engine) as s:  # the lines add up to the balance, as the rows do
         assert sum(ln.amount for ln in lines) == credits.balance(s, user_id=user.id) == 9_489_956
@@ -291,3 +291,51 @@ def test_a_hold_waiting_for_its_usage_is_shown_as_settling(session, engine):
         False,
         True,
     )
+
+
+@both_databases
+def test_a_settled_request_refunded_later_is_one_line_that_moved_nothing(session, engine):
+    user = make_user(engine, credits=5)
+    _hold(session, user, "req-r", "0.21", settle_at="0.05", refund="stream broke off")
+    [line, _grant] = usage.ledger_lines(session, user_id=user.id)
+    assert (line.kind, line.amount, line.held, line.settled, line.refunded, line.note) == (
+        "request",
+        0,
+        210_000,
+        True,
+        True,
+        "stream broke off",
+    )
+
+
+@both_databases
+def test_a_grant_note_over_the_limit_is_refused_not_cut(session, engine):
+    user = make_user(engine, credits=5)
+    with pytest.raises(InvalidInput, match="the note is 501 characters; at most 500 fit"):
+        credits.grant(session, user_id=user.id, amount=1_000_000, note="n" * 501)
+    credits.grant(session, user_id=user.id, amount=1_000_000, note="n" * 500)
+    [line, _start] = usage.ledger_lines(session, user_id=user.id)
+    assert line.note == "n" * 500
+    session.rollback()
+    assert credits.balance(session, user_id=user.id) == 6_000_000
+
+
+@both_databases
+def test_a_page_of_logs_is_read_in_one_query_and_stays_readable(session, engine):
+    """The read ends its transaction without expiring the rows it read (each would cost a
+    query of its own when looked at)."""
+    user = make_user(engine)
+    write(session, [log(user.id, i, at=T0 + timedelta(seconds=i)) for i in range(5)])
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        rows = usage.logs_page(session, user_id=user.id)
+        assert [r.request_id for r in rows] == [f"req-{user.id}-{i}" for i in range(4, -1, -1)]
+        assert [r.status for r in rows] == [200] * 5
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) == 1
