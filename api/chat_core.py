@@ -74,7 +74,7 @@ class EventFormat(Protocol):
 async def admit(runtime: Runtime, ctx: RequestContext, endpoint: str, raw: bytes) -> ChatCall:
     """Body → model → provider → credits, in the spec's order, for the body `raw` of a call
     to `endpoint` (api.prepare: inline, or in a worker process for a big body)."""
-    prepared = await runtime.offload(ctx, prepare, endpoint, raw, await runtime.entry_views())
+    prepared = await runtime.offload(ctx, prepare, endpoint, raw, await runtime.entry_views(), runtime.native_formats)
     ctx.model, ctx.stream = prepared.model_id, prepared.stream
     entry = await runtime.model_for(prepared.model_id, CATEGORY[endpoint])
     chat = runtime.chat

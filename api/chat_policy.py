@@ -47,6 +47,7 @@ ALLOWED = frozenset(
         "parallel_tool_calls",
         "response_format",
         "reasoning_effort",
+        "reasoning",
         "modalities",
         "audio",
         "prediction",
@@ -128,6 +129,10 @@ def upstream_chat(body: dict[str, Any], *, upstream_id: str, max_output_tokens: 
     for name in fields:
         out[name] = min(out.get(name) or max_output_tokens, max_output_tokens)
     cap = max(out[name] for name in fields)
+    reasoning = out.get("reasoning")
+    if isinstance(reasoning, dict) and isinstance(reasoning.get("max_tokens"), int):
+        # OpenRouter's reasoning budget (Anthropic's `budget_tokens`) stays below the cap
+        out["reasoning"] = {**reasoning, "max_tokens": max(1, min(reasoning["max_tokens"], cap - 1))}
     wants_usage = False
     if out.get("stream"):
         options = out.get("stream_options") or {}

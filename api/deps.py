@@ -98,16 +98,16 @@ ReaderKey = Annotated[KeyRecord, Depends(reader_key)]
 CallerKey = Annotated[KeyRecord, Depends(caller_key)]
 
 
-def raw_body(category: str) -> Callable[..., Awaitable[bytes]]:
+def raw_body(category: str | None) -> Callable[..., Awaitable[bytes]]:
     """The dependency that reads a body (api.body: the size limit, the deadline); a big one
     from a key that cannot pay the smallest hold of a `category` model is refused (402)
-    before it is parsed. Model calls prepare it themselves (api.prepare)."""
+    before it is parsed (None: a free read). Model calls prepare it themselves (api.prepare)."""
 
     async def dependency(request: Request, runtime: RuntimeDep, ctx: ContextDep) -> bytes:
         settings = runtime.settings
         raw = await read_body(request, max_bytes=settings.max_body_bytes, timeout_s=settings.body_read_timeout_s)
         ctx.body_bytes = len(raw)
-        if len(raw) >= BIG_BODY_BYTES:
+        if category is not None and len(raw) >= BIG_BODY_BYTES:
             await runtime.refuse_unaffordable(ctx, category)
         return raw
 
@@ -116,6 +116,7 @@ def raw_body(category: str) -> Callable[..., Awaitable[bytes]]:
 
 ChatRaw = Annotated[bytes, Depends(raw_body("chat"))]
 EmbeddingRaw = Annotated[bytes, Depends(raw_body("embedding"))]
+FreeRaw = Annotated[bytes, Depends(raw_body(None))]
 
 
 def parse_raw(model: type[M], raw: bytes) -> M:

@@ -1,8 +1,10 @@
 """What a model call's body becomes before anything is held: a pure function of the bytes
 read and a snapshot of the registry, so that it can run anywhere.
 
-    prepare(endpoint, raw, entries)   the body decoded and validated (its own codes), then
-                                      translated to chat completions (Responses, Messages),
+    prepare(endpoint, raw, entries, native)
+                                      the body decoded and validated (its own codes), then
+                                      kept in its own format for a provider that serves it
+                                      (api.native_policy) or translated to chat completions,
                                       the model looked up (404 model_not_available), the
                                       request policy applied (api.chat_policy), the
                                       upstream body serialised and its prompt bound taken
@@ -20,11 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from store.pricing import prompt_token_bound
+from store.pricing import prompt_token_bound, prompt_token_estimate
 
 from .body import decode_object
 from .chat_policy import check_metadata, upstream_chat
 from .errors import ApiError
+from .native_policy import messages_body, responses_body
 from .schemas import ChatCompletionRequest, EmbeddingRequest, MessagesRequest, ResponsesRequest, parse
 from .serialise import serialise
 from .translate import anthropic, responses
@@ -72,15 +75,20 @@ class Prepared:
     n: int = 1
     extra_completion: int = 0  # a predicted output's tokens
     client_wants_usage: bool = False  # a chat stream's usage chunk reaches only a caller who asked
+    native: bool = False  # sent in its own format (Messages, Responses) to a provider that speaks it
+    path: str | None = None  # where under the provider's base URL (None: chat completions)
     echo: dict[str, Any] | None = None  # what a Responses answer repeats of the request
     options: dict[str, Any] = field(default_factory=dict)  # per endpoint (embeddings: encoding_format)
 
 
-def prepare(endpoint: str, raw: bytes, entries: Mapping[str, Entry]) -> Prepared:
-    """`raw`, the body of a call to `endpoint`, made ready to send (see the module's docstring)."""
+def prepare(endpoint: str, raw: bytes, entries: Mapping[str, Entry], native: frozenset[str] = frozenset()) -> Prepared:
+    """`raw`, the body of a call to `endpoint`, made ready to send (see the module's docstring);
+    sent natively when the provider serves that format (`native`), else as chat completions."""
     data = decode_object(raw)
     if endpoint == EMBEDDINGS:
         return _embeddings(data, entries)
+    if endpoint in native:
+        return _native(endpoint, data, entries)
     if endpoint == CHAT:
         parse(ChatCompletionRequest, data)
         body = data
@@ -110,6 +118,54 @@ def prepare(endpoint: str, raw: bytes, entries: Mapping[str, Entry]) -> Prepared
         extra_completion=plan.prediction_tokens,
         client_wants_usage=plan.client_wants_usage,
         echo=echo,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A `count_tokens` request made ready: forwarded as it is, or counted here."""
+
+    model_id: str
+    content: bytes  # the body to forward (the registry's model id)
+    estimate: int  # store.pricing.prompt_token_estimate of its chat translation
+
+
+COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+def count_tokens(raw: bytes, entries: Mapping[str, Entry]) -> Count:
+    """A Messages `count_tokens` body: what to forward to a provider that counts, and the
+    local estimate for one that cannot (api/translate/anthropic.py's chat body, estimated)."""
+    data = decode_object(raw)
+    parse(MessagesRequest, data)
+    entry = _entry(entries, data["model"], "chat")
+    forward = {name: data[name] for name in COUNTED if name in data}
+    forward["model"] = entry.upstream_id
+    chat = anthropic.chat_body({**data, "max_tokens": 1})
+    content = serialise(chat)
+    estimate = prompt_token_estimate(content, chat, context_length=entry.context_length)
+    return Count(model_id=entry.id, content=serialise(forward), estimate=estimate)
+
+
+def _native(endpoint: str, data: dict[str, Any], entries: Mapping[str, Entry]) -> Prepared:
+    """A Messages or Responses request in its own format (api.native_policy)."""
+    if endpoint == MESSAGES:
+        parse(MessagesRequest, data)
+        entry = _entry(entries, data["model"], "chat")
+        native = messages_body(data, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
+    else:
+        parse(ResponsesRequest, data)
+        entry = _entry(entries, data["model"], "chat")
+        native = responses_body(data, upstream_id=entry.upstream_id, max_output_tokens=entry.max_output_tokens)
+    content = serialise(native.body)
+    return Prepared(
+        model_id=entry.id,
+        stream=bool(native.body.get("stream")),
+        content=content,
+        prompt_bound=prompt_token_bound(content, native.body, context_length=entry.context_length),
+        max_tokens=native.max_tokens,
+        native=True,
+        path=f"/{endpoint}",
     )
 
 

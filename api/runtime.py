@@ -74,6 +74,7 @@ class Runtime:
         )
         self.holds = HoldKeeper(settings.hold_lease_s, self.db)
         self.inflight = InFlight(settings.max_in_flight_per_user)
+        self.native_formats = settings.native_formats  # what the chat provider is sent as it is
         self._processes: ProcessPoolExecutor | None = None  # big bodies are prepared there (`offload`)
         self._offloading = asyncio.Lock()
         self._views: tuple[object, dict[str, prepare.EntryView]] = (None, {})

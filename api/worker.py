@@ -169,7 +169,11 @@ class PipelineWorker:
         if free <= 0:
             return 0
         lease = self.settings.task_lease_s
-        claimed = await self.db(tasks.claim_due_tasks, limit=free, lease_s=lease)
+        # Shielded: a claim committed in the store's thread while shutdown cancels this pass
+        # must still reach its step, whose cancellation hands it back at once; unshielded,
+        # the claim would hold the task until its lease ran out.
+        with anyio.CancelScope(shield=True):
+            claimed = await self.db(tasks.claim_due_tasks, limit=free, lease_s=lease)
         for task in claimed:
             self._inflight.add(task.id)
             group.start_soon(self._step, task)

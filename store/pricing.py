@@ -36,6 +36,7 @@ MODES = (PER_REQUEST, PER_TOKEN, UPSTREAM_COST)
 TOKENS_PER_PRICE = 1_000_000  # prices are per 1M tokens
 # What a relayed text is estimated at when no usage can be had (typical of BPE tokenizers).
 BYTES_PER_TOKEN_ESTIMATE = 4
+UNSEEN_ESTIMATE = 1_600  # a remote image's typical tokens, for `prompt_token_estimate`
 # Content parts whose size the platform cannot see from the body (their bytes, if inline,
 # still count as text): audio, files and PDFs, video, in each format's spelling.
 _UNSEEN = frozenset(
@@ -96,12 +97,28 @@ def prompt_token_bound(content: bytes, body: Any = None, *, context_length: int)
     (`body`, its parsed form, is walked for images, files and audio; see the module's
     docstring). At most one context length for all unseen parts together: the upstream
     refuses a prompt longer than that."""
+    text, images, unseen = _measure(content, body, context_length)
+    return text + images + (context_length if unseen else 0)
+
+
+def prompt_token_estimate(content: bytes, body: Any = None, *, context_length: int) -> int:
+    """A count of prompt tokens that errs high but stays near the truth (Anthropic's
+    `count_tokens` where the provider cannot count): text at 3 bytes a token (English runs
+    at about 4), inline images as in the bound, and each unseen part as a typical remote
+    image (1,600). Never a basis for a hold: that is `prompt_token_bound`."""
+    text, images, unseen = _measure(content, body, context_length)
+    return -(-text // 3) + images + UNSEEN_ESTIMATE * unseen
+
+
+def _measure(content: bytes, body: Any, context_length: int) -> tuple[int, int, int]:
+    """The body's bytes that are text, its inline images' tokens, and how many parts it has
+    whose size cannot be seen."""
     if body is None or not any(marker in content for marker in _MARKERS):
-        return len(content)
-    bound, unseen = len(content), False
+        return len(content), 0, 0
+    text, images, unseen = len(content), 0, 0
     for kind, part in _parts(body):
         if kind in _UNSEEN:
-            unseen = unseen or not _text_document(kind, part)
+            unseen += not _text_document(kind, part)
             continue
         url = _image_source(kind, part)
         if url is None:
@@ -109,10 +126,11 @@ def prompt_token_bound(content: bytes, body: Any = None, *, context_length: int)
         payload, prefix = _payload(kind, part, url)
         size = image_tokens.measure(payload) if payload is not None else None
         if payload is None or size is None:
-            unseen = True
+            unseen += 1
             continue
-        bound += min(context_length, image_tokens.tokens(*size)) - len(payload) - prefix
-    return max(0, bound) + (context_length if unseen else 0)
+        text -= len(payload) + prefix
+        images += min(context_length, image_tokens.tokens(*size))
+    return max(0, text), images, unseen
 
 
 def _parts(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -7,11 +7,13 @@ import os
 import secrets
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path("data")
+NATIVE_FORMATS = ("messages", "responses")
 
 
 class Settings(BaseSettings):
@@ -23,6 +25,11 @@ class Settings(BaseSettings):
     port: int = Field(3000, ge=1, le=65535)
     openrouter_api_key: str | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    # The formats the chat provider serves natively besides chat completions (comma-separated:
+    # `messages`, `responses`); a request in one of them is forwarded as it is, not translated.
+    # Unset: OpenRouter's own (`messages,responses`) for an openrouter.ai base URL, none for
+    # any other OpenAI-compatible base.
+    openrouter_formats: str | None = None
     replicate_api_token: str | None = None
     replicate_base_url: str = "https://api.replicate.com/v1"
     upstream_timeout_s: float = Field(120.0, gt=0)
@@ -117,6 +124,29 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("openrouter_formats")
+    @classmethod
+    def _known_formats(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        formats = {part.strip() for part in value.split(",") if part.strip()}
+        unknown = formats - set(NATIVE_FORMATS)
+        if unknown:
+            raise ValueError(
+                f"OPENROUTER_FORMATS may name {', '.join(NATIVE_FORMATS)}, not {', '.join(sorted(unknown))}"
+            )
+        return ",".join(sorted(formats))
+
+    @property
+    def native_formats(self) -> frozenset[str]:
+        """The formats the chat provider is sent natively (see `openrouter_formats`)."""
+        if self.openrouter_formats is None:
+            host = urlsplit(self.openrouter_base_url).hostname or ""
+            return (
+                frozenset(NATIVE_FORMATS) if host == "openrouter.ai" or host.endswith(".openrouter.ai") else frozenset()
+            )
+        return frozenset(part for part in self.openrouter_formats.split(",") if part)
 
     @model_validator(mode="after")
     def _secret(self) -> Settings:

@@ -1,15 +1,16 @@
-"""POST /api/v1/responses: OpenAI's Responses API, translated to chat completions
-(api/translate/responses.py) and run as any chat request (api/chat_core.py)."""
+"""POST /api/v1/responses: OpenAI's Responses API. Forwarded as it is to a provider that
+serves it (api/native.py), else translated to chat completions (api/translate/responses.py)
+and run as any chat request (api/chat_core.py)."""
 
 from __future__ import annotations
 
 import time
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from .. import chat_core
+from .. import chat_core, native
 from ..deps import CallerKey, ChatRaw, ContextDep, RuntimeDep
 from ..errors import ERRORS
 from ..prepare import RESPONSES
@@ -25,9 +26,14 @@ router = APIRouter()
     openapi_extra=request_body(ResponsesRequest),
     responses=ERRORS,
 )
-async def create_response(key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+async def create_response(
+    key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx: ContextDep, http: Request
+) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
     call = await chat_core.admit(runtime, ctx, RESPONSES, raw)
+    if call.prepared.native:
+        headers = native.forwarded_headers(http)
+        return await (native.stream(call, headers) if call.stream else native.complete(call, headers))
     assert call.prepared.echo is not None  # api.prepare made it, and checked it renders
     base = {**call.prepared.echo, "id": f"resp_{ctx.request_id}", "created_at": int(time.time())}
     if not call.stream:
