@@ -29,9 +29,10 @@ HOLDS = table_of(Hold)
 _LOGS = table_of(RequestLog)
 _INSERT = sa.insert(HOLDS)
 _DELETE = sa.delete(HOLDS).where(HOLDS.c.ref == sa.bindparam("hold_ref"))
+# (A bind parameter may not take a column's name in an UPDATE: SQLAlchemy reserves those for SET.)
 _RENEW = (
     sa.update(HOLDS)
-    .where(HOLDS.c.owner == sa.bindparam("owner"))
+    .where(HOLDS.c.owner == sa.bindparam("hold_owner"))
     .values(lease_until=sa.bindparam("lease_until", type_=HOLDS.c.lease_until.type))
 )
 _NOTE = sa.update(HOLDS).where(HOLDS.c.ref == sa.bindparam("hold_ref")).values(upstream_id=sa.bindparam("upstream"))
@@ -86,7 +87,7 @@ def close_holds(conn: sa.Connection, *, refs: list[str]) -> None:
 def renew(session: Session, *, owner: str, lease_s: float, upstream_ids: dict[str, str]) -> None:
     """Extend every hold of `owner` and note the upstream ids learnt since the last beat."""
     conn = session.connection()
-    conn.execute(_RENEW, {"owner": owner, "lease_until": utcnow() + timedelta(seconds=lease_s)})
+    conn.execute(_RENEW, {"hold_owner": owner, "lease_until": utcnow() + timedelta(seconds=lease_s)})
     if upstream_ids:
         conn.execute(_NOTE, [{"hold_ref": ref, "upstream": upstream[:200]} for ref, upstream in upstream_ids.items()])
     session.commit()
