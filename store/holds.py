@@ -10,7 +10,8 @@
               record when its upstream id was noted, else refunded) with a log row, once
 
 So no hold lives forever, and nothing is settled twice: the reconciler's rules apply
-(store.settlements).
+(store.settlements), and whoever deletes the record settles the call: a process whose hold
+was reaped while it still served the call (stalled past its lease) leaves it to the reconciler.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def open_hold(conn: sa.Connection, *, ref: str, user_id: int, model: str | None,
     )
 
 
-def close_hold(conn: sa.Connection, *, ref: str) -> None:
-    """Drop `ref`'s record, in the caller's transaction (nothing when there is none)."""
-    conn.execute(_DELETE, {"hold_ref": ref})
+def close_hold(conn: sa.Connection, *, ref: str) -> bool:
+    """Drop `ref`'s record, in the caller's transaction; False when there was none (never
+    opened, closed already, or taken by `reap_orphans`)."""
+    return bool(rowcount(conn.execute(_DELETE, {"hold_ref": ref})))
 
 
 def close_holds(conn: sa.Connection, *, refs: list[str]) -> None:

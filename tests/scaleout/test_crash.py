@@ -28,7 +28,7 @@ import openai
 import pytest
 import sqlalchemy as sa
 
-from store import credits, holds, registry
+from store import credits, holds, pricing, registry, settlements
 from store.db import get_engine, read_engine, session_for
 from store.models import CLEAR, ApiKey, Hold, LedgerEntry, PendingSettlement, RequestLog, User, table_of
 from store.money import parse_credits, usd_micro
@@ -428,6 +428,36 @@ def test_a_live_stream_whose_lease_is_renewed_is_never_reaped_and_settles_once(p
     assert platform.upstream.asks == {}  # its usage came with it: no record looked for
 
 
+def test_a_paused_server_whose_hold_was_reaped_and_refunded_never_settles_it_again(platform):
+    """A process that stops answering (SIGSTOP: a pause past its lease, as a long stall or
+    a database away for a while) loses its hold to another server's reconciler, which
+    refunds it; resumed, it finishes the stream, and its settlement must not give the
+    unused part of the hold back on top of the refund."""
+    user, key = caller(platform)
+    serving = platform.start()
+    platform.start()
+    ref, gen_id, stream = open_stream(platform, serving, key, MODEL, "gate:2", chunks=2)
+    one_hold(platform, user.id, noted=gen_id)
+    held = per_token_hold(len(platform.upstream.calls[0].body))
+    os.killpg(serving.popen.pid, signal.SIGSTOP)
+    try:
+        platform.wait(lambda: len(platform.ledger(ref)) == 2 and not platform.pending(ref), f"{ref} refunded")
+    finally:
+        os.killpg(serving.popen.pid, signal.SIGCONT)
+    assert platform.ledger(ref) == [("charge", -held), ("refund", held)]
+    assert platform.upstream.asks[gen_id] >= 1
+
+    platform.upstream.release(gen_id, prompt_tokens=1000, completion_tokens=200)
+    assert list(stream)[-1].choices[0].finish_reason == "stop"  # the caller got it all
+    _stop(serving)  # SIGTERM: the lifespan's end waits for the settlement it had left to write
+    assert "Application shutdown complete" in serving.output()
+    assert platform.ledger(ref) == [("charge", -held), ("refund", held)]
+    assert platform.money(user.id) == (START, START)
+    assert platform.holds_of(user.id) == [] and platform.pending(ref) == []
+    [row] = platform.logs(ref)
+    assert (row["status"], row["error_code"], row["credit_cost"]) == (500, "interrupted", 0)
+
+
 def _utc(value: datetime) -> datetime:
     """A stored time, aware (SQLite hands back naive UTC)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -447,3 +477,39 @@ def test_a_beat_renews_its_own_holds_and_notes_their_upstream_ids_and_no_others(
     [theirs] = session.execute(sa.select(_PENDING)).mappings().all()
     assert (theirs["ref"], theirs["interrupted"], theirs["upstream_id"]) == ("theirs", True, None)
     session.rollback()
+
+
+def test_settling_a_call_whose_hold_the_reconciler_took_and_refunded_changes_nothing(engine, session):
+    """The store half of the paused-server case, fast: the hold's record says who settles."""
+    user = make_user(engine, credits=10)
+    info = holds.HoldInfo(owner="a" * 32, lease_s=-1.0, endpoint=CHAT, stream=True)
+    credits.debit_for_request(session, user_id=user.id, cost=30_000, ref="late", model=MODEL, hold=info)
+    assert holds.reap_orphans(session, deadline_s=DEADLINE_S) == 1
+    assert settlements.refund_pending(session, ref="late", note="refunded: interrupted")
+    assert credits.settle_hold(session, user_id=user.id, ref="late", held=30_000, cost=8_000, model=MODEL) is None
+    rows = session.execute(sa.select(_LEDGER.c.kind, _LEDGER.c.amount).where(_LEDGER.c.ref == "late")).all()
+    assert [tuple(r) for r in rows] == [("charge", -30_000), ("refund", 30_000)]
+    session.rollback()
+    assert credits.balance(session, user_id=user.id) == START
+
+
+@pytest.mark.parametrize("step", ["refund", "settle"])
+def test_a_reaped_call_refunded_by_another_step_has_a_log_row_that_says_so(engine, session, step):
+    """The refund of a reaped call may come from elsewhere than the reconciler's step (its
+    serving process, resumed, failing the call; or the step's own first half, before a crash):
+    the log row then still says what the ledger says, 0, never the hold."""
+    user = make_user(engine, credits=10)
+    info = holds.HoldInfo(owner="a" * 32, lease_s=-1.0, endpoint=CHAT, stream=True)
+    credits.debit_for_request(session, user_id=user.id, cost=30_000, ref="gone", model=MODEL, hold=info)
+    assert holds.reap_orphans(session, deadline_s=DEADLINE_S) == 1
+    assert credits.refund(session, ref="gone", note="the call failed")
+    if step == "refund":
+        assert settlements.refund_pending(session, ref="gone", note="refunded: interrupted") is False
+    else:
+        usage = pricing.Usage(prompt_tokens=1000, completion_tokens=200)
+        assert settlements.settle_pending(session, ref="gone", cost=8_000, usage=usage) is None
+    row = session.execute(sa.select(_LOGS).where(_LOGS.c.request_id == "gone")).mappings().one()
+    assert (row["status"], row["error_code"], row["credit_cost"], row["prompt_tokens"]) == (500, "interrupted", 0, None)
+    assert session.execute(sa.select(_PENDING)).all() == []
+    session.rollback()
+    assert credits.balance(session, user_id=user.id) == START
