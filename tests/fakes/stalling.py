@@ -36,7 +36,6 @@ class StallingUpstream:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.calls: list[Seen] = []  # every chat call, as read
         self.asks: Counter[str] = Counter()  # generation id -> GET /generation asks
-        self.hung_up: list[str] = []  # the ids of the streams whose other side went away
         self._records: dict[str, dict] = {}
         self._usage: dict[str, tuple[int, int]] = {}
         self._gates: dict[str, asyncio.Event] = {}
@@ -145,7 +144,6 @@ class StallingUpstream:
             await _piece(writer, _event(_chunk(request, gen_id, {"content": f"w{i} "})))
         if mode == "stream":
             await _until_hung_up(reader)
-            self.hung_up.append(gen_id)
             return
         gate = self._gates[gen_id] = asyncio.Event()
         await gate.wait()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import sqlite3
 import sys
 import time
 import uuid
@@ -110,6 +111,37 @@ class Platform:
         """SIGKILL of its process group: nothing of it runs a line more."""
         os.killpg(process.popen.pid, signal.SIGKILL)
         assert process.popen.wait(timeout=30) == -signal.SIGKILL
+
+    def pause(self, process: Process, ref: str) -> None:
+        """SIGSTOP of its process group, at a moment it holds no lock `ref`'s hold needs (a
+        pause mid-transaction would stall the other servers' writes too: not the case tested)."""
+        for _ in range(100):
+            os.killpg(process.popen.pid, signal.SIGSTOP)
+            if self._hold_unlocked(ref):
+                return
+            os.killpg(process.popen.pid, signal.SIGCONT)
+            time.sleep(0.05)
+        raise AssertionError(f"{process.name} always held a lock on {ref}'s hold")
+
+    def _hold_unlocked(self, ref: str) -> bool:
+        url = sa.engine.make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":  # one write lock for the whole file
+            conn = sqlite3.connect(url.database, timeout=1.0, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+                return True
+            except sqlite3.OperationalError:
+                return False
+            finally:
+                conn.close()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.select(_HOLDS.c.ref).where(_HOLDS.c.ref == ref).with_for_update(nowait=True)).all()
+                conn.rollback()
+            return True
+        except sa.exc.OperationalError:
+            return False
 
     def client(self, process: Process, key: str) -> openai.OpenAI:
         assert process.base_url is not None
@@ -264,6 +296,7 @@ def assert_cut_off(stream) -> None:
 # ------------------------------------------------------------ the cases
 
 
+@pytest.mark.e2e
 def test_a_call_killed_mid_call_is_refunded_once_after_the_restart(platform):
     user, key = caller(platform)
     server = platform.start()
@@ -303,6 +336,7 @@ def test_a_call_killed_mid_call_is_refunded_once_after_the_restart(platform):
     assert platform.money(user.id) == (START, START) and len(platform.logs(ref)) == 1
 
 
+@pytest.mark.e2e
 def test_a_stream_killed_mid_stream_is_settled_from_its_generation_record_once(platform):
     user, key = caller(platform)
     server = platform.start()
@@ -344,6 +378,7 @@ def test_a_stream_killed_mid_stream_is_settled_from_its_generation_record_once(p
     assert platform.upstream.asks[gen_id] == asks
 
 
+@pytest.mark.e2e
 def test_a_flat_priced_stream_killed_keeps_its_fee_with_a_record_and_is_refunded_without(platform):
     found_user, found_key = caller(platform)
     lost_user, lost_key = caller(platform)
@@ -387,6 +422,7 @@ def test_a_flat_priced_stream_killed_keeps_its_fee_with_a_record_and_is_refunded
     assert platform.ledger(lost_ref) == [("charge", -FLAT_FEE), ("refund", FLAT_FEE)]
 
 
+@pytest.mark.e2e
 def test_a_live_stream_whose_lease_is_renewed_is_never_reaped_and_settles_once(platform):
     """Two servers, each with the reconciler: while one relays a long stream, passes of
     both reap holds of a dead process around it, over several of its lease periods; its own
@@ -399,8 +435,8 @@ def test_a_live_stream_whose_lease_is_renewed_is_never_reaped_and_settles_once(p
     held = per_token_hold(len(platform.upstream.calls[0].body))
     lease = _utc(hold["lease_until"])
     for _ in range(2):
-        # Renewed after the lease it had ran out, then a reconciler pass that reaps
-        # a dead process's hold: this one, unrenewed, would have been reaped by it.
+        # Once the lease it had has run out (its beats renewed it since), a reconciler pass
+        # reaps a dead process's hold: this one, had it not been renewed, would have gone with it.
         renewed = platform.wait(
             lambda lease=lease: [
                 h for h in platform.holds_of(user.id) if _utc(h["lease_until"]) >= lease + timedelta(seconds=LEASE_S)
@@ -428,6 +464,7 @@ def test_a_live_stream_whose_lease_is_renewed_is_never_reaped_and_settles_once(p
     assert platform.upstream.asks == {}  # its usage came with it: no record looked for
 
 
+@pytest.mark.e2e
 def test_a_paused_server_whose_hold_was_reaped_and_refunded_never_settles_it_again(platform):
     """A process that stops answering (SIGSTOP: a pause past its lease, as a long stall or
     a database away for a while) loses its hold to another server's reconciler, which
@@ -439,7 +476,7 @@ def test_a_paused_server_whose_hold_was_reaped_and_refunded_never_settles_it_aga
     ref, gen_id, stream = open_stream(platform, serving, key, MODEL, "gate:2", chunks=2)
     one_hold(platform, user.id, noted=gen_id)
     held = per_token_hold(len(platform.upstream.calls[0].body))
-    os.killpg(serving.popen.pid, signal.SIGSTOP)
+    platform.pause(serving, ref)
     try:
         platform.wait(lambda: len(platform.ledger(ref)) == 2 and not platform.pending(ref), f"{ref} refunded")
     finally:
