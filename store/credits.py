@@ -238,12 +238,17 @@ def refund(session: Session, *, ref: str, note: str | None = None, unless_settle
 @on_connection
 def settle_hold(
     session: Session | sa.Connection, *, user_id: int, ref: str, held: int, cost: int, model: str | None = None
-) -> int:
+) -> int | None:
     """Settle request `ref`, whose hold of `held` the caller knows, at `cost` (capped at
     the hold): one `settle` row, no reads. For the request path, which knows the request
     was neither refunded nor settled; (kind, ref) being unique, a second settlement of the
-    same request fails instead of paying twice. Returns the charge that stands."""
+    same request fails instead of paying twice. Returns the charge that stands, or None
+    when the hold's record was gone: its lease ran out while the call was still served
+    (a stalled process) and the reconciler took it, to settle or refund it once."""
     final = final_charge(held, cost)
+    if not holds.close_hold(_connection(session), ref=ref):
+        session.rollback()  # it may have been refunded already: settling too would pay twice
+        return None
     _apply(
         session,
         user_id=user_id,
@@ -254,7 +259,6 @@ def settle_hold(
         note=f"used {format_credits(final)} of {format_credits(held)} held",
         commit=False,
     )
-    holds.close_hold(_connection(session), ref=ref)
     session.commit()
     return final
 

@@ -10,7 +10,8 @@
               record when its upstream id was noted, else refunded) with a log row, once
 
 So no hold lives forever, and nothing is settled twice: the reconciler's rules apply
-(store.settlements).
+(store.settlements), and whoever deletes the record settles the call: a process whose hold
+was reaped while it still served the call (stalled past its lease) leaves it to the reconciler.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ HOLDS = table_of(Hold)
 _LOGS = table_of(RequestLog)
 _INSERT = sa.insert(HOLDS)
 _DELETE = sa.delete(HOLDS).where(HOLDS.c.ref == sa.bindparam("hold_ref"))
+# (A bind parameter may not take a column's name in an UPDATE: SQLAlchemy reserves those for SET.)
 _RENEW = (
     sa.update(HOLDS)
-    .where(HOLDS.c.owner == sa.bindparam("owner"))
+    .where(HOLDS.c.owner == sa.bindparam("hold_owner"))
     .values(lease_until=sa.bindparam("lease_until", type_=HOLDS.c.lease_until.type))
 )
 _NOTE = sa.update(HOLDS).where(HOLDS.c.ref == sa.bindparam("hold_ref")).values(upstream_id=sa.bindparam("upstream"))
@@ -73,9 +75,10 @@ def open_hold(conn: sa.Connection, *, ref: str, user_id: int, model: str | None,
     )
 
 
-def close_hold(conn: sa.Connection, *, ref: str) -> None:
-    """Drop `ref`'s record, in the caller's transaction (nothing when there is none)."""
-    conn.execute(_DELETE, {"hold_ref": ref})
+def close_hold(conn: sa.Connection, *, ref: str) -> bool:
+    """Drop `ref`'s record, in the caller's transaction; False when there was none (never
+    opened, closed already, or taken by `reap_orphans`)."""
+    return bool(rowcount(conn.execute(_DELETE, {"hold_ref": ref})))
 
 
 def close_holds(conn: sa.Connection, *, refs: list[str]) -> None:
@@ -86,7 +89,7 @@ def close_holds(conn: sa.Connection, *, refs: list[str]) -> None:
 def renew(session: Session, *, owner: str, lease_s: float, upstream_ids: dict[str, str]) -> None:
     """Extend every hold of `owner` and note the upstream ids learnt since the last beat."""
     conn = session.connection()
-    conn.execute(_RENEW, {"owner": owner, "lease_until": utcnow() + timedelta(seconds=lease_s)})
+    conn.execute(_RENEW, {"hold_owner": owner, "lease_until": utcnow() + timedelta(seconds=lease_s)})
     if upstream_ids:
         conn.execute(_NOTE, [{"hold_ref": ref, "upstream": upstream[:200]} for ref, upstream in upstream_ids.items()])
     session.commit()

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from . import credits, holds
 from .db import reads, rowcount
-from .models import PendingSettlement, RequestLog, utcnow
+from .models import LedgerEntry, PendingSettlement, RequestLog, utcnow
 from .pricing import Usage
 
 
@@ -90,16 +90,15 @@ def settle_pending(
     when it was settled (or refunded) already; the row goes either way."""
     final = credits.settle(session, ref=ref, cost=cost, note=note, commit=False)
     session.execute(sa.delete(PendingSettlement).where(col(PendingSettlement.ref) == ref))
-    if final is not None:
-        values: dict = {"credit_cost": final}
-        if usage is not None:
-            values.update(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-                upstream_cost=usage.cost_usd,
-            )
-        session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(**values))
+    values: dict = {"credit_cost": _net_charge(ref)}
+    if final is not None and usage is not None:
+        values.update(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            upstream_cost=usage.cost_usd,
+        )
+    session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(**values))
     session.commit()
     return final
 
@@ -107,13 +106,23 @@ def settle_pending(
 def refund_pending(session: Session, *, ref: str, note: str) -> bool:
     """Refund `ref` (an interrupted call nothing is known of) and drop it from the list.
     The refund happens at most once (store.credits.refund), so a pass that stopped between
-    the two steps only drops the row next time."""
+    the two steps only drops the row next time (its log row says 0 either way)."""
     refunded = credits.refund(session, ref=ref, note=note, unless_settled=True)
     session.execute(sa.delete(PendingSettlement).where(col(PendingSettlement.ref) == ref))
-    if refunded:
-        session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(credit_cost=0))
+    session.execute(sa.update(RequestLog).where(col(RequestLog.request_id) == ref).values(credit_cost=_net_charge(ref)))
     session.commit()
     return refunded
+
+
+def _net_charge(ref: str) -> sa.ScalarSelect:
+    """What the ledger says `ref` cost in the end, for its log row: read from the ledger, not
+    from this step, as the step that refunded or settled it may have been another (the
+    serving process after its hold was reaped, or this pass's first half before a crash)."""
+    return (
+        sa.select(-sa.func.coalesce(sa.func.sum(col(LedgerEntry.amount)), 0))
+        .where(col(LedgerEntry.ref) == ref)
+        .scalar_subquery()
+    )
 
 
 @reads
