@@ -127,23 +127,33 @@ async def _hand_to_reconciler(runtime: Runtime, ctx: RequestContext, *, user_id:
     assert ctx.unsettled is not None
     model, estimate = ctx.unsettled
     settings = runtime.settings
-    await runtime.db(
-        settlements.add_pending,
-        ref=ctx.request_id,
-        user_id=user_id,
-        model=model,
-        upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
-        estimate=estimate,
-        first_in_s=settings.reconcile_backoff_s,
-        deadline_s=settings.reconcile_deadline_s,
-    )
-    runtime.holds.closed(ctx.request_id)
+    try:
+        await runtime.db(
+            settlements.add_pending,
+            ref=ctx.request_id,
+            user_id=user_id,
+            model=model,
+            upstream_id=str(ctx.upstream_id)[:200] if ctx.upstream_id else None,
+            estimate=estimate,
+            first_in_s=settings.reconcile_backoff_s,
+            deadline_s=settings.reconcile_deadline_s,
+        )
+    finally:
+        runtime.holds.closed(ctx.request_id)
 
 
 async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
     back = ctx.held - ctx.credit_cost
-    await runtime.db(
-        credits.settle_hold, user_id=user_id, ref=ctx.request_id, held=ctx.held, cost=ctx.credit_cost, model=ctx.model
-    )
-    runtime.holds.closed(ctx.request_id)
-    runtime.metrics.credits_settled_back.inc(back / MICRO)
+    try:
+        settled = await runtime.db(
+            credits.settle_hold,
+            user_id=user_id,
+            ref=ctx.request_id,
+            held=ctx.held,
+            cost=ctx.credit_cost,
+            model=ctx.model,
+        )
+    finally:
+        runtime.holds.closed(ctx.request_id)  # settled, or in the reconciler's hands: no lease to renew
+    if settled is not None:
+        runtime.metrics.credits_settled_back.inc(back / MICRO)

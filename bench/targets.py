@@ -124,16 +124,14 @@ def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
             is_admin=False,
             credits_=credits.MAX_BALANCE,
         )
-        if metered:
-            registry.set_model(
-                session,
-                model_id="openai/gpt-5-mini",
-                actor="bench",
-                pricing="per_token",
-                credit_cost=1_000,
-                prompt_price=1_000_000,
-                completion_price=2_000_000,
-            )
+        # The shipped registry prices gpt-5-mini per token; the main targets price it per
+        # request (hold only), as the baseline ref does, and `metered` per token (hold + settle).
+        prices: dict = (
+            dict(pricing="per_token", credit_cost=1_000, prompt_price=1_000_000, completion_price=2_000_000)
+            if metered
+            else dict(pricing="per_request", credit_cost=1_000_000)
+        )
+        registry.set_model(session, model_id="openai/gpt-5-mini", actor="bench", **prices)
         return url, user.id
 
 
