@@ -1,7 +1,7 @@
 """The `/api/v1` application.
 
-`create_app()` builds a FastAPI app with the versioned API mounted at `/api/v1`; the
-dashboard passes it to Reflex as `api_transformer`, and `api.app:app` serves it alone
+`create_app()` builds a Starlette app with the versioned API (FastAPI) mounted at
+`/api/v1`; the dashboard passes it to Reflex as an `api_transformer`, and `api.app:app` serves it alone
 (`uvicorn api.app:app`) for scale-out. The mounted sub-app answers every path under
 `/api/v1`, unknown ones and wrong methods included, in the error shape (`PrintablePath`
 keeps paths with control characters inside the mount).
@@ -16,8 +16,12 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
+from starlette.routing import Mount, Route
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
@@ -29,6 +33,9 @@ from .middleware import ApiMiddleware, PrintablePath
 from .routes import chat, embeddings, images, messages, models, responses
 from .runtime import Runtime
 
+# FastAPI's own OpenTelemetry spans and metrics: off (the platform has /metrics and its
+# access log); FastAPI otherwise asks on every request whether a provider is configured.
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 # Swagger UI's files, from the swagger-ui-dist npm package that `make run` installs into
 # .tools/ (as it does bun), so the docs page works without reaching a CDN. Without them
@@ -66,6 +73,7 @@ def create_v1(runtime: Runtime) -> FastAPI:
         docs_url=None,  # _add_docs: Swagger UI with its files served from here
         redoc_url=None,
         redirect_slashes=False,
+        telemetry=NO_TELEMETRY,
     )
     v1.state.runtime = runtime
     v1.include_router(models.router)
@@ -118,26 +126,28 @@ def create_v1(runtime: Runtime) -> FastAPI:
     return v1
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A fresh app with its own Runtime (`app.state.runtime`; `runtime.running()` is its lifespan)."""
+def create_app(settings: Settings | None = None) -> Starlette:
+    """A fresh app with its own Runtime (`app.state.runtime`; `runtime.running()` is its
+    lifespan): `/metrics` and the versioned API at `/api/v1`. A plain Starlette app around
+    the FastAPI one: it only routes, so a request pays for one framework's layers, not two."""
     runtime = Runtime(settings or get_settings())
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: Starlette):
         async with runtime.running():
             yield
 
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.state.runtime = runtime
-    app.add_route(
-        "/metrics",
-        metrics_endpoint(runtime.metrics, runtime.settings.metrics_token),
-        methods=["GET"],
-        include_in_schema=False,
+    v1 = create_v1(runtime)
+    app = Starlette(
+        routes=[
+            Route("/metrics", metrics_endpoint(runtime.metrics, runtime.settings.metrics_token), methods=["GET"]),
+            Mount("/api/v1", app=ApiMiddleware(v1, runtime)),
+        ],
+        middleware=[Middleware(PrintablePath)],
+        lifespan=lifespan,
     )
-    app.state.v1 = create_v1(runtime)
-    app.mount("/api/v1", ApiMiddleware(app.state.v1, runtime))
-    app.add_middleware(PrintablePath)
+    app.state.runtime = runtime
+    app.state.v1 = v1
     return app
 
 

@@ -26,6 +26,7 @@ from store.models import ModelEntry
 
 from . import billing
 from .context import RequestContext
+from .deps import ModelCall
 from .errors import ApiError
 from .prepare import CATEGORY, Prepared, prepare
 from .providers import UpstreamError, clean_message
@@ -71,9 +72,10 @@ class EventFormat(Protocol):
     def error(self, code: str, message: str) -> bytes: ...
 
 
-async def admit(runtime: Runtime, ctx: RequestContext, endpoint: str, raw: bytes) -> ChatCall:
-    """Body → model → provider → credits, in the spec's order, for the body `raw` of a call
-    to `endpoint` (api.prepare: inline, or in a worker process for a big body)."""
+async def admit(call: ModelCall, endpoint: str) -> ChatCall:
+    """Body → model → provider → credits, in the spec's order, for the body of a call to
+    `endpoint` (api.prepare: inline, or in a worker process for a big body)."""
+    runtime, ctx, raw = call.runtime, call.ctx, call.raw
     prepared = await runtime.offload(ctx, prepare, endpoint, raw, await runtime.entry_views(), runtime.native_formats)
     ctx.model, ctx.stream = prepared.model_id, prepared.stream
     entry = await runtime.model_for(prepared.model_id, CATEGORY[endpoint])

@@ -38,6 +38,7 @@ class ApiMiddleware:
         client = scope.get("client")
         ctx.client = client[0] if client else None
         scope.setdefault("state", {})["ctx"] = ctx
+        scope.pop("route", None)  # the outer router's Mount: only the v1 router's route names this request
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

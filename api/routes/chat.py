@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import chat_core
-from ..deps import CallerKey, ChatRaw, ContextDep, RuntimeDep
+from ..deps import ChatModelCall
 from ..errors import ERRORS, error_body
 from ..prepare import CHAT
 from ..schemas import ChatCompletionRequest, request_body
@@ -23,9 +23,9 @@ router = APIRouter()
     openapi_extra=request_body(ChatCompletionRequest),
     responses=ERRORS,
 )
-async def chat_completions(key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+async def chat_completions(request: ChatModelCall) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once, relayed."""
-    call = await chat_core.admit(runtime, ctx, CHAT, raw)
+    call = await chat_core.admit(request, CHAT)
     if not call.stream:
         return await chat_core.complete(call, orjson.dumps)
     return await chat_core.stream(call, ChatEvents(call.model_id, call.prepared.client_wants_usage))

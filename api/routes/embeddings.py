@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import billing
-from ..deps import CallerKey, ContextDep, EmbeddingRaw, RuntimeDep
+from ..deps import EmbeddingModelCall
 from ..errors import ERRORS, ApiError
 from ..prepare import EMBEDDINGS, prepare
 from ..providers import UpstreamError
@@ -34,9 +34,10 @@ router = APIRouter()
     openapi_extra=request_body(EmbeddingRequest),
     responses=ERRORS,
 )
-async def create_embeddings(key: CallerKey, raw: EmbeddingRaw, runtime: RuntimeDep, ctx: ContextDep) -> Response:
+async def create_embeddings(request: EmbeddingModelCall) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
-    prepared = await runtime.offload(ctx, prepare, EMBEDDINGS, raw, await runtime.entry_views())
+    runtime, ctx = request.runtime, request.ctx
+    prepared = await runtime.offload(ctx, prepare, EMBEDDINGS, request.raw, await runtime.entry_views())
     ctx.model = prepared.model_id
     entry = await runtime.model_for(prepared.model_id, "embedding")
     upstream = runtime.chat

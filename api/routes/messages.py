@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import chat_core, native, prepare
-from ..deps import CallerKey, ChatRaw, ContextDep, FreeRaw, ReaderKey, RuntimeDep
+from ..deps import ChatModelCall, FreeModelRead
 from ..errors import ERRORS
 from ..prepare import MESSAGES
 from ..providers import UpstreamError
@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
     openapi_extra=request_body(MessagesRequest),
     responses=ERRORS,
 )
-async def create_message(key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx: ContextDep, http: Request) -> Response:
+async def create_message(request: ChatModelCall) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
-    call = await chat_core.admit(runtime, ctx, MESSAGES, raw)
+    call = await chat_core.admit(request, MESSAGES)
     if call.prepared.native:
-        headers = native.forwarded_headers(http)
+        headers = native.forwarded_headers(request.request)
         return await (native.stream(call, headers) if call.stream else native.complete(call, headers))
-    message_id = f"msg_{ctx.request_id}"
+    message_id = f"msg_{call.ctx.request_id}"
     if not call.stream:
         return await chat_core.complete(call, lambda data: orjson.dumps(translate.message(data, message_id=message_id)))
     return await chat_core.stream(call, translate.MessageEvents(message_id=message_id, model_id=call.model_id))
@@ -47,18 +47,19 @@ async def create_message(key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx:
     openapi_extra=request_body(MessagesRequest),
     responses=ERRORS,
 )
-async def count_message_tokens(
-    key: ReaderKey, raw: FreeRaw, runtime: RuntimeDep, ctx: ContextDep, http: Request
-) -> Response:
+async def count_message_tokens(request: FreeModelRead) -> Response:
     """Forwarded to a provider that serves Messages (its own count), else, or when it cannot
     count, counted here: an estimate that errs high (store.pricing.prompt_token_estimate).
     Nothing is charged."""
-    counted = await runtime.offload(ctx, prepare.count_tokens, raw, await runtime.entry_views())
+    runtime, ctx = request.runtime, request.ctx
+    counted = await runtime.offload(ctx, prepare.count_tokens, request.raw, await runtime.entry_views())
     ctx.model = counted.model_id
     chat = runtime.chat
     if MESSAGES in runtime.native_formats and chat is not None and chat.configured:
         try:
-            data = await chat.complete(counted.content, "/messages/count_tokens", native.forwarded_headers(http))
+            data = await chat.complete(
+                counted.content, "/messages/count_tokens", native.forwarded_headers(request.request)
+            )
         except UpstreamError as exc:  # an agent calls it dozens of times: a count it gets, either way
             log.warning("count_tokens upstream failed (%s); answered with the local estimate", exc)
             data = {}

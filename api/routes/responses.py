@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from .. import chat_core, native
-from ..deps import CallerKey, ChatRaw, ContextDep, RuntimeDep
+from ..deps import ChatModelCall
 from ..errors import ERRORS
 from ..prepare import RESPONSES
 from ..schemas import ResponsesRequest, request_body
@@ -26,16 +26,14 @@ router = APIRouter()
     openapi_extra=request_body(ResponsesRequest),
     responses=ERRORS,
 )
-async def create_response(
-    key: CallerKey, raw: ChatRaw, runtime: RuntimeDep, ctx: ContextDep, http: Request
-) -> Response:
+async def create_response(request: ChatModelCall) -> Response:
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
-    call = await chat_core.admit(runtime, ctx, RESPONSES, raw)
+    call = await chat_core.admit(request, RESPONSES)
     if call.prepared.native:
-        headers = native.forwarded_headers(http)
+        headers = native.forwarded_headers(request.request)
         return await (native.stream(call, headers) if call.stream else native.complete(call, headers))
     assert call.prepared.echo is not None  # api.prepare made it, and checked it renders
-    base = {**call.prepared.echo, "id": f"resp_{ctx.request_id}", "created_at": int(time.time())}
+    base = {**call.prepared.echo, "id": f"resp_{call.ctx.request_id}", "created_at": int(time.time())}
     if not call.stream:
         return await chat_core.complete(call, lambda data: orjson.dumps(translate.response(base, data)))
     return await chat_core.stream(call, translate.ResponseEvents(base))
