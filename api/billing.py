@@ -70,7 +70,9 @@ def bill(
     charge, or None when the reconciler will settle it (a metered model and no usage).
     Nothing is written until `finish`, so a fault before the answer is out refunds the
     hold alone."""
-    counted = pricing.usage_from(usage)
+    counted = pricing.plausible(
+        pricing.usage_from(usage), held=ctx.held, credits_per_usd=runtime.settings.credits_per_usd
+    )
     cost = pricing.charge(entry, counted, n=n, credits_per_usd=runtime.settings.credits_per_usd)
     if isinstance(usage, dict):
         ctx.usage = usage

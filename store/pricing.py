@@ -23,14 +23,16 @@ micro-credit once, at the end. A charge is never above its reservation (`final_c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeGuard
 
 from . import image_tokens
 from .money import MICRO, ceil_micro, usd_micro
 
+log = logging.getLogger(__name__)
 PER_REQUEST, PER_TOKEN, UPSTREAM_COST = "per_request", "per_token", "upstream_cost"
 MODES = (PER_REQUEST, PER_TOKEN, UPSTREAM_COST)
 TOKENS_PER_PRICE = 1_000_000  # prices are per 1M tokens
@@ -90,6 +92,22 @@ def usage_from(data: Any) -> Usage | None:
     read = min(read, prompt) if _token_count(read) else 0
     write = min(write, prompt - read) if _token_count(write) else 0
     return Usage(prompt, completion, usd_micro(data.get("cost")), read, write)
+
+
+# An upstream's reported cost past this many times the hold (plus one credit) is no cost a
+# call can have: it is set aside (logged, unreported) rather than wreck the margin report
+# or, in upstream_cost mode, price the call (the reference prices do).
+PLAUSIBLE_COST_FACTOR = 100
+
+
+def plausible(usage: Usage | None, *, held: int, credits_per_usd: Decimal) -> Usage | None:
+    """`usage`, without its reported cost when that cost is absurd for a call that held `held`."""
+    if usage is None or usage.cost_usd is None:
+        return usage
+    if Decimal(usage.cost_usd) * credits_per_usd <= PLAUSIBLE_COST_FACTOR * held + MICRO:
+        return usage
+    log.warning("an upstream reported %s USD for a call that held %s: set aside", usage.cost_usd / MICRO, held)
+    return replace(usage, cost_usd=None)
 
 
 def prompt_token_bound(content: bytes, body: Any = None, *, context_length: int) -> int:

@@ -22,7 +22,7 @@ from sqlmodel import select
 from api.app import create_app
 from store import image_tokens, registry
 from store.db import session_for
-from store.models import LedgerEntry
+from store.models import LedgerEntry, RequestLog
 from store.money import parse_credits
 
 from ..conftest import make_settings
@@ -353,3 +353,31 @@ def test_a_streamed_call_is_bounded_too(base, engine, caller, billing, fmt):
     bill = billed_micro(billing.billed[-1])
     assert bill <= -rows["charge"]
     assert -rows["charge"] - rows["settle"] == bill
+
+
+async def test_an_absurd_upstream_cost_reaches_neither_the_charge_nor_the_margin(client, app, engine, chat_upstream):
+    with session_for(engine) as s:
+        registry.set_model(s, model_id="openai/gpt-5", actor="test", pricing="upstream_cost", markup=1_000_000)
+    user = make_user(engine, credits=100)
+    key = make_key(engine, user)
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 1e9}
+    chat_upstream.add(
+        json={
+            "id": "gen-absurd",
+            "model": "openai/gpt-5",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": usage,
+        }
+    )
+    r = await client.post(
+        "/api/v1/chat/completions",
+        json={"model": "openai/gpt-5", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 200
+    # priced from the reference prices instead: fee 3 + 10 x 125 + 5 x 1,000 micro-credits
+    assert r.json()["usage"]["cost"] == 3.00625
+    app.state.runtime.logs.flush()
+    with session_for(engine) as s:
+        row = s.exec(select(RequestLog).where(RequestLog.request_id == r.headers["x-request-id"])).one()
+    assert (row.upstream_cost, row.credit_cost) == (None, 3_006_250)

@@ -248,3 +248,12 @@ def test_tool_schemas_are_inside_the_bound():
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "description": "x" * 5000}}}
     body = {**chat_with({"type": "text", "text": "hi"}), "tools": [tool]}
     assert bound(body) == len(orjson.dumps(body)) > 5000
+
+
+def test_an_absurd_upstream_cost_is_set_aside_and_a_plausible_one_kept():
+    # held 0.02 credits: 100 x 0.02 + 1 credit = 3 credits = $0.03 at 100 credits per USD
+    sane = Usage(10, 10, cost_usd=30_000)  # $0.03
+    assert pricing.plausible(sane, held=20_000, credits_per_usd=Decimal(100)) == sane
+    absurd = Usage(10, 10, cost_usd=10**15)  # $1e9
+    assert pricing.plausible(absurd, held=20_000, credits_per_usd=Decimal(100)) == Usage(10, 10)
+    assert pricing.plausible(None, held=1, credits_per_usd=Decimal(100)) is None
