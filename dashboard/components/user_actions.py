@@ -162,10 +162,9 @@ class UserActions(rx.State, mixin=True):
 
 
 def action_buttons(state: type[UserActions], u: rx.Var) -> rx.Component:
-    """Credits…, Key limit…, Disable / Enable API, Make / Remove admin (no Remove admin on your own row)."""
+    """Credits…, Disable / Enable API, Make / Remove admin (no Remove admin on your own row)."""
     return rx.flex(
         rx.button("Credits…", size="1", variant="soft", on_click=state.start_grant(u.id)),
-        rx.button("Key limit…", size="1", variant="soft", on_click=state.start_key_limit(u.id)),
         rx.cond(
             u.api_enabled,
             rx.button(
@@ -188,8 +187,22 @@ def action_buttons(state: type[UserActions], u: rx.Var) -> rx.Component:
                 "Make admin", size="1", variant="soft", color_scheme="purple", on_click=state.set_admin(u.id, True)
             ),
         ),
-        gap="2",
+        spacing="2",
         wrap="wrap",
+    )
+
+
+def key_limit_button(state: type[UserActions], u: rx.Var) -> rx.Component:
+    """The user's key limit as it applies ("600/min (default)"); a click opens the form that changes it."""
+    return rx.button(
+        rx.icon("pencil", size=12, aria_hidden="true"),
+        u.key_limit,
+        size="1",
+        variant="ghost",
+        white_space="nowrap",
+        aria_label="Key limit: " + u.key_limit.to(str) + ". Change…",
+        title="Change the most a rate limit this user may give their own keys",
+        on_click=state.start_key_limit(u.id),
     )
 
 

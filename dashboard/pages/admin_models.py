@@ -503,8 +503,8 @@ def _pricing_fields() -> rx.Component:
                 "context-length",
                 "context_length",
                 f.context_length,
-                hint="Tokens: the longest prompt the model takes, which bounds what cannot be measured "
-                "(remote images and files, audio, PDFs)",
+                hint="The longest prompt it takes, in tokens: the bound on what cannot be measured "
+                "(remote files, audio, PDFs)",
                 numeric=True,
                 previewed=False,
                 required=True,
@@ -528,8 +528,8 @@ def _row(m: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
             rx.vstack(
-                truncated(m.id, "11rem", code=True),
-                truncated(m.display_name, "11rem"),
+                truncated(m.id, "10.5rem", code=True),
+                truncated(m.display_name, "10.5rem"),
                 spacing="1",
             )
         ),
@@ -560,7 +560,7 @@ def _row(m: rx.Var) -> rx.Component:
         rx.table.cell(
             rx.vstack(
                 rx.text(m.provider, size="1"),
-                truncated(m.upstream_id, "10rem", code=True),
+                truncated(m.upstream_id, "8.5rem", code=True),
                 spacing="1",
             )
         ),

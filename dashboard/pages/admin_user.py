@@ -15,7 +15,7 @@ from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import admin_only, page_shell
 from ..components.tables import data_table, truncated
-from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_dialog
+from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_button, key_limit_dialog
 from ..state import SessionState, viewer_required
 from ..views import KeyRow, LedgerRow, LogRow, UserRow, key_row, ledger_row, log_row, user_row
 from .api_keys import status_badge as key_status
@@ -116,7 +116,7 @@ def _account_view() -> rx.Component:
                     _fact("Balance", rx.text(u.balance, " credits", id="user-balance")),
                     _fact("Role", rx.cond(u.is_admin, "admin", "user")),
                     _fact("API access", rx.cond(u.api_enabled, "enabled", "disabled")),
-                    _fact("Key limit", rx.text(u.key_limit, id="user-key-limit")),
+                    _fact("Key limit", rx.box(key_limit_button(s, u), id="user-key-limit")),
                     _fact("Created (UTC)", u.created),
                     size="2",
                 ),

@@ -14,7 +14,7 @@ from ..auth import Viewer
 from ..components.forms import sentence
 from ..components.layout import admin_only, page_shell
 from ..components.tables import data_table, numeric, truncated
-from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_dialog
+from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_button, key_limit_dialog
 from ..state import SessionState, admin_required, viewer_required
 from ..views import UserRow, user_row
 
@@ -120,7 +120,7 @@ def _row(u: rx.Var) -> rx.Component:
                 color_scheme=rx.cond(u.api_enabled, "green", "red"),
             )
         ),
-        rx.table.cell(u.key_limit, white_space="nowrap"),
+        rx.table.cell(key_limit_button(UsersAdminState, u)),
         rx.table.cell(u.created, white_space="nowrap"),
         rx.table.cell(action_buttons(UsersAdminState, u)),
     )
