@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from store import sessions
+from store import keys, sessions
 
 from . import backend
 
@@ -24,6 +24,9 @@ class Viewer:
     email: str
     is_admin: bool
     api_enabled: bool
+    # The most a rate limit they may give their own keys (0: any): their own ceiling, else
+    # the platform's MAX_KEY_RPM (store.keys.rpm_ceiling). POST /auth/keys checks it itself.
+    key_rpm_ceiling: int
 
 
 def token_from_cookie_header(header: str | None) -> str | None:
@@ -39,7 +42,13 @@ def _lookup(session, *, token: str | None) -> Viewer | None:
     user = sessions.resolve_session(session, secret_key=backend.settings().secret_key, token=token)
     if user is None:
         return None
-    return Viewer(id=user.id, email=user.email, is_admin=user.is_admin, api_enabled=user.api_enabled)
+    return Viewer(
+        id=user.id,
+        email=user.email,
+        is_admin=user.is_admin,
+        api_enabled=user.api_enabled,
+        key_rpm_ceiling=keys.rpm_ceiling(user, backend.settings().max_key_rpm),
+    )
 
 
 async def viewer_from_cookie(header: str | None) -> Viewer | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from store import pricing
+from store import keys, pricing
 from store.admin_usage import UsageRow
 from store.margin import MarginRow, usd_text
 from store.models import ApiKey, ImageTask, ModelAudit, ModelEntry, RequestLog, User
@@ -228,6 +228,11 @@ class ModelRow:
     completion_price: str = "0"
     markup: str = "1"
     max_output_tokens: str = "16384"
+    context_length: str = str(ModelEntry.model_fields["context_length"].default)  # tokens, as the form edits it
+    max_prompt_tokens: str = ""  # a flat price's prompt bound; empty: any
+    cache_read_price: str = ""  # per 1M cached prompt tokens; empty: the prompt price
+    cache_write_price: str = ""
+    context: str = ""  # the context length for the table: `400,000`
     price: str = ""  # the prices in one phrase, for the table
     typical: str = ""  # what a typical call costs (store.pricing.typical_cost)
     enabled: bool = True
@@ -236,15 +241,31 @@ class ModelRow:
     updated: str = ""
 
 
-def price_summary(entry: pricing.Priced) -> str:
-    """`3 per request`, `0.5 + 1.25 / 10 per 1M tokens`, `upstream cost × 1.2 (ref. 1.25 / 10 per 1M)`."""
+def price_summary(entry: ModelEntry) -> str:
+    """`3 per request`, `3 per request, prompts up to 8,000 tokens`, `0.5 + 1.25 in / 10 out per 1M`,
+    `1.25 in / 10 out, cached 0.125 read / 1.25 write per 1M`, `upstream cost × 1.2 (ref. … per 1M)`."""
     if entry.pricing == pricing.PER_REQUEST:
-        return f"{format_credits(entry.credit_cost)} per request"
+        bound = "" if entry.max_prompt_tokens is None else f", prompts up to {entry.max_prompt_tokens:,} tokens"
+        return f"{format_credits(entry.credit_cost)} per request{bound}"
     fee = f"{format_credits(entry.credit_cost)} + " if entry.credit_cost else ""
-    per_1m = f"{format_credits(entry.prompt_price)} in / {format_credits(entry.completion_price)} out per 1M"
+    per_1m = f"{format_credits(entry.prompt_price)} in / {format_credits(entry.completion_price)} out"
+    if entry.cache_read_price is not None or entry.cache_write_price is not None:
+        read = _or_prompt(entry.cache_read_price, entry)
+        write = _or_prompt(entry.cache_write_price, entry)
+        per_1m += f", cached {format_credits(read)} read / {format_credits(write)} write"
+    per_1m += " per 1M"
     if entry.pricing == pricing.PER_TOKEN:
         return fee + per_1m
     return f"{fee}upstream cost × {format_credits(entry.markup)} (ref. {per_1m})"
+
+
+def _or_prompt(price: int | None, entry: ModelEntry) -> int:
+    """A cache price as charged: unset, it is the prompt price."""
+    return entry.prompt_price if price is None else price
+
+
+def _optional_credits(value: int | None) -> str:
+    return "" if value is None else format_credits(value)
 
 
 def model_row(entry: ModelEntry) -> ModelRow:
@@ -259,6 +280,11 @@ def model_row(entry: ModelEntry) -> ModelRow:
         completion_price=format_credits(entry.completion_price),
         markup=format_credits(entry.markup),
         max_output_tokens=str(entry.max_output_tokens),
+        context_length=str(entry.context_length),
+        max_prompt_tokens="" if entry.max_prompt_tokens is None else str(entry.max_prompt_tokens),
+        cache_read_price=_optional_credits(entry.cache_read_price),
+        cache_write_price=_optional_credits(entry.cache_write_price),
+        context=f"{entry.context_length:,}",
         price=price_summary(entry),
         typical=format_credits(pricing.typical_cost(entry)),
         enabled=entry.enabled,
@@ -299,10 +325,16 @@ def field_words(name: str) -> str:
 
 
 # Audited entries hold money as micro-credits (markup in millionths): shown as decimals.
-_DECIMAL_FIELDS = frozenset({"credit_cost", "prompt_price", "completion_price", "markup"})
+_DECIMAL_FIELDS = frozenset(
+    {"credit_cost", "prompt_price", "completion_price", "markup", "cache_read_price", "cache_write_price"}
+)
+# What an unset (null) field means, in the audit's words.
+_UNSET = {"cache_read_price": "prompt price", "cache_write_price": "prompt price", "max_prompt_tokens": "any"}
 
 
 def _short(value, name: str = "") -> str:
+    if value is None and name in _UNSET:
+        return _UNSET[name]
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "none"
     if name in _DECIMAL_FIELDS and isinstance(value, int) and not isinstance(value, bool):
@@ -319,9 +351,19 @@ class UserRow:
     api_enabled: bool = True
     created: str = ""
     you: bool = False  # the admin looking at the list
+    max_key_rpm: str = ""  # their own ceiling as the form edits it; empty: the platform's
+    key_limit: str = ""  # the ceiling that applies: `600/min (default)`, `100/min`, `any`
 
 
-def user_row(user: User, viewer_id: int = 0) -> UserRow:
+def key_limit_text(user: User, default_ceiling: int) -> str:
+    """The most a rate limit `user` may give their own keys, in words."""
+    ceiling = keys.rpm_ceiling(user, default_ceiling)
+    words = f"{ceiling:,}/min" if ceiling else "any"
+    return f"{words} (default)" if user.max_key_rpm is None else words
+
+
+def user_row(user: User, viewer_id: int = 0, *, default_ceiling: int) -> UserRow:
+    """`default_ceiling`: the platform's MAX_KEY_RPM (Settings.max_key_rpm)."""
     return UserRow(
         id=user.id,
         email=user.email,
@@ -330,6 +372,8 @@ def user_row(user: User, viewer_id: int = 0) -> UserRow:
         api_enabled=user.api_enabled,
         created=fmt_time(user.created_at),
         you=user.id == viewer_id,
+        max_key_rpm="" if user.max_key_rpm is None else str(user.max_key_rpm),
+        key_limit=key_limit_text(user, default_ceiling),
     )
 
 

@@ -24,10 +24,11 @@ post_form = PostForm.create
 LABEL_STYLE = {"font_size": "var(--font-size-2)", "font_weight": "500"}
 
 
-def field(label: str, control_id: str, control: rx.Component, *, hint: str | None = None) -> rx.Component:
-    """A visible label above its control (`control_id` is the control's `id`)."""
+def field(label: str, control_id: str, control: rx.Component, *, hint: str | rx.Var | None = None) -> rx.Component:
+    """A visible label above its control (`control_id` is the control's `id`); the hint
+    under it may be a state var."""
     children = [rx.el.label(label, html_for=control_id, style=LABEL_STYLE), control]
-    if hint:
+    if hint is not None:
         children.append(rx.text(hint, size="1", color_scheme="gray"))
     return rx.vstack(*children, spacing="1", width="100%", align="stretch")
 

@@ -1,7 +1,8 @@
 """Admin → Models: the whole registry; Edit and Add model open one form; every change is audited.
 
-The form edits the pricing (SPEC, "Metering") with decimals as a person writes them, and
-previews what a typical call would cost at the prices typed (store.pricing.typical_cost).
+The form edits the pricing (SPEC, "Metering") with decimals as a person writes them, the
+bounds (SPEC, "Bounds": context length, a flat price's max prompt tokens), and previews
+what a typical call would cost at the prices typed (store.pricing.typical_cost).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlmodel import Session
 
 from store import audit, pricing, registry
 from store.errors import Conflict, InvalidInput, NotFound, StoreError
-from store.models import ModelEntry
+from store.models import CLEAR, ModelEntry
 from store.money import format_credits, parse_credits
 
 from .. import backend, routes
@@ -58,7 +59,17 @@ _MONEY = {
     "completion_price": "completion price",
     "markup": "markup",
 }
-PRICE_FIELDS = ("pricing", *_MONEY)
+# Prices that may be left empty: the prompt price applies (store.pricing).
+_CACHE_PRICES = {"cache_read_price": "cache read price", "cache_write_price": "cache write price"}
+# Whole numbers of tokens, with the registry's bounds (store.registry checks them again);
+# max prompt tokens may be left empty: a flat price then covers any prompt.
+_TOKENS = {
+    "max_output_tokens": ("max output tokens", registry.MAX_OUTPUT_TOKENS),
+    "context_length": ("context length", registry.MAX_CONTEXT_LENGTH),
+    "max_prompt_tokens": ("max prompt tokens", registry.MAX_CONTEXT_LENGTH),
+}
+# What the preview reads as it is typed.
+PRICE_FIELDS = ("pricing", *_MONEY, *_CACHE_PRICES, "max_prompt_tokens")
 
 
 def _decimal(text: str, name: str) -> int:
@@ -73,18 +84,32 @@ def _money(form_data: dict, name: str) -> int | None:
     return None if name not in form_data else _decimal(str(form_data.get(name) or ""), name)
 
 
-def _max_output_tokens(form_data: dict) -> int | None:
-    if "max_output_tokens" not in form_data:
-        return None
-    text = str(form_data.get("max_output_tokens") or "").strip().replace(",", "")
-    if not (text.isascii() and text.isdigit()):
-        raise InvalidInput(f"max output tokens must be a whole number from 1 to {registry.MAX_OUTPUT_TOKENS:,}")
+def _cache_price(text: str, name: str) -> int | object:
+    """A cache price's text as micro-credits; CLEAR when empty (the prompt price applies)."""
+    return CLEAR if not text.strip() else parse_credits(text, what=_CACHE_PRICES[name])
+
+
+def _tokens(text: str, name: str) -> int | object:
+    """A whole number of tokens (`8,000` too); CLEAR when an optional one is empty."""
+    text = text.strip().replace(",", "")
+    if not text and name == "max_prompt_tokens":
+        return CLEAR
+    what, most = _TOKENS[name]
+    # (a bound on its length first: int() of thousands of digits raises ValueError)
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise InvalidInput(f"{what} must be a whole number from 1 to {most:,}")
     return int(text)
+
+
+def _field(form_data: dict, name: str, parse) -> object:
+    """A field of the form through `parse`; None when the form has no such field (left unchanged)."""
+    return None if name not in form_data else parse(str(form_data.get(name) or ""), name)
 
 
 def parse_model_form(form_data: dict) -> dict:
     """The registry fields from the form's text; raises StoreError with a message to show.
-    Money is decimal credits (`2.5`, at most 6 places); prices are per 1M tokens."""
+    Money is decimal credits (`2.5`, at most 6 places); prices are per 1M tokens. An empty
+    cache price or max prompt tokens is unset (store.models.CLEAR)."""
 
     def text(name: str) -> str:
         return str(form_data.get(name, "") or "").strip()
@@ -95,7 +120,8 @@ def parse_model_form(form_data: dict) -> dict:
         "capabilities": [c.strip() for c in text("capabilities").split(",") if c.strip()],
         "pricing": text("pricing") or None,
         **{name: _money(form_data, name) for name in _MONEY},
-        "max_output_tokens": _max_output_tokens(form_data),
+        **{name: _field(form_data, name, _cache_price) for name in _CACHE_PRICES},
+        **{name: _field(form_data, name, _tokens) for name in _TOKENS},
         "enabled": str(form_data.get("enabled", "")).lower() in ("on", "true", "1", "yes"),
         "provider": text("provider"),
         "upstream_id": text("upstream_id"),
@@ -121,22 +147,41 @@ def _in_range(name: str, value: int) -> None:
     if name == "markup":
         if not 0 < value <= registry.MAX_MARKUP:
             raise InvalidInput(f"markup must be above 0 and at most {format_credits(registry.MAX_MARKUP)}")
+    elif name in _TOKENS:
+        what, most = _TOKENS[name]
+        if not 1 <= value <= most:
+            raise InvalidInput(f"{what} must be a whole number from 1 to {most:,}")
     elif not 0 <= value <= registry.MAX_COST:
-        raise InvalidInput(f"{_MONEY[name]} must be from 0 to {format_credits(registry.MAX_COST)} credits")
+        words = _MONEY.get(name) or _CACHE_PRICES[name]
+        raise InvalidInput(f"{words} must be from 0 to {format_credits(registry.MAX_COST)} credits")
+
+
+def _optional(value: int | object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def typical_call(draft: dict[str, str]) -> str:
-    """What a typical call costs at the prices typed, in words (or what to fix first)."""
+    """What a typical call costs at the prices typed, in words (or what to fix first).
+    Every field the preview reads is checked as saving checks it, shown or hidden (a hidden
+    field is saved as it is), so it never shows a price that saving would refuse."""
     mode = draft.get("pricing", pricing.PER_REQUEST)
     try:
         values = [_decimal(draft.get(name, ""), name) for name in _MONEY]
-        for name, value in zip(_MONEY, values, strict=True):
-            _in_range(name, value)
+        cache = [_optional(_cache_price(draft.get(name, ""), name)) for name in _CACHE_PRICES]
+        bound = _optional(_tokens(draft.get("max_prompt_tokens", ""), "max_prompt_tokens"))
+        checked = [*zip(_MONEY, values, strict=True), *zip(_CACHE_PRICES, cache, strict=True)]
+        for name, value in [*checked, ("max_prompt_tokens", bound)]:
+            if value is not None:
+                _in_range(name, value)
     except InvalidInput as exc:
         return f"No preview: {exc}."
-    cost = credits_text(format_credits(pricing.typical_cost(_Prices(mode, *values))))
+    # A typical call reads and writes nothing of a prompt cache: the cache prices do not move it.
+    cost = credits_text(format_credits(pricing.typical_cost(_Prices(mode, *values, *cache))))
     if mode == pricing.PER_REQUEST:
-        return f"Every call costs {cost} (× n when a call asks for n images or choices)."
+        every = f"Every call costs {cost} (× n when a call asks for n images or choices)"
+        if bound is None:
+            return every + "."
+        return f"{every}; it covers prompts of up to {bound:,} tokens, and a longer one is refused."
     tokens = "1,000 prompt + 500 completion tokens"
     if mode == pricing.PER_TOKEN:
         return f"A typical call ({tokens}) costs {cost}."
@@ -321,11 +366,22 @@ def _form() -> rx.Component:
     )
 
 
-def _decimal_input(
-    label: str, control_id: str, name: str, value: rx.Var, hint: str | None = None, shown: rx.Var | bool = True
+def _text_input(
+    label: str,
+    control_id: str,
+    name: str,
+    value: rx.Var,
+    *,
+    hint: str,
+    numeric: bool = False,
+    previewed: bool = True,
+    shown: rx.Var | bool = True,
+    required: bool = False,
 ) -> rx.Component:
-    """A decimal field (text, so `2.5` and `0.000001` arrive as typed) that feeds the preview.
-    A field the mode does not use is hidden, not removed: its value is still saved as it is."""
+    """A field as text (so `2.5`, `0.000001` and `8,000` arrive as typed); a `previewed` one
+    feeds the preview. A field the mode does not use is hidden, not removed: its value is
+    still saved as it is."""
+    extra = {"on_change": lambda v: ModelsAdminState.set_draft(name, v)} if previewed else {}
     return rx.box(
         field(
             label,
@@ -334,8 +390,9 @@ def _decimal_input(
                 id=control_id,
                 name=name,
                 default_value=value,
-                input_mode="decimal",
-                on_change=lambda v: ModelsAdminState.set_draft(name, v),
+                input_mode="numeric" if numeric else "decimal",
+                required=required,
+                **extra,
             ),
             hint=hint,
         ),
@@ -345,11 +402,15 @@ def _decimal_input(
     )
 
 
+def _row_of(*children: rx.Component) -> rx.Component:
+    return rx.flex(*children, spacing="3", width="100%", wrap="wrap")
+
+
 def _pricing_fields() -> rx.Component:
     f, mode = ModelsAdminState.form, ModelsAdminState.draft["pricing"]
-    metered = mode != pricing.PER_REQUEST
+    flat, metered = mode == pricing.PER_REQUEST, mode != pricing.PER_REQUEST
     return rx.vstack(
-        rx.flex(
+        _row_of(
             rx.box(
                 field(
                     "Pricing",
@@ -365,35 +426,25 @@ def _pricing_fields() -> rx.Component:
                 flex="1",
                 min_width="9rem",
             ),
-            _decimal_input(
+            _text_input(
                 "Credit cost",
                 "credit-cost",
                 "credit_cost",
                 f.credit_cost,
                 hint="Credits per request (with token pricing: a fee, may be 0)",
             ),
-            rx.box(
-                field(
-                    "Max output tokens",
-                    "max-output-tokens",
-                    rx.input(
-                        id="max-output-tokens",
-                        name="max_output_tokens",
-                        default_value=f.max_output_tokens,
-                        input_mode="numeric",
-                        required=True,
-                    ),
-                    hint="Cap on max_tokens sent upstream",
-                ),
-                flex="1",
-                min_width="9rem",
+            _text_input(
+                "Max prompt tokens",
+                "max-prompt-tokens",
+                "max_prompt_tokens",
+                f.max_prompt_tokens,
+                hint="The largest prompt the flat price covers; a larger one is refused. Empty: any",
+                numeric=True,
+                shown=flat,
             ),
-            spacing="3",
-            width="100%",
-            wrap="wrap",
         ),
-        rx.flex(
-            _decimal_input(
+        _row_of(
+            _text_input(
                 "Prompt price",
                 "prompt-price",
                 "prompt_price",
@@ -401,7 +452,7 @@ def _pricing_fields() -> rx.Component:
                 hint="Credits per 1M prompt tokens",
                 shown=metered,
             ),
-            _decimal_input(
+            _text_input(
                 "Completion price",
                 "completion-price",
                 "completion_price",
@@ -409,7 +460,7 @@ def _pricing_fields() -> rx.Component:
                 hint="Credits per 1M completion tokens",
                 shown=metered,
             ),
-            _decimal_input(
+            _text_input(
                 "Markup",
                 "markup",
                 "markup",
@@ -417,9 +468,47 @@ def _pricing_fields() -> rx.Component:
                 hint="× the upstream's cost, e.g. 1.2",
                 shown=mode == pricing.UPSTREAM_COST,
             ),
-            spacing="3",
-            width="100%",
-            wrap="wrap",
+        ),
+        _row_of(
+            _text_input(
+                "Cache read price",
+                "cache-read-price",
+                "cache_read_price",
+                f.cache_read_price,
+                hint="Credits per 1M prompt tokens read from the cache. Empty: the prompt price",
+                shown=metered,
+            ),
+            _text_input(
+                "Cache write price",
+                "cache-write-price",
+                "cache_write_price",
+                f.cache_write_price,
+                hint="Credits per 1M prompt tokens written to it. Empty: the prompt price",
+                shown=metered,
+            ),
+        ),
+        _row_of(
+            _text_input(
+                "Max output tokens",
+                "max-output-tokens",
+                "max_output_tokens",
+                f.max_output_tokens,
+                hint="Cap on max_tokens sent upstream",
+                numeric=True,
+                previewed=False,
+                required=True,
+            ),
+            _text_input(
+                "Context length",
+                "context-length",
+                "context_length",
+                f.context_length,
+                hint="The longest prompt it takes, in tokens: the bound on what cannot be measured "
+                "(remote files, audio, PDFs)",
+                numeric=True,
+                previewed=False,
+                required=True,
+            ),
         ),
         rx.callout(
             ModelsAdminState.preview,
@@ -439,8 +528,8 @@ def _row(m: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
             rx.vstack(
-                truncated(m.id, "11rem", code=True),
-                truncated(m.display_name, "11rem"),
+                truncated(m.id, "10.5rem", code=True),
+                truncated(m.display_name, "10.5rem"),
                 spacing="1",
             )
         ),
@@ -460,6 +549,7 @@ def _row(m: rx.Var) -> rx.Component:
             )
         ),
         numeric(m.typical),
+        numeric(m.context),
         rx.table.cell(
             rx.badge(
                 rx.cond(m.enabled, "enabled", "disabled"),
@@ -470,7 +560,7 @@ def _row(m: rx.Var) -> rx.Component:
         rx.table.cell(
             rx.vstack(
                 rx.text(m.provider, size="1"),
-                truncated(m.upstream_id, "10rem", code=True),
+                truncated(m.upstream_id, "8.5rem", code=True),
                 spacing="1",
             )
         ),
@@ -493,6 +583,7 @@ MODEL_HEADERS = [
     ("Credit cost", {"text_align": "right"}),
     "Pricing",
     ("Typical call", {"text_align": "right"}),
+    ("Context", {"text_align": "right"}),
     "Status",
     "Upstream",
     ("", {}),
@@ -506,7 +597,8 @@ def admin_models_page() -> rx.Component:
             rx.flex(
                 rx.text(
                     "The public model registry: what each model costs and how it is reached. "
-                    "A typical call is 1,000 prompt and 500 completion tokens.",
+                    "A typical call is 1,000 prompt and 500 completion tokens; the context is "
+                    "the longest prompt a model takes, in tokens.",
                     size="2",
                     color_scheme="gray",
                     flex="1",

@@ -1,5 +1,5 @@
-"""Admin → Users → one user (`/admin/users/<id>`): balance, role and API access with the
-same actions as the list, their keys, their usage of the last 30 days, their recent
+"""Admin → Users → one user (`/admin/users/<id>`): balance, role, API access and key limit
+with the same actions as the list, their keys, their usage of the last 30 days, their recent
 requests and their ledger."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import admin_only, page_shell
 from ..components.tables import data_table, truncated
-from ..components.user_actions import UserActions, action_buttons, grant_dialog
+from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_button, key_limit_dialog
 from ..state import SessionState, viewer_required
 from ..views import KeyRow, LedgerRow, LogRow, UserRow, key_row, ledger_row, log_row, user_row
 from .api_keys import status_badge as key_status
@@ -31,7 +31,7 @@ def _account(session: Session, *, viewer_id: int, user_id: int) -> dict:
     names = usage.key_names(session, user_id=user_id)
     days = admin_usage.usage_for_user(session, user_id=user_id, days=USAGE_DAYS)
     return {
-        "user": user_row(user, viewer_id),
+        "user": user_row(user, viewer_id, default_ceiling=backend.settings().max_key_rpm),
         "keys": [key_row(k) for k in keys.list_keys(session, user_id=user_id)],
         "recent": [log_row(r, names) for r in usage.logs_page(session, user_id=user_id, limit=RECENT)],
         "ledger": [ledger_row(e) for e in usage.ledger_lines(session, user_id=user_id, limit=RECENT)],
@@ -116,6 +116,7 @@ def _account_view() -> rx.Component:
                     _fact("Balance", rx.text(u.balance, " credits", id="user-balance")),
                     _fact("Role", rx.cond(u.is_admin, "admin", "user")),
                     _fact("API access", rx.cond(u.api_enabled, "enabled", "disabled")),
+                    _fact("Key limit", rx.box(key_limit_button(s, u), id="user-key-limit")),
                     _fact("Created (UTC)", u.created),
                     size="2",
                 ),
@@ -158,6 +159,7 @@ def _account_view() -> rx.Component:
             rx.text("No credit movements.", size="2", color_scheme="gray"),
         ),
         grant_dialog(s),
+        key_limit_dialog(s),
         spacing="4",
         width="100%",
     )

@@ -1,5 +1,5 @@
-"""Admin → Users: search by email, sort, 25 a page; each user's balance, role and API
-access, their own page, and the actions (components/user_actions.py)."""
+"""Admin → Users: search by email, sort, 25 a page; each user's balance, role, API access
+and key limit, their own page, and the actions (components/user_actions.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..auth import Viewer
 from ..components.forms import sentence
 from ..components.layout import admin_only, page_shell
 from ..components.tables import data_table, numeric, truncated
-from ..components.user_actions import UserActions, action_buttons, grant_dialog
+from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_button, key_limit_dialog
 from ..state import SessionState, admin_required, viewer_required
 from ..views import UserRow, user_row
 
@@ -35,7 +35,8 @@ def _page(
 ) -> tuple[list[UserRow], int, int, int]:
     _label, key, descending = SORTS[sort]
     found = admin_usage.users_page(session, search=search, sort=key, descending=descending, page=page)
-    return [user_row(u, viewer_id) for u in found.users], found.total, found.page, found.pages
+    rows = [user_row(u, viewer_id, default_ceiling=backend.settings().max_key_rpm) for u in found.users]
+    return rows, found.total, found.page, found.pages
 
 
 class UsersAdminState(UserActions, SessionState):
@@ -119,6 +120,7 @@ def _row(u: rx.Var) -> rx.Component:
                 color_scheme=rx.cond(u.api_enabled, "green", "red"),
             )
         ),
+        rx.table.cell(key_limit_button(UsersAdminState, u)),
         rx.table.cell(u.created, white_space="nowrap"),
         rx.table.cell(action_buttons(UsersAdminState, u)),
     )
@@ -182,6 +184,9 @@ def _pager() -> rx.Component:
     )
 
 
+USER_HEADERS = ["Email", ("Balance", {"text_align": "right"}), "Role", "API access", "Key limit", "Created (UTC)", ""]
+
+
 def admin_users_page() -> rx.Component:
     return page_shell(
         "Users",
@@ -190,7 +195,7 @@ def admin_users_page() -> rx.Component:
             rx.cond(
                 UsersAdminState.users.length() > 0,
                 data_table(
-                    ["Email", ("Balance", {"text_align": "right"}), "Role", "API access", "Created (UTC)", ""],
+                    USER_HEADERS,
                     UsersAdminState.users,
                     _row,
                 ),
@@ -198,6 +203,7 @@ def admin_users_page() -> rx.Component:
             ),
             _pager(),
             grant_dialog(UsersAdminState),
+            key_limit_dialog(UsersAdminState),
         ),
     )
 

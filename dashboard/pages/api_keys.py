@@ -68,10 +68,25 @@ CLEAR_SCRIPT = f"document.getElementById({json.dumps(NEW_KEY_ID)}).textContent =
 COPY_SCRIPT = f"navigator.clipboard.writeText(document.getElementById({json.dumps(NEW_KEY_ID)}).textContent)"
 
 
+def prefilled_rate_limit(default: int, ceiling: int) -> int:
+    """The create form's rate limit: the platform's default, within the account's ceiling
+    (0: none), and never unlimited under one."""
+    if not ceiling:
+        return default
+    return min(default, ceiling) if default else ceiling
+
+
+def rate_limit_hint(ceiling: int) -> str:
+    if not ceiling:
+        return "Requests per minute; 0 means unlimited."
+    return f"At most {ceiling:,} requests per minute for this account."
+
+
 class KeysState(SessionState):
     keys: list[KeyRow] = []
     error: str = ""
     default_rate_limit: str = "60"
+    rate_limit_hint: str = rate_limit_hint(0)
     # The name of the key just created; its full text is only in the page (see above).
     new_key_name: str = ""
     revoke_id: int = 0
@@ -81,7 +96,10 @@ class KeysState(SessionState):
     @viewer_required
     async def load(self, viewer: Viewer):
         self.reset()
-        self.default_rate_limit = str(backend.settings().default_rate_limit_per_minute)
+        # The ceiling is shown, not enforced, here: POST /auth/keys refuses a rate limit over it.
+        ceiling = viewer.key_rpm_ceiling
+        self.default_rate_limit = str(prefilled_rate_limit(backend.settings().default_rate_limit_per_minute, ceiling))
+        self.rate_limit_hint = rate_limit_hint(ceiling)
         self.keys = await backend.run(_rows, user_id=viewer.id)
 
     @rx.event
@@ -162,12 +180,14 @@ def _create_form() -> rx.Component:
                                 id="rate-limit",
                                 name="rate_limit",
                                 type="number",
+                                # Not the account's ceiling: POST /auth/keys refuses a value
+                                # over it and says why, where the browser would only balk.
                                 min=0,
                                 max=keys.MAX_RATE_LIMIT,
                                 default_value=KeysState.default_rate_limit,
                                 key=KeysState.default_rate_limit,
                             ),
-                            hint="Requests per minute; 0 means unlimited.",
+                            hint=KeysState.rate_limit_hint,
                         ),
                         flex="1",
                         min_width="10rem",

@@ -41,6 +41,7 @@ def dash_settings(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("SECRET_KEY", TEST_SECRET)
     monkeypatch.setenv("SIGNUP_CREDITS", str(SIGNUP_CREDITS))
     monkeypatch.setenv("DEFAULT_RATE_LIMIT_PER_MINUTE", "60")
+    monkeypatch.setenv("MAX_KEY_RPM", "600")  # the platform's ceiling on self-service keys (its default)
     monkeypatch.setenv("MEDIA_DIR", str(tmp_path / "media"))
     for name in ("REDIS_URL", "ADMIN_EMAIL", "ADMIN_PASSWORD"):
         monkeypatch.delenv(name, raising=False)

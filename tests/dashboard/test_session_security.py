@@ -81,6 +81,7 @@ UI_ONLY = {
     "set_until",
     "set_form_open",
     "set_grant_open",
+    "set_limit_open",
     "set_draft",
 }  # the model form's price preview: computed from what was typed, nothing stored
 ADMIN_STATES = {ModelsAdminState, UsersAdminState, MarginAdminState, UsageAdminState, UserAdminState}

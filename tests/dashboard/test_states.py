@@ -53,7 +53,10 @@ def snapshot(engine) -> dict:
     """Everything an admin handler could change."""
     with session_for(engine) as s:
         return {
-            "users": [(u.id, u.balance, u.is_admin, u.api_enabled) for u in s.exec(select(User).order_by(User.id))],
+            "users": [
+                (u.id, u.balance, u.is_admin, u.api_enabled, u.max_key_rpm)
+                for u in s.exec(select(User).order_by(User.id))
+            ],
             "ledger": len(s.exec(select(LedgerEntry)).all()),
             "models": [m.model_dump() for m in registry.list_models(s)],
             "audit": len(s.exec(select(ModelAudit)).all()),
@@ -136,6 +139,8 @@ ADMIN_CALLS = [
     ),
     (UsersAdminState, "start_grant", (USER,)),
     (UsersAdminState, "grant_credits", ({"user_id": USER, "amount": "1000", "note": "free money"},)),
+    (UsersAdminState, "start_key_limit", (USER,)),
+    (UsersAdminState, "set_key_limit", ({"user_id": USER, "max_key_rpm": "0"},)),
     (UsersAdminState, "set_api_enabled", (USER, False)),
     (UsersAdminState, "set_admin", (USER, True)),
     (UsersAdminState, "search_users", ({"search": "example"},)),
@@ -144,6 +149,8 @@ ADMIN_CALLS = [
     (UsersAdminState, "previous_page", ()),
     (UserAdminState, "start_grant", (USER,)),
     (UserAdminState, "grant_credits", ({"user_id": USER, "amount": "1000", "note": "free money"},)),
+    (UserAdminState, "start_key_limit", (USER,)),
+    (UserAdminState, "set_key_limit", ({"user_id": USER, "max_key_rpm": "0"},)),
     (UserAdminState, "set_api_enabled", (USER, False)),
     (UserAdminState, "set_admin", (USER, True)),
     (MarginAdminState, "set_days", ("7",)),
@@ -169,6 +176,7 @@ async def test_a_plain_user_calling_an_admin_handler_is_refused_and_nothing_chan
     assert toast_says(result, NOT_ADMIN)
     assert snapshot(engine) == before
     assert getattr(state, "form_open", False) is False and getattr(state, "grant_open", False) is False
+    assert getattr(state, "limit_open", False) is False
 
 
 @pytest.mark.parametrize("state_cls, handler, args", ADMIN_CALLS)
@@ -467,6 +475,9 @@ async def test_admin_prices_a_model_by_tokens_with_decimals_and_sees_a_typical_c
         "prompt_price": "0",
         "completion_price": "0",
         "markup": "1",
+        "cache_read_price": "",  # flat_seed_prices unset them: the prompt price applies
+        "cache_write_price": "",
+        "max_prompt_tokens": "",
     }
     assert state.preview == "Every call costs 1 credit (× n when a call asks for n images or choices)."
     for name, value in (

@@ -10,12 +10,19 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+
+from store import pricing, registry
+from store.db import session_for
+
+from .conftest import LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +45,49 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium
         chromium.close()
+
+
+# The chat models these pages' numbers are written for ("gpt-5 costs 3"): priced at their
+# flat seed fee (3, 1 and 4 credits) while a test's calls are made, as tests/factories.
+# flat_seed_prices does for the suites of a call's mechanics; the shipped per-token prices
+# have tests of their own. What the calls were charged stays in the ledger and the logs.
+FLAT = ("openai/gpt-5", "openai/gpt-5-mini", "anthropic/claude-sonnet-4.5")
+
+
+def _set_pricing(live_server: LiveServer, modes: dict[str, str]) -> None:
+    with session_for(live_server.engine) as s:
+        for model_id, mode in modes.items():
+            registry.set_model(s, model_id=model_id, actor="e2e", pricing=mode)
+
+
+def _serving(live_server: LiveServer, key: str, modes: dict[str, str]) -> None:
+    """Wait until the server's registry cache (KEY_CACHE_TTL_S) has the prices just set."""
+    deadline = time.monotonic() + 20
+    while True:
+        listed = httpx.get(f"{live_server.api}/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        served = {m["id"]: m["pricing"]["mode"] for m in listed.json()["data"]}
+        if all(served.get(model_id) == mode for model_id, mode in modes.items()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the server still prices {served}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def flat_seed_prices(live_server: LiveServer) -> Iterator[None]:
+    """The FLAT models at their flat fee for the calls made inside. (The server is asked
+    with a key of its own: the callers' logs hold only their own calls.)"""
+    key = live_server.user_with_key(f"prices-{uuid.uuid4().hex[:8]}@example.com", credits=0)
+    with session_for(live_server.engine) as s:
+        shipped = {model_id: registry.get_model(s, model_id=model_id).pricing for model_id in FLAT}
+    flat = dict.fromkeys(FLAT, pricing.PER_REQUEST)
+    _set_pricing(live_server, flat)
+    try:
+        _serving(live_server, key, flat)
+        yield
+    finally:
+        _set_pricing(live_server, shipped)
+        _serving(live_server, key, shipped)
 
 
 @pytest.fixture
@@ -114,7 +164,8 @@ def test_sign_up_create_a_key_use_it_and_see_it_in_logs_and_credits(page, live_s
     assert key not in page.content()
 
     sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
-    answer = sdk.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "hello"}])
+    with flat_seed_prices(live_server):
+        answer = sdk.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "hello"}])
     assert answer.choices[0].message.content == "echo: hello"
     tokens = f"{answer.usage.prompt_tokens} / {answer.usage.completion_tokens}"
 
@@ -183,7 +234,9 @@ def test_admin_edits_a_model_cost_and_the_api_shows_it(page, live_server):
         if prices.get(model_id, (None,))[0] == 0.5 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert prices[model_id] == (0.5, {"mode": "per_token", "request": 0.5, "prompt": 1.25, "completion": 10})
+    # no cache prices set: a cached prompt token costs the prompt price
+    cached = {"cache_read": 1.25, "cache_write": 1.25}
+    assert prices[model_id] == (0.5, {"mode": "per_token", "request": 0.5, "prompt": 1.25, "completion": 10, **cached})
 
 
 def test_an_admin_sees_the_margin_of_each_model_and_day(page, live_server):

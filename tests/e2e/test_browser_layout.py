@@ -33,7 +33,7 @@ from store.money import parse_credits
 from store.usage import CSV_COLUMNS
 
 from .conftest import SECRET, LiveServer
-from .test_browser import ADMIN, ARGS, CHROMIUM, WAIT_MS, reload_until
+from .test_browser import ADMIN, ARGS, CHROMIUM, WAIT_MS, flat_seed_prices, reload_until
 
 pytestmark = pytest.mark.e2e
 
@@ -113,12 +113,13 @@ def world(live_server: LiveServer) -> World:
     long_note = "Credits for the migration, see " + LONG_WORD
     assert live_server.cli("grant", email, "2.5", "--note", long_note).returncode == 0
     sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
-    ok = sdk.chat.completions.with_raw_response.create(
-        model="openai/gpt-5", messages=[{"role": "user", "content": "hello there"}]
-    )
+    with flat_seed_prices(live_server):  # gpt-5 costs 3, held and charged
+        ok = sdk.chat.completions.with_raw_response.create(
+            model="openai/gpt-5", messages=[{"role": "user", "content": "hello there"}]
+        )
+        with pytest.raises(openai.APIStatusError) as failed:
+            sdk.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "fail:500"}])
     usage = ok.parse().usage
-    with pytest.raises(openai.APIStatusError) as failed:
-        sdk.chat.completions.create(model="openai/gpt-5", messages=[{"role": "user", "content": "fail:500"}])
     assert failed.value.status_code == 502
     _history(live_server)
     with session_for(live_server.engine) as s:
