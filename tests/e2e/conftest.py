@@ -83,9 +83,26 @@ def live_server(tmp_path_factory) -> LiveServer:
         server = LiveServer(f"http://127.0.0.1:{port}", database_url, env, upstream, log_path)
         try:
             _wait_ready(server, proc)
+            flat_seed_prices(server)
             yield server
         finally:
             _stop(proc)
+
+
+SEEDED_CHAT = ("openai/gpt-5", "openai/gpt-5-mini", "anthropic/claude-sonnet-4.5")
+
+
+def flat_seed_prices(server: LiveServer) -> None:
+    """The seeded chat models at their seed fee per request (tests.factories.flat_seed_prices,
+    through the CLI): the end-to-end tests count a call's flat fee; the shipped per-token
+    prices are tested on their own."""
+    for model_id in SEEDED_CHAT:
+        done = server.cli(
+            "set-model", model_id, "--pricing", "per_request", "--prompt-price", "0", "--completion-price", "0",
+            "--cache-read-price", "none", "--cache-write-price", "none",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    time.sleep(1.5)  # KEY_CACHE_TTL_S: the server's registry cache sees the change
 
 
 def _wait_ready(server: LiveServer, proc: subprocess.Popen, timeout: float = 600) -> None:
