@@ -237,10 +237,14 @@ def test_claude_code_writes_and_cats_a_file(platform: Platform, tmp_path: Path) 
     )
     email = f"claude-{platform.mode}@example.com"
     key = platform.server.user_with_key(email, credits=CREDITS)
+    # the key as Anthropic's (x-api-key) in one mode, as a bearer token in the other: both are taken
+    key_variable = "ANTHROPIC_API_KEY" if platform.mode == "native" else "ANTHROPIC_AUTH_TOKEN"
+    # docs/api.md's settings ("Coding agents"), with no retries
     env = base_env(home) | {
         "ANTHROPIC_BASE_URL": f"{platform.server.base_url}/api",
-        "ANTHROPIC_API_KEY": key,
+        key_variable: key,
         "ANTHROPIC_MODEL": CLAUDE_MODEL,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": CLAUDE_MODEL,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
@@ -271,14 +275,14 @@ def test_claude_code_writes_and_cats_a_file(platform: Platform, tmp_path: Path) 
 # ---------------------------------------------------------------- Codex
 
 
+# docs/api.md's ("Coding agents"), with no retries
 CODEX_CONFIG = """
 model = "{model}"
 model_provider = "platform"
-model_reasoning_effort = "medium"
 check_for_update_on_startup = false
 
 [model_providers.platform]
-name = "The platform"
+name = "LLM platform"
 base_url = "{base_url}"
 env_key = "PLATFORM_API_KEY"
 wire_api = "responses"
