@@ -7,6 +7,10 @@ PYTHON ?= python3
 PYTEST_ARGS ?=
 BUN_VERSION := 1.4.4
 SWAGGER_UI_VERSION := 5.35.0
+# The coding agents the end-to-end tests run (tests/e2e/test_agents.py): the versions
+# whose requests tests/fixtures/agents/ captured.
+CLAUDE_CODE_VERSION := 2.1.332
+CODEX_VERSION := 0.171.0
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,6 +21,8 @@ BUN := $(TOOLS)/node_modules/.bin/bun
 BUN_STAMP := $(TOOLS)/.bun-$(BUN_VERSION)
 SWAGGER_UI := $(TOOLS)/swagger-ui
 SWAGGER_UI_STAMP := $(SWAGGER_UI)/.swagger-ui-dist-$(SWAGGER_UI_VERSION)
+AGENTS := $(TOOLS)/agents
+AGENTS_STAMP := $(AGENTS)/.claude-code-$(CLAUDE_CODE_VERSION)-codex-$(CODEX_VERSION)
 
 export PORT
 export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(PATH)
@@ -24,7 +30,7 @@ export REFLEX_USE_SYSTEM_BUN := 1
 export REFLEX_TELEMETRY_ENABLED := false
 export REFLEX_CHECK_LATEST_VERSION := false
 
-.PHONY: run serve test migrate bench deps bun swagger-ui chromium clean-web
+.PHONY: run serve test migrate bench deps bun swagger-ui agents chromium clean-web
 
 # Python virtualenv with the pinned requirements; redone only when they change.
 # The stamp is a copy of the requirements.txt it installed and is compared by
@@ -70,6 +76,23 @@ $(SWAGGER_UI_STAMP):
 
 swagger-ui: $(SWAGGER_UI_STAMP)
 
+# Claude Code and the Codex CLI for the end-to-end agent tests, from the npm registry, in a
+# prefix of their own (one npm command installs both, so neither prunes the other, nor
+# they bun); the tests run them by path ($(AGENTS)/node_modules/.bin/{claude,codex}).
+# Each package's native binary comes as an optional dependency; Claude Code's postinstall
+# copies it into place, so install scripts stay on. The version checks run the binaries
+# (with a HOME of their own: they may write there).
+$(AGENTS_STAMP):
+	rm -f $(AGENTS)/.claude-code-*
+	npm install --prefix $(AGENTS) --no-save --no-audit --no-fund --loglevel=error \
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @openai/codex@$(CODEX_VERSION)
+	mkdir -p $(AGENTS)/home
+	test "$$(HOME=$(CURDIR)/$(AGENTS)/home $(AGENTS)/node_modules/.bin/claude --version)" = "$(CLAUDE_CODE_VERSION) (Claude Code)"
+	test "$$(HOME=$(CURDIR)/$(AGENTS)/home $(AGENTS)/node_modules/.bin/codex --version)" = "codex-cli $(CODEX_VERSION)"
+	touch $@
+
+agents: $(AGENTS_STAMP)
+
 migrate: $(DEPS)
 	mkdir -p data
 	$(PY) -m store migrate
@@ -90,7 +113,7 @@ chromium:
 	fi
 
 # Lint, format and types first (configured in pyproject.toml): each must pass, as the suite must.
-test: $(DEV_DEPS) $(BUN_STAMP) $(SWAGGER_UI_STAMP) chromium
+test: $(DEV_DEPS) $(BUN_STAMP) $(SWAGGER_UI_STAMP) $(AGENTS_STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -18,7 +18,7 @@ format natively (SPEC, "Agents"): the chat request policy's rule, in each format
     metadata    Messages: `user_id` only; Responses: OpenAI's 16 short string pairs
 
 Everything else passes byte for byte in meaning: tools, tool results, thinking blocks
-and their signatures, `cache_control`, images.
+and their signatures, `cache_control` (on blocks, and Messages' top-level one), images.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ MESSAGES_ALLOWED = frozenset(
         "thinking",
         "context_management",
         "output_config",
+        "cache_control",  # Anthropic's automatic caching (a breakpoint on the last block), priced as cache writes
     }
 )
 RESPONSES_ALLOWED = frozenset(

@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import select
 
 from api.app import create_app
+from api.native_policy import messages_body
 from store import registry
 from store.db import session_for
 from store.models import LedgerEntry, RequestLog
@@ -115,6 +116,26 @@ def logged(engine, ref: str) -> list[RequestLog]:
             return rows
         time.sleep(0.05)
     return []
+
+
+def test_a_top_level_cache_control_goes_native_as_translation_honours_it():
+    """Anthropic's automatic caching (`cache_control` beside `messages`) reaches the provider:
+    dropping it would bill the caller's whole prompt fresh on every turn."""
+    body = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+        "cache_control": {"type": "ephemeral"},
+        "service_tier": "auto",
+    }
+    native = messages_body(body, upstream_id=UPSTREAM_ID, max_output_tokens=CAP)
+    assert native.body == {
+        "model": UPSTREAM_ID,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+        "cache_control": {"type": "ephemeral"},
+    }
+    assert native.dropped == ("service_tier",)
 
 
 @BOTH

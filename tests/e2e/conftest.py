@@ -1,5 +1,6 @@
 """The server as `make run` starts it, in a subprocess, against a fake upstream served
-over real HTTP. One server for the whole session (its first start builds the frontend)."""
+over real HTTP. `live_server`: one server for the whole session (its first start builds
+the frontend); `server_env` and `make_run` start others (tests/e2e/test_agents.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +31,7 @@ class LiveServer:
     base_url: str
     database_url: str
     env: dict
-    upstream: ServedUpstream
+    upstream: Any  # the fake upstream it calls (ServedUpstream, tests/fakes/agent_upstream.AgentUpstream)
     log_path: Path
 
     @property
@@ -39,9 +43,7 @@ class LiveServer:
         return get_engine(self.database_url)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "store", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
+        return store_cli(self.env, *args)
 
     def user_with_key(self, email: str, credits: int, rpm: int = 0) -> str:
         """Create a user (with credits) and a key through the admin CLI; returns the key."""
@@ -51,42 +53,62 @@ class LiveServer:
         assert issued.returncode == 0, issued.stderr
         return issued.stdout.strip().splitlines()[-1]
 
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def store_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The admin CLI (`python -m store …`) on the database of `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "store", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def server_env(tmp: Path, upstream_base_url: str, **extra: str) -> dict[str, str]:
+    """The environment `make run` gets: a SQLite database in `tmp`, the fake upstream as
+    OpenRouter, no Redis; `extra` adds or overrides settings."""
+    env = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "DATABASE_URL": f"sqlite:///{tmp}/platform.db",
+        "SECRET_KEY": SECRET,
+        "OPENROUTER_API_KEY": "fake-upstream-key",
+        "OPENROUTER_BASE_URL": upstream_base_url,
+        "UPSTREAM_TIMEOUT_S": "3",
+        "UPSTREAM_RETRIES": "0",
+        # another process's registry and key edits show after this many seconds
+        "KEY_CACHE_TTL_S": "1",
+        "MEDIA_DIR": str(tmp / "media"),
+        "ADMIN_EMAIL": "admin@example.com",
+        "ADMIN_PASSWORD": "admin password 1",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+    env.pop("REDIS_URL", None)
+    return env
+
+
+@contextmanager
+def make_run(env: dict[str, str], upstream: Any, log_path: Path) -> Iterator[LiveServer]:
+    """`make run` with `env` (server_env), in its own process group, until ready; stopped after."""
+    server = LiveServer(f"http://127.0.0.1:{env['PORT']}", env["DATABASE_URL"], env, upstream, log_path)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["make", "-s", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_ready(server, proc)
+        yield server
+    finally:
+        _stop(proc)
+
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> LiveServer:
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("live")
-    with ServedUpstream() as upstream:
-        port = free_port()
-        database_url = f"sqlite:///{tmp}/platform.db"
-        env = {
-            **os.environ,
-            "PORT": str(port),
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": SECRET,
-            "OPENROUTER_API_KEY": "fake-upstream-key",
-            "OPENROUTER_BASE_URL": upstream.base_url,
-            "UPSTREAM_TIMEOUT_S": "3",
-            "UPSTREAM_RETRIES": "0",
-            # another process's registry and key edits show after this many seconds
-            "KEY_CACHE_TTL_S": "1",
-            "MEDIA_DIR": str(tmp / "media"),
-            "ADMIN_EMAIL": "admin@example.com",
-            "ADMIN_PASSWORD": "admin password 1",
-            "PYTHONPATH": str(ROOT),
-        }
-        env.pop("REDIS_URL", None)
-        log_path = tmp / "server.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                ["make", "-s", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        server = LiveServer(f"http://127.0.0.1:{port}", database_url, env, upstream, log_path)
-        try:
-            _wait_ready(server, proc)
-            flat_seed_prices(server)
-            yield server
-        finally:
-            _stop(proc)
+    with ServedUpstream() as upstream, make_run(server_env(tmp, upstream.base_url), upstream, tmp / "server.log") as s:
+        flat_seed_prices(s)
+        yield s
 
 
 SEEDED_CHAT = ("openai/gpt-5", "openai/gpt-5-mini", "anthropic/claude-sonnet-4.5")
@@ -109,14 +131,14 @@ def _wait_ready(server: LiveServer, proc: subprocess.Popen, timeout: float = 600
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_path.read_text()[-4000:]}")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
         try:
             if httpx.get(f"{server.base_url}/ping", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"server not ready after {timeout}s:\n{server.log_path.read_text()[-4000:]}")
+    raise RuntimeError(f"server not ready after {timeout}s:\n{server.log_tail()}")
 
 
 def _stop(proc: subprocess.Popen) -> None:

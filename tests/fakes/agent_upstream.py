@@ -6,7 +6,8 @@ chat completions, plain and streamed, playing one *tool job* the way a model wou
     with AgentUpstream(job) as up:      # up.root = http://127.0.0.1:PORT, up.base_url = root + "/v1"
         ...                             # point Claude Code, Codex, an SDK or the platform at it
     up.requests                         # every request: method, path, headers, body
-    up.answers                          # what each got: kind, step, usage (provider-neutral)
+    up.answers                          # what each got: kind, step, usage (provider-neutral), text
+    up.play(next_job)                   # the next run's job, the records cleared
 
 Routes (any prefix, so `{root}/v1/...` and a platform's `{base}/...` both work):
 
@@ -134,6 +135,7 @@ class Answer:
     step: int = 0
     stream: bool = False
     usage: Usage | None = None
+    text: str = ""  # what the answer said (a final answer: with the tool result it quotes)
 
 
 def sign(text: str) -> str:
@@ -327,6 +329,13 @@ class AgentUpstream:
             loop.run_until_complete(runner.cleanup())
             loop.close()
 
+    def play(self, job: ToolJob) -> None:
+        """Play `job` from the next request on, the records of earlier requests cleared (one
+        upstream can serve several agent runs, one after another)."""
+        self.job = job
+        self.requests.clear()
+        self.answers.clear()
+
     def _id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):04d}"
 
@@ -361,7 +370,7 @@ class AgentUpstream:
                     self.answers.append(Answer(path, "rejected", stream=stream))
                     return _rejected(suffix, conv.bad_signature)
                 turn = self._plan(conv, len(body), data)
-                self.answers.append(Answer(path, turn.kind, turn.step, stream, turn.usage))
+                self.answers.append(Answer(path, turn.kind, turn.step, stream, turn.usage, turn.text))
                 return await write(request, data, turn, stream)
         self.answers.append(Answer(path, "unknown"))
         return web.json_response({"error": {"message": f"no route POST {path}"}}, status=404)
