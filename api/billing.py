@@ -147,7 +147,7 @@ async def _hand_to_reconciler(runtime: Runtime, ctx: RequestContext, *, user_id:
 async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
     back = ctx.held - ctx.credit_cost
     try:
-        settled = await runtime.db(
+        settled = await runtime.write(
             credits.settle_hold,
             user_id=user_id,
             ref=ctx.request_id,

@@ -28,7 +28,7 @@ from store.db import get_engine, is_locked
 from store.errors import InsufficientCredits, KeyNotUsable, NotFound
 from store.models import ModelEntry, utcnow
 from store.money import MICRO
-from store.offloop import run_store
+from store.offloop import GroupCommit, run_store
 from store.settings import Settings
 
 from . import prepare
@@ -56,6 +56,7 @@ class Runtime:
         self.engine = get_engine(
             settings.database_url, settings.db_pool_size, settings.db_max_overflow, settings.sqlite_busy_timeout_s
         )
+        self.group = GroupCommit(self.engine)  # the holds and settlements, many to a transaction
         self.limiter = KeyRateLimiter(settings.redis_url, settings.rate_limit_namespace)
         self.keys = KeyCache(settings.key_cache_ttl_s)
         self.registry = RegistryCache(settings.key_cache_ttl_s)
@@ -172,6 +173,18 @@ class Runtime:
                 ) from None
             raise
 
+    async def write(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """A short write of the request path (the hold, the settlement), group-committed
+        with the others in flight (store.offloop.GroupCommit); errors as `db`'s."""
+        try:
+            return await self.group.run(fn, **kwargs)
+        except Exception as exc:
+            if is_locked(exc):
+                raise ApiError(
+                    "service_unavailable", "The database is busy; retry shortly", headers={"Retry-After": "1"}
+                ) from None
+            raise
+
     async def verify_key(self, raw: str) -> keys.KeyRecord | None:
         if not keys.is_well_formed(raw):
             return None
@@ -211,7 +224,7 @@ class Runtime:
         assert key is not None  # the request was authenticated before anything is charged
         hold = self.holds.info(endpoint=ctx.endpoint, stream=ctx.stream, api_key_id=key.key_id, key_prefix=key.prefix)
         try:
-            await self.db(
+            await self.write(
                 credits.debit_for_request,
                 user_id=key.user_id,
                 cost=cost,

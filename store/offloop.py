@@ -76,34 +76,34 @@ def _pool(engine: Engine) -> ThreadPoolExecutor:
 class GroupCommit:
     """Short writes of the request path (a hold, a settlement), many to one transaction.
 
-    `await group.run(fn, **kwargs)` queues `fn(connection, **kwargs)`; a drain in the
-    engine's store pool takes everything queued (up to `max_batch`), runs each in one
-    transaction, in a savepoint of its own when `savepoint` (so one that raises, such as a
-    refused debit, leaves nothing behind while the others stand), commits once and hands
-    each caller its result. Calls that arrive while a drain runs form the next batch, so
-    under load a commit, a transaction's start and a thread hop serve a whole batch, and
-    one account's holds wait for the row lock once per batch, not once per call. Alone, a
-    call runs at once: nothing waits to fill a batch. `fn` must not commit.
+    `await group.run(fn, **kwargs)` queues the store function `fn(session, **kwargs)`; a
+    drain in the engine's store pool takes everything queued (up to `max_batch`), runs each
+    inside one transaction in a savepoint of its own (`InBatch`: its commit keeps what it
+    wrote, its rollback, or an exception, undoes only that), commits once and hands each
+    caller its result. Calls that arrive while a drain runs form the next batch, so under
+    load one commit, one transaction start and one thread hop serve a whole batch, and one
+    account's holds wait for its row lock once per batch, not once per call. Alone, a call
+    runs at once: nothing waits to fill a batch.
 
-    If the batch cannot commit (the database refused or failed it), each call runs again
-    in a transaction of its own, so one bad call fails alone. A call, once queued, runs to
-    its end even if its caller is cancelled, as `run_store`'s do.
+    If the batch cannot commit (the database refused or failed it), each call runs again in
+    a transaction of its own, so one bad call fails alone. A call, once queued, runs to its
+    end even if its caller is cancelled, as `run_store`'s do.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 256) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._queue: list[tuple[Callable[..., Any], dict[str, Any], bool, asyncio.Future]] = []
+        self._queue: list[tuple[Callable[..., Any], dict[str, Any], asyncio.Future]] = []
         self._lock = threading.Lock()
         self._draining = False
-        self.batches = 0  # how many transactions served how many calls (for the bench and tests)
+        self.batches = 0  # how many transactions served how many calls (the bench reports it)
         self.calls = 0
 
-    async def run(self, fn: Callable[..., T], /, *, savepoint: bool = False, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         with self._lock:
-            self._queue.append((fn, kwargs, savepoint, future))
+            self._queue.append((fn, kwargs, future))
             start, self._draining = not self._draining, True
         if start:
             _pool(self._engine).submit(self._drain, loop)
@@ -112,13 +112,12 @@ class GroupCommit:
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            more = bool(self._queue)
         try:
             results = self._write(batch)
         finally:
             with self._lock:
-                more = more or bool(self._queue)
-                self._draining = more
+                self._draining = bool(self._queue)
+                more = self._draining
             if more:  # behind whatever else waits for this thread (the log writer's batches)
                 _pool(self._engine).submit(self._drain, loop)
         loop.call_soon_threadsafe(_deliver, batch, results)
@@ -128,31 +127,58 @@ class GroupCommit:
         self.calls += len(batch)
         try:
             with self._engine.connect() as connection, connection.begin():
-                results = [self._one(connection, fn, kwargs, savepoint) for fn, kwargs, savepoint, _ in batch]
-            return results
+                return [_in_savepoint(connection, fn, kwargs) for fn, kwargs, _ in batch]
         except Exception:  # the batch as a whole failed: each call alone, so one fails alone
-            return [self._alone(fn, kwargs) for fn, kwargs, _, _ in batch]
-
-    @staticmethod
-    def _one(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any], savepoint: bool) -> tuple[bool, Any]:
-        if not savepoint:
-            return True, fn(connection, **kwargs)
-        try:
-            with connection.begin_nested():
-                return True, fn(connection, **kwargs)
-        except Exception as exc:  # rolled back to its savepoint; the batch goes on
-            return False, exc
+            return [self._alone(fn, kwargs) for fn, kwargs, _ in batch]
 
     def _alone(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, Any]:
         try:
             with self._engine.connect() as connection, connection.begin():
-                return True, fn(connection, **kwargs)
+                return _in_savepoint(connection, fn, kwargs)
         except Exception as exc:
             return False, exc
 
 
+class InBatch:
+    """A store function's session inside a group commit (duck-typed as the Core connection
+    it is given elsewhere): `commit` keeps what the function wrote so far (the batch commits
+    it), `rollback` undoes only what it wrote since; both leave a fresh savepoint open."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._savepoint = connection.begin_nested()
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return self._connection.execute(*args, **kwargs)
+
+    def commit(self) -> None:
+        self._savepoint.commit()
+        self._savepoint = self._connection.begin_nested()
+
+    def rollback(self) -> None:
+        self._savepoint.rollback()
+        self._savepoint = self._connection.begin_nested()
+
+    def _finish(self, ok: bool) -> None:
+        if ok:
+            self._savepoint.commit()
+        else:
+            self._savepoint.rollback()
+
+
+def _in_savepoint(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    session = InBatch(connection)
+    try:
+        result = fn(session, **kwargs)
+    except Exception as exc:  # refused (InsufficientCredits, …) or failed: its writes undone
+        session._finish(False)
+        return False, exc
+    session._finish(True)
+    return True, result
+
+
 def _deliver(batch: list, results: list[tuple[bool, Any]]) -> None:
-    for (_, _, _, future), (ok, value) in zip(batch, results, strict=True):
+    for (_, _, future), (ok, value) in zip(batch, results, strict=True):
         if future.cancelled():
             continue
         if ok:
