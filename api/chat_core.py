@@ -79,7 +79,7 @@ async def admit(
         body = await runtime.cpu(ctx, lambda: translate(body))
     model_id, stream = body["model"], bool(body.get("stream"))
     ctx.model, ctx.stream = model_id, stream
-    entry = await runtime.model_for(model_id, "chat")
+    entry = await runtime.model_for(model_id, "chat", ctx.key)
     chat = runtime.chat
     if entry.provider != "openrouter" or chat is None or not chat.configured:
         raise ApiError("provider_not_configured")

@@ -5,8 +5,9 @@
     POST /auth/logout     [everywhere=1]               -> cookie and session(s) gone, 303 to /
     POST /auth/password   current_password, new_password
                           -> every session of the user ended, a fresh cookie, 303 to the account page
-    POST /auth/keys       name, rate_limit         -> 201 {"key", "name", "id"}: a new API key, in full
-                          this once (the API Keys page's script shows it; it never enters Reflex state)
+    POST /auth/keys       name, rate_limit[, budget, budget_period, models, expires]
+                          -> 201 {"key", "name", "id"}: a new API key, in full this once (the API
+                          Keys page's script shows it; it never enters Reflex state); 400 {"error"}
     GET  /export/logs.csv ?key&model&status&since&until -> the signed-in user's filtered logs
 
 The sign-in pages post plain HTML forms here, so the session token travels only in
@@ -21,7 +22,8 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
@@ -31,6 +33,7 @@ from limits.errors import StorageError
 from store import accounts, keys, sessions, usage, users
 from store.db import read_engine
 from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
+from store.models import CLEAR
 from store.money import parse_credits
 
 from . import backend, routes
@@ -134,6 +137,26 @@ def parse_rate_limit(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()) or int(text) > keys.MAX_RATE_LIMIT:
         return None
     return int(text)
+
+
+def key_controls(form: Mapping[str, Any]) -> keys.KeyControls:
+    """The optional controls of a new key from its form (`budget` in credits, `budget_period`
+    day/week/month, `models` comma-separated ids, `expires` an ISO date or time); an empty
+    field sets none. InvalidInput for a bad one."""
+
+    def given(name: str, parse: Callable[[str], object]) -> Any:
+        value = parse(str(form.get(name, "") or ""))
+        return None if value is CLEAR else value
+
+    budget, period = given("budget", keys.parse_budget), given("budget_period", keys.parse_period)
+    if period is not None and budget is None:
+        raise InvalidInput("a budget period needs a budget")
+    return keys.KeyControls(
+        budget=budget,
+        budget_period=period,
+        models=given("models", keys.parse_models),
+        expires_at=given("expires", keys.parse_expiry),
+    )
 
 
 def _password_error(password: str) -> str | None:
@@ -278,6 +301,7 @@ def build_router(
         if rpm is None:
             return JSONResponse({"error": RATE_LIMIT_ERROR}, status_code=400)
         try:
+            controls = key_controls(form)
             issued = await backend.run(
                 keys.issue_key,
                 secret_key=backend.settings().secret_key,
@@ -285,6 +309,7 @@ def build_router(
                 name=name,
                 rate_limit_per_minute=rpm,
                 self_service_ceiling=backend.settings().max_key_rpm,
+                controls=controls,
             )
         except StoreError as exc:
             return JSONResponse({"error": str(exc).capitalize() + "."}, status_code=400)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import credits, keys, pricing, registry, users
+from . import budgets, credits, keys, pricing, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
 from .margin import MAX_DAYS, margin_by_model_day, usd_text
@@ -57,6 +57,58 @@ def _int_or_none(text: str) -> object:
     return CLEAR if text.strip().lower() == "none" else _int(text)
 
 
+def _store_parser(parse):
+    """An argparse type from a store parser (store.keys.parse_*): its InvalidInput as the error."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except StoreError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _key_controls(p: argparse.ArgumentParser, *, clearable: bool = False) -> None:
+    none = "; none: remove it" if clearable else ""
+    p.add_argument("--budget", type=_store_parser(keys.parse_budget), help=f"credits the key may spend a period{none}")
+    p.add_argument(
+        "--budget-period",
+        type=_store_parser(keys.parse_period),
+        help=f"day, week or month (default: the key's whole life){none}",
+    )
+    p.add_argument(
+        "--models", type=_store_parser(keys.parse_models), help=f"comma-separated model ids it may call{none}"
+    )
+    p.add_argument(
+        "--expires", type=_store_parser(keys.parse_expiry), help=f"ISO date or time it stops working (UTC){none}"
+    )
+
+
+def _controls_of(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "budget": args.budget,
+        "budget_period": args.budget_period,
+        "models": args.models,
+        "expires_at": args.expires,
+    }
+
+
+def _key_line(key) -> str:
+    """A key as the CLI reports it: prefix…last4, owner's limits and controls."""
+    parts = [f"{key.prefix}…{key.last4}", key.name, f"{key.rate_limit_per_minute}/min"]
+    budget = keys.budget_of(key)
+    if budget is not None:
+        per = f" per {budget.period}" if budget.period else ""
+        parts.append(f"budget {format_credits(budget.budget)}{per} (spent {format_credits(budget.spent)})")
+    models = keys.models_of(key)
+    if models is not None:
+        parts.append("models " + ",".join(models))
+    if key.expires_at is not None:
+        parts.append("expires " + budgets.aware(key.expires_at).isoformat())
+    return "\t".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m store", description="Administer the platform's store.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -78,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--name", default="cli")
     p.add_argument("--rpm", type=_int, default=None)
+    _key_controls(p)
+
+    p = sub.add_parser("edit-key", help="change the key with this display prefix (first 12 chars)")
+    p.add_argument("prefix")
+    p.add_argument("--name")
+    p.add_argument("--rpm", type=_int)
+    _key_controls(p, clearable=True)
 
     p = sub.add_parser("set-model", help="create or edit a registry entry")
     p.add_argument("model_id")
@@ -153,11 +212,45 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             user = users.get_user_by_email(session, email=args.email)
             assert user.id is not None  # a stored row
             rpm = settings.default_rate_limit_per_minute if args.rpm is None else args.rpm
-            issued = keys.issue_key(
-                session, secret_key=settings.secret_key, user_id=user.id, name=args.name, rate_limit_per_minute=rpm
+            for option, value in (("--budget", args.budget), ("--models", args.models), ("--expires", args.expires)):
+                if value is CLEAR:
+                    raise UsageError(f"{option} none: a new key has no such control to remove")
+            if args.budget_period is CLEAR:
+                args.budget_period = None
+            if args.budget_period is not None and args.budget is None:
+                raise UsageError("--budget-period needs --budget")
+            controls = keys.KeyControls(
+                budget=args.budget, budget_period=args.budget_period, models=args.models, expires_at=args.expires
             )
-            print(f"key {issued.key.prefix}…{issued.key.last4} for {user.email}, {rpm}/min. Shown once:", file=out)
+            issued = keys.issue_key(
+                session,
+                secret_key=settings.secret_key,
+                user_id=user.id,
+                name=args.name,
+                rate_limit_per_minute=rpm,
+                controls=controls,
+            )
+            print(f"key {_key_line(issued.key)} for {user.email}. Shown once:", file=out)
             print(issued.secret, file=out)
+        elif args.command == "edit-key":
+            changes = _controls_of(args)
+            if args.name is None and args.rpm is None and all(v is None for v in changes.values()):
+                raise UsageError(
+                    "nothing to change: give --name, --rpm, --budget, --budget-period, --models or --expires"
+                )
+            key = keys.live_key_by_prefix(session, prefix=args.prefix)
+            assert key.id is not None  # a stored row
+            key = keys.edit_key(
+                session,
+                key_id=key.id,
+                name=args.name,
+                rate_limit_per_minute=args.rpm,
+                budget=args.budget,
+                budget_period=args.budget_period,
+                models=args.models,
+                expires_at=args.expires,
+            )
+            print(f"updated {_key_line(key)}", file=out)
         elif args.command == "set-model":
             fields = {
                 "credit_cost": args.cost,

@@ -40,7 +40,7 @@ async def create_embeddings(key: CallerKey, request: EmbeddingBody, runtime: Run
     """Checked in the spec's order (key, limit, body, model, provider, credits), charged once."""
     model_id = request.model or ""  # validated: present
     ctx.model = model_id
-    entry = await runtime.model_for(model_id, "embedding")
+    entry = await runtime.model_for(model_id, "embedding", key)
     upstream = runtime.chat
     if entry.provider != "openrouter" or upstream is None or not upstream.configured:
         raise ApiError("provider_not_configured")
