@@ -1,6 +1,7 @@
 """Backend routes of the dashboard, mounted on the API's FastAPI app (same port as Reflex).
 
-    POST /auth/register   email, password             -> session cookie, 303 to /
+    POST /auth/register   email, password[, invite]    -> 303 to /login?registered=1, for a new email and
+                          a taken one alike (no session: the answer must not tell them apart)
     POST /auth/login      email, password[, next]     -> session cookie, 303 to next or /
     POST /auth/logout     [everywhere=1]               -> cookie and session(s) gone, 303 to /
     POST /auth/password   current_password, new_password
@@ -30,9 +31,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from limits.errors import StorageError
 
-from store import accounts, keys, sessions, usage, users
+from store import accounts, invites, keys, sessions, usage, users
 from store.db import read_engine
-from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
+from store.errors import Conflict, InvalidInput, SignupRefused, StoreError, WrongPassword
 from store.models import CLEAR
 from store.money import parse_credits
 
@@ -47,10 +48,23 @@ AUTH_ERRORS = {
     "current": "The current password is wrong.",
     "same": "The new password must differ from the current one.",
     "email": "Enter a valid email address.",
-    "taken": "An account with this email already exists. Sign in instead.",
+    "taken": "An account with this email already exists. Sign in instead.",  # no longer sent (non-disclosure)
+    "closed": "Sign-up is closed on this platform.",
+    "invite": "Signing up needs a valid invite link; this one is missing, used or expired.",
     "password_short": f"The password must be at least {users.MIN_PASSWORD_LEN} characters.",
     "password_long": f"The password must be at most {users.MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer).",
 }
+
+
+NOTICES = {
+    # After sign-up, whether or not the email was new (the answer must not tell).
+    "registered": "Thanks. If you are new here, your account is ready: sign in with the email and password you chose.",
+}
+
+
+def notice_message(params: Mapping[str, str]) -> str:
+    """The text for a page's `?registered=1` (empty when there is none)."""
+    return next((text for code, text in NOTICES.items() if params.get(code) == "1"), "")
 
 
 def error_message(code: str, wait_minutes: str | None = None) -> str:
@@ -105,12 +119,20 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _back(page: str, error: str, next_: str | None = None, refusal: accounts.Refusal | None = None) -> RedirectResponse:
+def _back(
+    page: str,
+    error: str,
+    next_: str | None = None,
+    refusal: accounts.Refusal | None = None,
+    invite: str | None = None,
+) -> RedirectResponse:
     query = {"error": error}
     if refusal is not None:
         query["wait"] = str(math.ceil(refusal.retry_after_s / 60))
     if next_ and safe_next(next_) != routes.HOME:
         query["next"] = safe_next(next_)
+    if invite and len(invite) <= invites.MAX_TOKEN_LEN and invite.isascii() and invite.isprintable():
+        query["invite"] = invite  # the sign-up form keeps its invite for the next try
     return RedirectResponse(f"{page}?{urlencode(query)}", status_code=303)
 
 
@@ -189,30 +211,46 @@ def build_router(
     @router.post(routes.AUTH_REGISTER, include_in_schema=False)
     @_limited
     async def register(request: Request) -> Response:
-        """Create a plain user, grant the sign-up credits, and sign them in."""
+        """Create a plain user (as SIGNUP_POLICY allows, consuming an invite if one is
+        given) with the sign-up credits, then send them to sign in.
+
+        A taken email gets exactly the answer a new one does (no session for either; the
+        password is hashed either way first), so the answer never tells whether an email
+        has an account. The newcomer signs in next with what they just typed.
+        """
         if _cross_site(request):
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")), str(form.get("password", ""))
+        invite = str(form.get("invite", "") or "").strip() or None
         if (refusal := await limiter.attempt(client=_client(request))) is not None:
-            return _back(routes.REGISTER, "limited", refusal=refusal)
+            return _back(routes.REGISTER, "limited", refusal=refusal, invite=invite)
+        settings = backend.settings()
+        if settings.signup_policy == accounts.CLOSED:
+            return _back(routes.REGISTER, "closed")
         try:
             email = users.normalize_email(email)
         except InvalidInput:
-            return _back(routes.REGISTER, "email")
+            return _back(routes.REGISTER, "email", invite=invite)
         if (problem := _password_error(password)) is not None:
-            return _back(routes.REGISTER, problem)
-        settings = backend.settings()
+            return _back(routes.REGISTER, problem, invite=invite)
         try:
-            user = await backend.run(
-                accounts.register, email=email, password=password, signup_credits=parse_credits(settings.signup_credits)
-            )  # credits -> micro
+            await backend.run(
+                accounts.register,
+                email=email,
+                password=password,
+                signup_credits=parse_credits(settings.signup_credits),  # credits -> micro
+                policy=settings.signup_policy,
+                invite_token=invite,
+                secret_key=settings.secret_key,
+            )
+        except SignupRefused as exc:
+            return _back(routes.REGISTER, exc.reason)
         except Conflict:
-            return _back(routes.REGISTER, "taken")
+            pass  # the same answer as for a new account
         except InvalidInput:
-            return _back(routes.REGISTER, "email")
-        token = await backend.run(sessions.create_session, secret_key=settings.secret_key, user_id=user.id)
-        return _signed_in(request, token, routes.HOME)
+            return _back(routes.REGISTER, "email", invite=invite)
+        return RedirectResponse(f"{routes.LOGIN}?{urlencode({'registered': '1'})}", status_code=303)
 
     @router.post(routes.AUTH_LOGIN, include_in_schema=False)
     @_limited

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import budgets, credits, keys, pricing, registry, users
+from . import budgets, codes, credits, invites, keys, pricing, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
 from .margin import MAX_DAYS, margin_by_model_day, usd_text
 from .models import CLEAR
 from .money import format_credits, parse_credits
-from .settings import get_settings
+from .settings import Settings, get_settings
 
 
 class UsageError(Exception):
@@ -181,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("revoke-key", help="revoke the key with this display prefix (first 12 chars)")
     p.add_argument("prefix")
+
+    p = sub.add_parser("invite", help="issue a single-use sign-up link; prints it once")
+    p.add_argument("--credits", type=_credits, default=0, help="credits granted with the account")
+    p.add_argument("--days", type=_int, default=None, help="how long the link works (default INVITE_TTL_DAYS)")
+
+    p = sub.add_parser("codes", help="redemption codes")
+    codes_sub = p.add_subparsers(dest="codes_command", required=True, parser_class=_Parser)
+    p = codes_sub.add_parser("create", help="issue N single-use codes; prints each once")
+    p.add_argument("count", type=_int)
+    p.add_argument("--credits", type=_credits, required=True, help="credits each code is worth")
+    p.add_argument("--days", type=_int, default=None, help="how long they work (default: for ever)")
     return parser
 
 
@@ -309,6 +321,37 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
         elif args.command == "revoke-key":
             key = keys.revoke_key_by_prefix(session, prefix=args.prefix)
             print(f"revoked {key.prefix}…{key.last4} ({key.name})", file=out)
+        elif args.command == "invite":
+            if args.credits < 0:
+                raise UsageError("--credits must not be negative")
+            days = settings.invite_ttl_days if args.days is None else args.days
+            if not 1 <= days <= 365:
+                raise UsageError("--days must be from 1 to 365")
+            invite = invites.create_invite(
+                session, secret_key=settings.secret_key, credits_=args.credits, ttl=timedelta(days=days)
+            )
+            expires = budgets.aware(invite.invite.expires_at).isoformat(timespec="seconds")
+            print(f"invite {invite.invite.id}: {format_credits(args.credits)} credits, until {expires}", file=out)
+            print(invites.invite_link(public_base(settings), invite.token), file=out)
+        elif args.command == "codes":
+            if args.days is not None and not 1 <= args.days <= 3650:
+                raise UsageError("--days must be from 1 to 3650")
+            issued_codes = codes.create_codes(
+                session,
+                secret_key=settings.secret_key,
+                count=args.count,
+                credits_=args.credits,
+                ttl=timedelta(days=args.days) if args.days else None,
+            )
+            until = f", for {args.days} days" if args.days else ""
+            print(f"{len(issued_codes)} codes of {format_credits(args.credits)} credits{until}. Shown once:", file=out)
+            for code in issued_codes:
+                print(code, file=out)
+
+
+def public_base(settings: Settings) -> str:
+    """The site's origin for links: PUBLIC_BASE_URL, else http://localhost:PORT."""
+    return (settings.public_base_url or f"http://localhost:{settings.port}").rstrip("/")
 
 
 def _model_line(entry) -> str:

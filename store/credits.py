@@ -494,6 +494,27 @@ def grant(
     return new_balance
 
 
+def grant_in_transaction(
+    session: Session, *, user_id: int, amount: int, note: str, ref: str | None = None, actor_user_id: int | None = None
+) -> int | None:
+    """A grant of `amount` (> 0) inside the caller's transaction (a sign-up, a purchase, a
+    redemption: it commits with what caused it). Returns the new balance, or None when the
+    balance would pass MAX_BALANCE; then the caller's transaction was rolled back."""
+    if amount <= 0:
+        raise InvalidInput("a grant in a transaction must add credits")
+    return _apply(
+        session,
+        user_id=user_id,
+        amount=amount,
+        kind=GRANT,
+        ref=ref,
+        note=note,
+        actor_user_id=actor_user_id,
+        ceiling=MAX_BALANCE,
+        commit=False,
+    )
+
+
 @reads
 def balance(session: Session | sa.Connection, *, user_id: int) -> int:
     value = session.execute(sa.select(col(User.balance)).where(col(User.id) == user_id)).scalar_one_or_none()
