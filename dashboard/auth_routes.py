@@ -10,6 +10,7 @@
                           -> 201 {"key", "name", "id"}: a new API key, in full this once (the API
                           Keys page's script shows it; it never enters Reflex state); 400 {"error"}
     GET  /export/logs.csv ?key&model&status&since&until -> the signed-in user's filtered logs
+    /billing/…            buying credits and redeeming codes (billing_routes, included here)
 
 The sign-in pages post plain HTML forms here, so the session token travels only in
 an HttpOnly, SameSite=Strict cookie that page script cannot read. A failed attempt
@@ -101,7 +102,7 @@ def _client(request: Request) -> str:
     return client_address(request.scope, parse_trusted(backend.settings().trusted_proxies))
 
 
-def _cross_site(request: Request) -> bool:
+def cross_site(request: Request) -> bool:
     """A form posted from another site (the cookie is SameSite, this is belt and braces)."""
     if request.headers.get("sec-fetch-site") == "cross-site":
         return True
@@ -218,7 +219,7 @@ def build_router(
         password is hashed either way first), so the answer never tells whether an email
         has an account. The newcomer signs in next with what they just typed.
         """
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")), str(form.get("password", ""))
@@ -256,7 +257,7 @@ def build_router(
     @_limited
     async def login(request: Request) -> Response:
         """Check the password (bcrypt, in a worker thread) and start a session."""
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")).strip().lower(), str(form.get("password", ""))
@@ -278,7 +279,7 @@ def build_router(
     async def logout(request: Request) -> Response:
         """End this session (the row is deleted, not just the cookie), or with `everywhere`
         every session of its user."""
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         form = await request.form()
         cookie = request.headers.get("cookie")
@@ -298,7 +299,7 @@ def build_router(
     async def change_password(request: Request) -> Response:
         """Change the signed-in user's password; every session of theirs ends and this
         browser gets a fresh one. A wrong current password counts as a failed sign-in."""
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         viewer = await viewer_from_cookie(request.headers.get("cookie"))
         if viewer is None:
@@ -328,7 +329,7 @@ def build_router(
         The key goes from this answer to the page and nowhere else: not into Reflex
         state, so not into `.states/`, Redis or a hydrate.
         """
-        if _cross_site(request):
+        if cross_site(request):
             return JSONResponse({"error": "Cross-site request refused."}, status_code=403)
         viewer = await viewer_from_cookie(request.headers.get("cookie"))
         if viewer is None:
@@ -356,6 +357,10 @@ def build_router(
             status_code=201,
             headers={"Cache-Control": "no-store"},
         )
+
+    from . import billing_routes  # it uses `cross_site` from here
+
+    router.include_router(billing_routes.build_router())
 
     @router.get(routes.EXPORT_LOGS, include_in_schema=False)
     async def export_logs(request: Request) -> Response:

@@ -497,11 +497,12 @@ def grant(
 def grant_in_transaction(
     session: Session, *, user_id: int, amount: int, note: str, ref: str | None = None, actor_user_id: int | None = None
 ) -> int | None:
-    """A grant of `amount` (> 0) inside the caller's transaction (a sign-up, a purchase, a
-    redemption: it commits with what caused it). Returns the new balance, or None when the
-    balance would pass MAX_BALANCE; then the caller's transaction was rolled back."""
-    if amount <= 0:
-        raise InvalidInput("a grant in a transaction must add credits")
+    """A grant of `amount` (negative: a removal) inside the caller's transaction (a sign-up,
+    a purchase, a redemption, a payment taken back: it commits with what caused it).
+    Returns the new balance, or None when the balance would pass MAX_BALANCE or drop below
+    zero; then the caller's transaction was rolled back."""
+    if amount == 0:
+        raise InvalidInput("amount must not be zero")
     return _apply(
         session,
         user_id=user_id,

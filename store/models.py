@@ -315,7 +315,7 @@ class Payment(SQLModel, table=True):
 
     `open` until its signed `checkout.session.completed` webhook credits it (`paid`, once:
     the status changes in the transaction that writes the ledger row); refunds and disputes
-    take `credits_reversed` back, `shortfall` of it could not be (the balance was spent)."""
+    take credits back in proportion to the money (store.payments)."""
 
     __tablename__ = "payments"
 
@@ -327,7 +327,11 @@ class Payment(SQLModel, table=True):
     credits: int = Field(sa_type=sa.BigInteger)  # micro-credits the pack grants
     amount: int  # the price in the currency's smallest unit (cents)
     currency: str = Field(max_length=3)
-    status: str = Field(default="open", max_length=20)  # open | paid | reversed
+    status: str = Field(default="open", max_length=20)  # open | paid | reversed (all taken back)
+    # What Stripe reported taken back, in cents (refunds, cumulative; disputes), the credits
+    # that stand for (taken back so far), and the part of them the balance could not cover.
+    amount_refunded: int = 0
+    amount_disputed: int = 0
     credits_reversed: int = Field(default=0, sa_type=sa.BigInteger)
     shortfall: int = Field(default=0, sa_type=sa.BigInteger)
     created_at: datetime = Field(default_factory=utcnow)

@@ -70,6 +70,8 @@ def upgrade() -> None:
         sa.Column('amount', sa.Integer(), nullable=False),
         sa.Column('currency', sa.String(length=3), nullable=False),
         sa.Column('status', sa.String(length=20), nullable=False),
+        sa.Column('amount_refunded', sa.Integer(), nullable=False),
+        sa.Column('amount_disputed', sa.Integer(), nullable=False),
         sa.Column('credits_reversed', sa.BigInteger(), nullable=False),
         sa.Column('shortfall', sa.BigInteger(), nullable=False),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
