@@ -21,7 +21,7 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
-from store import credits, keys, logs, pricing, registry, users
+from store import alerts, credits, keys, logs, pricing, registry, users
 from store.db import get_engine, is_locked
 from store.errors import InsufficientCredits, KeyBudgetExceeded, KeyNotUsable, ModelNotAllowed, NotFound, StoreError
 from store.models import ModelEntry, utcnow
@@ -30,6 +30,7 @@ from store.offloop import run_store
 from store.settings import Settings
 
 from .access_log import AccessLog
+from .alerting import ErrorSpike
 from .body import BIG_BODY_BYTES
 from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
@@ -71,6 +72,10 @@ class Runtime:
         )
         self.holds = HoldKeeper(settings.hold_lease_s, self.db)
         self.inflight = InFlight(settings.max_in_flight_per_user)
+        # The operator's alert for a spike of upstream errors (none without ALERT_WEBHOOK_URL).
+        self.error_spike = ErrorSpike(
+            settings.alert_error_spike if settings.alert_webhook_url else 0, settings.alert_error_window_s
+        )
         self._cpu = anyio.CapacityLimiter(2)
         # Requests without a valid key get a log row only this often (the rest are counted):
         # a flood of keyless calls must not fill the request log.
@@ -294,6 +299,12 @@ class Runtime:
             seconds=elapsed,
             error_code=ctx.error_code,
         )
+        if (errors := self.error_spike.observe(ctx.error_code)) is not None:
+            self.later(
+                self.db(
+                    alerts.upstream_errors, errors=errors, window_s=self.error_spike.window_s, process=self.holds.owner
+                )
+            )
         key = ctx.key
         if key is None:
             self.metrics.unauthenticated.inc()

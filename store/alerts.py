@@ -151,13 +151,16 @@ def claim_due(session: Session, *, limit: int, lease_s: float) -> list[Alert]:
             .limit(limit)
         )
     )
+    for row in rows:
+        session.expunge(row)  # loaded as read, kept past the rollback that ends the read
     session.rollback()
     claimed = []
     for row in rows:
+        # Core, not the ORM's update: that would also move the loaded row's count.
         won = rowcount(
             session.execute(
-                sa.update(Alert)
-                .where(col(Alert.id) == row.id, col(Alert.attempts) == row.attempts, col(Alert.status) == PENDING)
+                sa.update(_ALERTS)
+                .where(_ALERTS.c.id == row.id, _ALERTS.c.attempts == row.attempts, _ALERTS.c.status == PENDING)
                 .values(attempts=row.attempts + 1, next_at=now + timedelta(seconds=lease_s))
             )
         )

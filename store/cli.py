@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-disabled", dest="api_enabled", action="store_const", const=False)
     p.add_argument("--admin", dest="is_admin", action="store_const", const=True)
     p.add_argument("--no-admin", dest="is_admin", action="store_const", const=False)
+    p.add_argument(
+        "--low-balance", type=_credits_or_none, help="alert when the balance falls below this many credits; none: never"
+    )
 
     p = sub.add_parser("revoke-key", help="revoke the key with this display prefix (first 12 chars)")
     p.add_argument("prefix")
@@ -303,21 +306,34 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
                     file=out,
                 )
         elif args.command == "set-user":
-            if args.api_enabled is None and args.is_admin is None and args.max_key_rpm is None:
+            flags = (args.api_enabled, args.is_admin, args.max_key_rpm)
+            if all(v is None for v in flags) and args.low_balance is None:
                 raise UsageError(
-                    "nothing to change: give --api-enabled/--api-disabled, --admin/--no-admin or --max-key-rpm"
+                    "nothing to change: give --api-enabled/--api-disabled, --admin/--no-admin, --max-key-rpm"
+                    " or --low-balance"
                 )
             user = users.get_user_by_email(session, email=args.email)
             assert user.id is not None  # a stored row
-            user = users.set_user_flags(
-                session,
-                user_id=user.id,
-                api_enabled=args.api_enabled,
-                is_admin=args.is_admin,
-                max_key_rpm=args.max_key_rpm,
-            )
+            if args.low_balance is not None:
+                users.validate_threshold(args.low_balance)  # before any change: bad input changes nothing
+            if any(v is not None for v in flags):
+                user = users.set_user_flags(
+                    session,
+                    user_id=user.id,
+                    api_enabled=args.api_enabled,
+                    is_admin=args.is_admin,
+                    max_key_rpm=args.max_key_rpm,
+                )
+            if args.low_balance is not None:
+                assert user.id is not None  # a stored row
+                user = users.set_low_balance_threshold(session, user_id=user.id, threshold=args.low_balance)
             ceiling = "default" if user.max_key_rpm is None else user.max_key_rpm
-            print(f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin} max_key_rpm={ceiling}", file=out)
+            low = "none" if user.low_balance_threshold is None else format_credits(user.low_balance_threshold)
+            print(
+                f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin} max_key_rpm={ceiling}"
+                f" low_balance={low}",
+                file=out,
+            )
         elif args.command == "revoke-key":
             key = keys.revoke_key_by_prefix(session, prefix=args.prefix)
             print(f"revoked {key.prefix}…{key.last4} ({key.name})", file=out)

@@ -32,7 +32,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('key_period_start', sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('low_balance_threshold', sa.BigInteger(), nullable=True))
-        batch_op.add_column(sa.Column('low_balance_alerted', sa.Boolean(), nullable=False, server_default=sa.false()))
+        # a constant default: SQLite adds the column in place (an expression would rebuild `users`,
+        # which its foreign keys refuse); PostgreSQL reads '0' as false.
+        batch_op.add_column(sa.Column('low_balance_alerted', sa.Boolean(), nullable=False, server_default='0'))
     op.create_table(
         'invites',
         sa.Column('id', sa.Integer(), nullable=False),

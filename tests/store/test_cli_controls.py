@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from store import budgets, keys
 from store.db import session_for
-from store.models import ApiKey
+from store.models import ApiKey, User
 from store.money import MICRO
 
 from . import test_cli
@@ -127,3 +127,24 @@ def test_a_budget_of_the_largest_balance_is_accepted(cli):
     with session_for(cli.engine) as s:
         assert s.exec(select(ApiKey)).one().budget == 1_000_000_000 * MICRO
     one_line_error(cli("create-key", "big@example.com", "--budget", "1000000000.000001"))
+
+
+def test_set_user_low_balance_threshold(cli):
+    cli("create-user", "low@example.com", "--password", "long enough", "--credits", "3")
+    result = cli("set-user", "low@example.com", "--low-balance", "5.5")
+    assert result.stdout.strip() == "low@example.com: api_enabled=True admin=False max_key_rpm=default low_balance=5.5"
+    with session_for(cli.engine) as s:
+        user = s.exec(select(User)).one()
+        assert (user.low_balance_threshold, user.low_balance_alerted) == (5_500_000, True)  # 3 < 5.5 already
+    assert (
+        cli("set-user", "low@example.com", "--low-balance", "none", "--api-disabled")
+        .stdout.strip()
+        .endswith("api_enabled=False admin=False max_key_rpm=default low_balance=none")
+    )
+    # bad input changes nothing, the other flags included
+    assert one_line_error(cli("set-user", "low@example.com", "--low-balance", "0", "--api-enabled")) == (
+        "error: the low-balance threshold must be more than 0 and at most 1,000,000,000"
+    )
+    with session_for(cli.engine) as s:
+        user = s.exec(select(User)).one()
+        assert (user.low_balance_threshold, user.api_enabled) == (None, False)
