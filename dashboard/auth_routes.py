@@ -351,7 +351,8 @@ def build_router(
                 controls=controls,
             )
         except StoreError as exc:
-            return JSONResponse({"error": str(exc).capitalize() + "."}, status_code=400)
+            message = str(exc)  # upper-cased at its start only: model ids keep their case
+            return JSONResponse({"error": message[:1].upper() + message[1:] + "."}, status_code=400)
         return JSONResponse(
             {"key": issued.secret, "name": name, "id": issued.key.id},
             status_code=201,
