@@ -143,7 +143,13 @@ async def _hand_to_reconciler(runtime: Runtime, ctx: RequestContext, *, user_id:
 async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> None:
     back = ctx.held - ctx.credit_cost
     await runtime.db(
-        credits.settle_hold, user_id=user_id, ref=ctx.request_id, held=ctx.held, cost=ctx.credit_cost, model=ctx.model
+        credits.settle_hold,
+        user_id=user_id,
+        ref=ctx.request_id,
+        held=ctx.held,
+        cost=ctx.credit_cost,
+        model=ctx.model,
+        key_budgeted=ctx.key is None or ctx.key.budget is not None,  # no key budget: nothing to give back
     )
     runtime.holds.closed(ctx.request_id)
     runtime.metrics.credits_settled_back.inc(back / MICRO)

@@ -219,6 +219,7 @@ class Runtime:
                 key_id=key.key_id,
                 hold=hold if cost else None,
                 alerts=self.settings.alert_webhook_url is not None,
+                key_budgeted=key.budget is not None,
             )
         except StoreError as exc:
             raise self.refusal(exc, key) from None

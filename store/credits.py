@@ -120,7 +120,7 @@ _KEY_ADMIT = (
     )
 )
 # The user's half: the balance covers the hold and the user's API access is on.
-_ADMIT = (
+_USER_ADMIT = (
     sa.update(_USERS)
     .where(
         _USERS.c.id == sa.bindparam("user_id"),
@@ -129,6 +129,35 @@ _ADMIT = (
     )
     .values(balance=_USERS.c.balance + sa.bindparam("amount"))
     .returning(_USERS.c.balance, _USERS.c.low_balance_threshold, _USERS.c.low_balance_alerted)
+)
+# A key without a budget (as the caller's cached record says) is admitted by the user's
+# statement alone, as before budgets existed: the key's state checked inside it, and that
+# it still has no budget (one set since makes this refuse, and the key's own statement
+# decides). Its spend is not counted: a budget counts from when it is set. Its allow-list
+# comes back with the balance, read in the same statement.
+_KEY_LIVE_WITHOUT_BUDGET = sa.exists().where(
+    _KEYS.c.id == sa.bindparam("key_id"),
+    _KEYS.c.user_id == _USERS.c.id,
+    _KEYS.c.enabled.is_(True),
+    _KEYS.c.revoked_at.is_(None),
+    sa.or_(_KEYS.c.expires_at.is_(None), _KEYS.c.expires_at > sa.bindparam("now", type_=_WHEN)),
+    _KEYS.c.budget.is_(None),
+)
+_ADMIT_WITHOUT_BUDGET = (
+    sa.update(_USERS)
+    .where(
+        _USERS.c.id == sa.bindparam("user_id"),
+        _USERS.c.balance + sa.bindparam("amount") >= 0,
+        _USERS.c.api_enabled.is_(True),
+        _KEY_LIVE_WITHOUT_BUDGET,
+    )
+    .values(balance=_USERS.c.balance + sa.bindparam("amount"))
+    .returning(
+        _USERS.c.balance,
+        _USERS.c.low_balance_threshold,
+        _USERS.c.low_balance_alerted,
+        sa.select(_KEYS.c.allowed_models).where(_KEYS.c.id == sa.bindparam("key_id")).scalar_subquery(),
+    )
 )
 # A free call (cost 0) changes nothing: the same conditions, read.
 _ADMISSIBLE = sa.select(_USERS.c.balance, _KEYS.c.allowed_models).where(
@@ -218,14 +247,17 @@ def debit_for_request(
     key_id: int | None = None,
     hold: holds.HoldInfo | None = None,
     alerts: bool = False,
+    key_budgeted: bool = True,
 ) -> int:
     """Charge `cost` for request or task `ref`; returns the new balance.
 
-    With `key_id` (every API model call) the key's own statement comes first: the key
-    must be live and enabled, its budget must cover `cost` after its spend this period
-    (KeyBudgetExceeded), and `model` must be on its allow-list (ModelNotAllowed); then the
-    user's: API access on (KeyNotUsable when not) and the balance enough
-    (InsufficientCredits). Whatever refuses, nothing changes.
+    With `key_id` (every API model call) the key must be live and enabled (KeyNotUsable),
+    `model` on its allow-list (ModelNotAllowed) and its budget, if it has one, must cover
+    `cost` after its spend this period (KeyBudgetExceeded); the user's API access must be
+    on (KeyNotUsable) and the balance enough (InsufficientCredits). Whatever refuses,
+    nothing changes. `key_budgeted=False` (the caller's cached record shows no budget)
+    lets a key without a budget through the user's statement alone; a budget set since
+    is found there and its own statement runs after all.
     With `hold`, the hold's record (store.holds) is written in the same transaction; with
     `alerts`, a balance or key budget that this charge takes across its threshold queues
     its operator alert (store.alerts) in it too. A cost of 0 writes nothing (the key is
@@ -242,17 +274,57 @@ def debit_for_request(
     elif cost == 0:
         return _admit_free(session, user_id=user_id, key_id=key_id, model=model)
     else:
-        new_balance = _admit(session, user_id=user_id, cost=cost, ref=ref, model=model, key_id=key_id, alerts=alerts)
+        admitted = None
+        if not key_budgeted:
+            admitted = _admit_without_budget(
+                session, user_id=user_id, cost=cost, ref=ref, model=model, key_id=key_id, alerts=alerts
+            )
+        if admitted is None:
+            admitted = _admit(session, user_id=user_id, cost=cost, ref=ref, model=model, key_id=key_id, alerts=alerts)
+        new_balance = admitted
     if hold is not None:
         holds.open_hold(_connection(session), ref=ref, user_id=user_id, model=model, amount=cost, info=hold)
     session.commit()
     return new_balance
 
 
+def _admit_without_budget(
+    session: Session | sa.Connection, *, user_id: int, cost: int, ref: str, model: str | None, key_id: int, alerts: bool
+) -> int | None:
+    """The user's statement (the key's state inside it), then the charge row; not committed.
+    None when the key turns out to have a budget (rolled back): `_admit` decides then."""
+    conn = _connection(session)
+    row = conn.execute(_ADMIT_WITHOUT_BUDGET, {"user_id": user_id, "amount": -cost, "key_id": key_id, "now": utcnow()})
+    admitted = row.first()
+    if admitted is None:
+        session.rollback()
+        refusal = _refusal(session, user_id=user_id, key_id=key_id, cost=cost)
+        if isinstance(refusal, KeyNotUsable):
+            raise refusal
+        if _has_budget(session, key_id=key_id):
+            return None
+        raise InsufficientCredits("Insufficient credits")
+    new_balance, threshold, balance_alerted, allowed = admitted
+    if not _allowed(allowed, model):
+        session.rollback()
+        raise ModelNotAllowed("this key may not call that model")
+    _ledger_row(conn, user_id=user_id, amount=-cost, balance_after=new_balance, kind=CHARGE, ref=ref, model=model)
+    if alerts and threshold is not None and not balance_alerted and new_balance < threshold:
+        store_alerts.balance_crossed(conn, user_id=user_id, balance=new_balance, threshold=threshold)
+    return new_balance
+
+
+def _has_budget(session: Session | sa.Connection, *, key_id: int) -> bool:
+    budget = session.execute(sa.select(_KEYS.c.budget).where(_KEYS.c.id == key_id)).scalar()
+    session.rollback()
+    return budget is not None
+
+
 def _admit(
     session: Session | sa.Connection, *, user_id: int, cost: int, ref: str, model: str | None, key_id: int, alerts: bool
 ) -> int:
-    """The key's statement, then the user's, then the charge row; not committed."""
+    """The key's statement, then the user's, then the charge row (naming the key and the
+    period its spend counted in, for the give-back); not committed."""
     conn = _connection(session)
     now = utcnow()
     params = {"key_id": key_id, "owner_id": user_id, "cost": cost, "now": now, **budgets.period_starts(now)}
@@ -277,7 +349,7 @@ def _admit(
     if not _allowed(allowed, model):
         session.rollback()
         raise ModelNotAllowed("this key may not call that model")
-    user = conn.execute(_ADMIT, {"user_id": user_id, "amount": -cost}).first()
+    user = conn.execute(_USER_ADMIT, {"user_id": user_id, "amount": -cost}).first()
     if user is None:
         session.rollback()
         refusal = _refusal(session, user_id=user_id, key_id=key_id, cost=0)
@@ -405,14 +477,25 @@ def refund(session: Session, *, ref: str, note: str | None = None, unless_settle
 
 @on_connection
 def settle_hold(
-    session: Session | sa.Connection, *, user_id: int, ref: str, held: int, cost: int, model: str | None = None
+    session: Session | sa.Connection,
+    *,
+    user_id: int,
+    ref: str,
+    held: int,
+    cost: int,
+    model: str | None = None,
+    key_budgeted: bool = True,
 ) -> int:
     """Settle request `ref`, whose hold of `held` the caller knows, at `cost` (capped at
     the hold): one `settle` row, no reads. For the request path, which knows the request
     was neither refunded nor settled; (kind, ref) being unique, a second settlement of the
-    same request fails instead of paying twice. Returns the charge that stands."""
+    same request fails instead of paying twice. Returns the charge that stands.
+    `key_budgeted=False` (the key had no budget, as the debit's caller saw it) skips the
+    key's give-back: were a budget set since, its spend keeps the whole hold, which only
+    ever stops the key early, never late."""
     final = final_charge(held, cost)
-    _give_back(session, ref=ref, back=held - final)
+    if key_budgeted:
+        _give_back(session, ref=ref, back=held - final)
     _apply(
         session,
         user_id=user_id,

@@ -236,3 +236,27 @@ def test_controls_set_by_the_cli_apply_to_the_next_call_of_a_running_server(data
         assert key.budget_spent == 10 * MICRO
         user_id = key.user_id
         assert credits.balance(s, user_id=user_id) == 90 * MICRO == credits.ledger_sum(s, user_id=user_id)
+
+
+@both_databases
+async def test_a_budget_set_elsewhere_holds_from_the_next_call_of_a_cached_key(
+    database_url, tmp_path, engine, chat_upstream
+):
+    flat_seed_prices(engine)
+    chat_upstream.add(json=upstream_completion(), reusable=True)
+    settings = make_settings(database_url, tmp_path, openrouter_base_url=chat_upstream.base_url, key_cache_ttl_s=600)
+    user = make_user(engine, credits=100)
+    key_id, secret = key_with(engine, user)  # no budget: its record (cached) says so
+    app = create_app(settings)
+    async with app.state.runtime.running():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://platform.test") as client:
+            assert (await client.post(CHAT, json=chat_body(), headers=auth(secret))).status_code == 200
+            with session_for(engine) as s:  # as another process would: no event reaches this one
+                s.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(budget=4 * MICRO))
+                s.commit()
+            statuses = [(await client.post(CHAT, json=chat_body(), headers=auth(secret))).status_code for _ in range(2)]
+    assert statuses == [200, 402]  # 3 of the new 4, then 3 more would pass it
+    assert key_row(engine, key_id).budget_spent == 3 * MICRO  # counted from when it was set
+    with session_for(engine) as s:
+        assert credits.balance(s, user_id=user.id) == 94 * MICRO

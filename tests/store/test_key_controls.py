@@ -244,3 +244,32 @@ def test_periods_start_at_utc_midnight_monday_and_the_first():
     }
     assert budgets.next_start("month", datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == datetime(2027, 1, 1, tzinfo=UTC)
     assert budgets.next_start("week", now) == datetime(2026, 12, 14, tzinfo=UTC)
+
+
+@both_databases
+def test_the_path_for_keys_without_a_budget_keeps_every_check(session, engine):
+    user = make_user(engine, credits=10)
+    key = issue(session, user, models=("openai/gpt-5-mini",))
+
+    def quick(cost, ref, model="openai/gpt-5-mini"):
+        return credits.debit_for_request(
+            session, user_id=user.id, cost=cost, ref=ref, model=model, key_id=key.id, key_budgeted=False
+        )
+
+    assert quick(MICRO, "a") == 9 * MICRO
+    assert session.exec(select(LedgerEntry).where(LedgerEntry.ref == "a")).one().api_key_id is None  # not counted
+    with pytest.raises(ModelNotAllowed):
+        quick(MICRO, "b", model="openai/gpt-5")
+    with pytest.raises(InsufficientCredits):
+        quick(20 * MICRO, "c")
+    keys.edit_key(session, key_id=key.id, budget=2 * MICRO)  # the caller's record does not know yet
+    assert quick(2 * MICRO, "d") == 7 * MICRO  # the key's own statement ran after all
+    with pytest.raises(KeyBudgetExceeded):
+        quick(MICRO, "e")
+    assert spent(session, key) == 2 * MICRO
+    session.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(budget=None, enabled=False))
+    session.commit()
+    with pytest.raises(KeyNotUsable) as refused:
+        quick(MICRO, "f")
+    assert refused.value.revoked is False  # disabled: 403
+    assert credits.balance(session, user_id=user.id) == 7 * MICRO == credits.ledger_sum(session, user_id=user.id)
