@@ -154,6 +154,7 @@ async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> Non
             held=ctx.held,
             cost=ctx.credit_cost,
             model=ctx.model,
+            key_budgeted=ctx.key is None or ctx.key.budget is not None,  # no key budget: nothing to give back
         )
     finally:
         runtime.holds.closed(ctx.request_id)  # settled, or in the reconciler's hands: no lease to renew

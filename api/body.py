@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from .errors import ApiError
 
-# From this size on a body is decoded and validated in a worker thread (api.runtime.cpu)
+# From this size on a body is decoded and validated in a worker process (Runtime.offload)
 # and a key that cannot pay the smallest hold is refused before it is parsed at all.
 BIG_BODY_BYTES = 256 * 1024
 

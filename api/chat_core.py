@@ -78,7 +78,7 @@ async def admit(call: ModelCall, endpoint: str) -> ChatCall:
     runtime, ctx, raw = call.runtime, call.ctx, call.raw
     prepared = await runtime.offload(ctx, prepare, endpoint, raw, await runtime.entry_views(), runtime.native_formats)
     ctx.model, ctx.stream = prepared.model_id, prepared.stream
-    entry = await runtime.model_for(prepared.model_id, CATEGORY[endpoint])
+    entry = await runtime.model_for(prepared.model_id, CATEGORY[endpoint], call.key)
     chat = runtime.chat
     if entry.provider != "openrouter" or chat is None or not chat.configured:
         raise ApiError("provider_not_configured")

@@ -31,6 +31,7 @@ CODES: dict[str, tuple[int, str]] = {
     "task_not_found": (404, "Task not found"),
     "invalid_signature": (403, "Invalid or expired signature"),
     "request_too_large": (413, "Request body too large"),
+    "key_budget_exceeded": (402, "This key's budget for its period is spent"),
     "service_unavailable": (503, "Service temporarily unavailable; retry shortly"),
     "internal_error": (500, "Internal error"),
 }

@@ -23,9 +23,9 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
-from store import credits, keys, logs, pricing, registry, users
+from store import alerts, credits, keys, logs, pricing, registry, users
 from store.db import get_engine, is_locked
-from store.errors import InsufficientCredits, KeyNotUsable, NotFound
+from store.errors import InsufficientCredits, KeyBudgetExceeded, KeyNotUsable, ModelNotAllowed, NotFound, StoreError
 from store.models import ModelEntry, utcnow
 from store.money import MICRO
 from store.offloop import GroupCommit, run_store
@@ -33,6 +33,7 @@ from store.settings import Settings
 
 from . import prepare
 from .access_log import AccessLog
+from .alerting import ErrorSpike
 from .body import BIG_BODY_BYTES
 from .caches import KeyCache, RegistryCache, subscribe_caches
 from .context import RequestContext
@@ -79,6 +80,10 @@ class Runtime:
         self._processes: ProcessPoolExecutor | None = None  # big bodies are prepared there (`offload`)
         self._offloading = asyncio.Lock()
         self._views: tuple[object, dict[str, prepare.EntryView]] = (None, {})
+        # The operator's alert for a spike of upstream errors (none without ALERT_WEBHOOK_URL).
+        self.error_spike = ErrorSpike(
+            settings.alert_error_spike if settings.alert_webhook_url else 0, settings.alert_error_window_s
+        )
         # Requests without a valid key get a log row only this often (the rest are counted):
         # a flood of keyless calls must not fill the request log.
         self._keyless = FixedWindowRateLimiter(MemoryStorage())
@@ -191,8 +196,9 @@ class Runtime:
         digest = keys.hash_key(self.settings.secret_key, raw)
         record = self.keys.get(digest)
         # Only a usable key is taken from the cache: one disabled a moment ago is refused by
-        # the debit's own check, and one re-enabled a moment ago is read afresh here.
-        if record is None or not record.usable:
+        # the debit's own check, and one re-enabled a moment ago is read afresh here; an
+        # expired one is read afresh too (and so refused).
+        if record is None or not record.usable or record.expired():
             record = await self.db(keys.verify_key, secret_key=self.settings.secret_key, raw=raw)
             if record is not None:
                 self.keys.put(digest, record)
@@ -211,10 +217,19 @@ class Runtime:
             self._views = (models, prepare.views(models))
         return self._views[1]
 
-    async def model_for(self, model_id: str, category: str) -> ModelEntry:
+    async def model_for(self, model_id: str, category: str, key: keys.KeyRecord | None = None) -> ModelEntry:
+        """The enabled registry entry of `model_id` in `category` that `key` may call (its
+        allow-list; the debit checks the list again, as stored, so a list narrowed a moment
+        ago by another process holds too), else 404."""
         entry = (await self.models()).get(model_id)
         if entry is None or not entry.enabled or entry.category != category:
             raise ApiError("model_not_available")
+        if key is not None and not key.allows(model_id):
+            # The cached record may predate an edit that allowed it: the stored list decides.
+            allowed = await self.db(keys.allowed_models, key_id=key.key_id)
+            if allowed is not None and model_id not in allowed:
+                raise ApiError("model_not_available")
+            self.keys.drop_user(key.user_id)
         return entry
 
     async def debit(self, ctx: RequestContext, *, cost: int, model: str) -> None:
@@ -232,16 +247,32 @@ class Runtime:
                 model=model,
                 key_id=key.key_id,
                 hold=hold if cost else None,
+                alerts=self.settings.alert_webhook_url is not None,
+                key_budgeted=key.budget is not None,
             )
-        except InsufficientCredits:
-            raise ApiError("insufficient_credits") from None
-        except KeyNotUsable as exc:  # revoked or disabled since the key was cached
-            self.keys.drop_user(key.user_id)
-            raise ApiError("invalid_api_key" if exc.revoked else "api_disabled") from None
+        except StoreError as exc:
+            raise self.refusal(exc, key) from None
         ctx.credit_cost = ctx.held = cost
         if cost:
             self.holds.opened(ctx.request_id)
         self.metrics.credits_debited.inc(cost / MICRO)
+
+    def refusal(self, exc: StoreError, key: keys.KeyRecord) -> Exception:
+        """The caller's error for a debit the store refused (the image route's too): the
+        balance (402), the key's budget (402 `key_budget_exceeded`), the key's allow-list
+        (404), or the key's state (401/403; a key revoked, expired or disabled since it was
+        cached is dropped from the cache). Anything else is not a refusal: as it is."""
+        if isinstance(exc, InsufficientCredits):
+            return ApiError("insufficient_credits")
+        if isinstance(exc, KeyBudgetExceeded):
+            return ApiError("key_budget_exceeded")
+        if isinstance(exc, ModelNotAllowed):
+            self.keys.drop_user(key.user_id)
+            return ApiError("model_not_available")
+        if isinstance(exc, KeyNotUsable):
+            self.keys.drop_user(key.user_id)
+            return ApiError("invalid_api_key" if exc.revoked else "api_disabled")
+        return exc
 
     async def refund(self, ctx: RequestContext, note: str) -> None:
         """Give the request's charge back, at most once; finishes even while being cancelled.
@@ -303,6 +334,12 @@ class Runtime:
             seconds=elapsed,
             error_code=ctx.error_code,
         )
+        if (errors := self.error_spike.observe(ctx.error_code)) is not None:
+            self.later(
+                self.db(
+                    alerts.upstream_errors, errors=errors, window_s=self.error_spike.window_s, process=self.holds.owner
+                )
+            )
         key = ctx.key
         if key is None:
             self.metrics.unauthenticated.inc()

@@ -86,7 +86,7 @@ async def deliver(
     *,
     url: str,
     body: bytes,
-    secret: str,
+    secret: str | None,
     event_id: str,
     timeout_s: float,
     allow_private: bool = False,
@@ -94,17 +94,19 @@ async def deliver(
     is_allowed: Callable[[IPAddress], bool] = is_public_address,
     verify: ssl.SSLContext | None = None,
 ) -> bool:
-    """POST one delivery; True when the receiver answered 2xx within `timeout_s`.
+    """POST one delivery, signed with `secret` (None: unsigned); True when the receiver
+    answered 2xx within `timeout_s`.
 
     `resolve`, `is_allowed` and `verify` (trusted CAs) are for tests: a hostile DNS, an
     address that plays a public one, a test certificate.
     """
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: signing.webhook_signature(secret, body),
         "X-Platform-Event-Id": event_id,
         "User-Agent": "llm-platform-webhooks/1",
     }
+    if secret is not None:  # unsigned only for the operator's alerts without ALERT_WEBHOOK_SECRET
+        headers[SIGNATURE_HEADER] = signing.webhook_signature(secret, body)
     try:
         with anyio.fail_after(timeout_s):
             target = httpx.URL(url)

@@ -12,7 +12,8 @@ succeeded; fail and refund it on an upstream failure, a cancel, or past its dead
 A task still running upstream is released with its next poll backed off (x1.5, up to
 `TASK_POLL_MAX_INTERVAL_S`). On shutdown the worker gives its claims back, so a
 restarted (or another) worker resumes the task at once; a crashed worker's claims
-lapse after `TASK_LEASE_S`. Finished tasks with a `webhook_url` are delivered here too.
+lapse after `TASK_LEASE_S`. Finished tasks with a `webhook_url` are delivered here too, and
+the operator's alerts (store.alerts) to `ALERT_WEBHOOK_URL`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ import httpx
 import orjson
 from sqlalchemy.engine import Engine
 
-from store import signing, tasks
+from store import alerts, signing, tasks
 from store.db import get_engine
-from store.models import ImageTask, utcnow
+from store.models import Alert, ImageTask, utcnow
 from store.offloop import run_store
 from store.settings import Settings, get_settings
 
@@ -180,7 +181,12 @@ class PipelineWorker:
         due_hooks = await self.db(tasks.claim_due_webhooks, limit=free, lease_s=self.settings.webhook_timeout_s * 3)
         for task in due_hooks:
             group.start_soon(self._deliver, task)
-        return len(claimed) + len(due_hooks)
+        due_alerts: list[Alert] = []
+        if self.settings.alert_webhook_url:
+            due_alerts = await self.db(alerts.claim_due, limit=free, lease_s=self.settings.webhook_timeout_s * 3)
+            for alert in due_alerts:
+                group.start_soon(self._deliver_alert, alert)
+        return len(claimed) + len(due_hooks) + len(due_alerts)
 
     async def _sweep(self) -> None:
         if time.monotonic() >= self._next_reconcile:
@@ -328,6 +334,31 @@ class PipelineWorker:
                 )
             with anyio.CancelScope(shield=True):
                 await self.db(tasks.webhook_result, task_id=task.id, delivered=ok, retry_at=retry_at)
+
+    # ------------------------------------------------------------ operator alerts
+
+    async def _deliver_alert(self, alert: Alert) -> None:
+        """POST one alert to ALERT_WEBHOOK_URL with the image webhooks' safety (api.webhooks:
+        addresses checked, connection pinned, one deadline), retried with their backoff."""
+        s = self.settings
+        ok = False
+        try:
+            ok = await webhooks.deliver(
+                url=s.alert_webhook_url or "",
+                body=alerts.body(alert),
+                event_id=f"alert-{alert.id}",
+                secret=s.alert_webhook_secret,
+                timeout_s=s.webhook_timeout_s,
+                allow_private=s.webhook_allow_private,
+            )
+        except Exception:  # the claim lapses and the alert is tried again
+            log.exception("alert %s: delivery failed", alert.id)
+        finally:
+            retry_at: datetime | None = None
+            if not ok and alert.attempts < s.webhook_max_attempts:
+                retry_at = utcnow() + timedelta(seconds=webhooks.retry_delay(alert.attempts, s.webhook_backoff_s))
+            with anyio.CancelScope(shield=True):
+                await self.db(alerts.delivery_result, alert_id=alert.id, delivered=ok, retry_at=retry_at)
 
 
 async def main() -> None:

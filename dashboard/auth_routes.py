@@ -1,13 +1,16 @@
 """Backend routes of the dashboard, mounted on the API's FastAPI app (same port as Reflex).
 
-    POST /auth/register   email, password             -> session cookie, 303 to /
+    POST /auth/register   email, password[, invite]    -> 303 to /login?registered=1, for a new email and
+                          a taken one alike (no session: the answer must not tell them apart)
     POST /auth/login      email, password[, next]     -> session cookie, 303 to next or /
     POST /auth/logout     [everywhere=1]               -> cookie and session(s) gone, 303 to /
     POST /auth/password   current_password, new_password
                           -> every session of the user ended, a fresh cookie, 303 to the account page
-    POST /auth/keys       name, rate_limit         -> 201 {"key", "name", "id"}: a new API key, in full
-                          this once (the API Keys page's script shows it; it never enters Reflex state)
+    POST /auth/keys       name, rate_limit[, budget, budget_period, models, expires]
+                          -> 201 {"key", "name", "id"}: a new API key, in full this once (the API
+                          Keys page's script shows it; it never enters Reflex state); 400 {"error"}
     GET  /export/logs.csv ?key&model&status&since&until -> the signed-in user's filtered logs
+    /billing/…            buying credits and redeeming codes (billing_routes, included here)
 
 The sign-in pages post plain HTML forms here, so the session token travels only in
 an HttpOnly, SameSite=Strict cookie that page script cannot read. A failed attempt
@@ -21,16 +24,18 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from limits.errors import StorageError
 
-from store import accounts, keys, sessions, usage, users
+from store import accounts, invites, keys, sessions, usage, users
 from store.db import read_engine
-from store.errors import Conflict, InvalidInput, StoreError, WrongPassword
+from store.errors import Conflict, InvalidInput, SignupRefused, StoreError, WrongPassword
+from store.models import CLEAR
 from store.money import parse_credits
 
 from . import backend, routes
@@ -44,10 +49,23 @@ AUTH_ERRORS = {
     "current": "The current password is wrong.",
     "same": "The new password must differ from the current one.",
     "email": "Enter a valid email address.",
-    "taken": "An account with this email already exists. Sign in instead.",
+    "taken": "An account with this email already exists. Sign in instead.",  # no longer sent (non-disclosure)
+    "closed": "Sign-up is closed on this platform.",
+    "invite": "Signing up needs a valid invite link; this one is missing, used or expired.",
     "password_short": f"The password must be at least {users.MIN_PASSWORD_LEN} characters.",
     "password_long": f"The password must be at most {users.MAX_PASSWORD_BYTES} bytes (bcrypt ignores anything longer).",
 }
+
+
+NOTICES = {
+    # After sign-up, whether or not the email was new (the answer must not tell).
+    "registered": "Thanks. If you are new here, your account is ready: sign in with the email and password you chose.",
+}
+
+
+def notice_message(params: Mapping[str, str]) -> str:
+    """The text for a page's `?registered=1` (empty when there is none)."""
+    return next((text for code, text in NOTICES.items() if params.get(code) == "1"), "")
 
 
 def error_message(code: str, wait_minutes: str | None = None) -> str:
@@ -84,7 +102,7 @@ def _client(request: Request) -> str:
     return client_address(request.scope, parse_trusted(backend.settings().trusted_proxies))
 
 
-def _cross_site(request: Request) -> bool:
+def cross_site(request: Request) -> bool:
     """A form posted from another site (the cookie is SameSite, this is belt and braces)."""
     if request.headers.get("sec-fetch-site") == "cross-site":
         return True
@@ -102,12 +120,20 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _back(page: str, error: str, next_: str | None = None, refusal: accounts.Refusal | None = None) -> RedirectResponse:
+def _back(
+    page: str,
+    error: str,
+    next_: str | None = None,
+    refusal: accounts.Refusal | None = None,
+    invite: str | None = None,
+) -> RedirectResponse:
     query = {"error": error}
     if refusal is not None:
         query["wait"] = str(math.ceil(refusal.retry_after_s / 60))
     if next_ and safe_next(next_) != routes.HOME:
         query["next"] = safe_next(next_)
+    if invite and len(invite) <= invites.MAX_TOKEN_LEN and invite.isascii() and invite.isprintable():
+        query["invite"] = invite  # the sign-up form keeps its invite for the next try
     return RedirectResponse(f"{page}?{urlencode(query)}", status_code=303)
 
 
@@ -134,6 +160,26 @@ def parse_rate_limit(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()) or int(text) > keys.MAX_RATE_LIMIT:
         return None
     return int(text)
+
+
+def key_controls(form: Mapping[str, Any]) -> keys.KeyControls:
+    """The optional controls of a new key from its form (`budget` in credits, `budget_period`
+    day/week/month, `models` comma-separated ids, `expires` an ISO date or time); an empty
+    field sets none. InvalidInput for a bad one."""
+
+    def given(name: str, parse: Callable[[str], object]) -> Any:
+        value = parse(str(form.get(name, "") or ""))
+        return None if value is CLEAR else value
+
+    budget, period = given("budget", keys.parse_budget), given("budget_period", keys.parse_period)
+    if period is not None and budget is None:
+        raise InvalidInput("a budget period needs a budget")
+    return keys.KeyControls(
+        budget=budget,
+        budget_period=period,
+        models=given("models", keys.parse_models),
+        expires_at=given("expires", keys.parse_expiry),
+    )
 
 
 def _password_error(password: str) -> str | None:
@@ -166,36 +212,52 @@ def build_router(
     @router.post(routes.AUTH_REGISTER, include_in_schema=False)
     @_limited
     async def register(request: Request) -> Response:
-        """Create a plain user, grant the sign-up credits, and sign them in."""
-        if _cross_site(request):
+        """Create a plain user (as SIGNUP_POLICY allows, consuming an invite if one is
+        given) with the sign-up credits, then send them to sign in.
+
+        A taken email gets exactly the answer a new one does (no session for either; the
+        password is hashed either way first), so the answer never tells whether an email
+        has an account. The newcomer signs in next with what they just typed.
+        """
+        if cross_site(request):
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")), str(form.get("password", ""))
+        invite = str(form.get("invite", "") or "").strip() or None
         if (refusal := await limiter.attempt(client=_client(request))) is not None:
-            return _back(routes.REGISTER, "limited", refusal=refusal)
+            return _back(routes.REGISTER, "limited", refusal=refusal, invite=invite)
+        settings = backend.settings()
+        if settings.signup_policy == accounts.CLOSED:
+            return _back(routes.REGISTER, "closed")
         try:
             email = users.normalize_email(email)
         except InvalidInput:
-            return _back(routes.REGISTER, "email")
+            return _back(routes.REGISTER, "email", invite=invite)
         if (problem := _password_error(password)) is not None:
-            return _back(routes.REGISTER, problem)
-        settings = backend.settings()
+            return _back(routes.REGISTER, problem, invite=invite)
         try:
-            user = await backend.run(
-                accounts.register, email=email, password=password, signup_credits=parse_credits(settings.signup_credits)
-            )  # credits -> micro
+            await backend.run(
+                accounts.register,
+                email=email,
+                password=password,
+                signup_credits=parse_credits(settings.signup_credits),  # credits -> micro
+                policy=settings.signup_policy,
+                invite_token=invite,
+                secret_key=settings.secret_key,
+            )
+        except SignupRefused as exc:
+            return _back(routes.REGISTER, exc.reason)
         except Conflict:
-            return _back(routes.REGISTER, "taken")
+            pass  # the same answer as for a new account
         except InvalidInput:
-            return _back(routes.REGISTER, "email")
-        token = await backend.run(sessions.create_session, secret_key=settings.secret_key, user_id=user.id)
-        return _signed_in(request, token, routes.HOME)
+            return _back(routes.REGISTER, "email", invite=invite)
+        return RedirectResponse(f"{routes.LOGIN}?{urlencode({'registered': '1'})}", status_code=303)
 
     @router.post(routes.AUTH_LOGIN, include_in_schema=False)
     @_limited
     async def login(request: Request) -> Response:
         """Check the password (bcrypt, in a worker thread) and start a session."""
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         form = await request.form()
         email, password = str(form.get("email", "")).strip().lower(), str(form.get("password", ""))
@@ -217,7 +279,7 @@ def build_router(
     async def logout(request: Request) -> Response:
         """End this session (the row is deleted, not just the cookie), or with `everywhere`
         every session of its user."""
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         form = await request.form()
         cookie = request.headers.get("cookie")
@@ -237,7 +299,7 @@ def build_router(
     async def change_password(request: Request) -> Response:
         """Change the signed-in user's password; every session of theirs ends and this
         browser gets a fresh one. A wrong current password counts as a failed sign-in."""
-        if _cross_site(request):
+        if cross_site(request):
             return refused
         viewer = await viewer_from_cookie(request.headers.get("cookie"))
         if viewer is None:
@@ -267,7 +329,7 @@ def build_router(
         The key goes from this answer to the page and nowhere else: not into Reflex
         state, so not into `.states/`, Redis or a hydrate.
         """
-        if _cross_site(request):
+        if cross_site(request):
             return JSONResponse({"error": "Cross-site request refused."}, status_code=403)
         viewer = await viewer_from_cookie(request.headers.get("cookie"))
         if viewer is None:
@@ -278,6 +340,7 @@ def build_router(
         if rpm is None:
             return JSONResponse({"error": RATE_LIMIT_ERROR}, status_code=400)
         try:
+            controls = key_controls(form)
             issued = await backend.run(
                 keys.issue_key,
                 secret_key=backend.settings().secret_key,
@@ -285,14 +348,20 @@ def build_router(
                 name=name,
                 rate_limit_per_minute=rpm,
                 self_service_ceiling=backend.settings().max_key_rpm,
+                controls=controls,
             )
         except StoreError as exc:
-            return JSONResponse({"error": str(exc).capitalize() + "."}, status_code=400)
+            message = str(exc)  # upper-cased at its start only: model ids keep their case
+            return JSONResponse({"error": message[:1].upper() + message[1:] + "."}, status_code=400)
         return JSONResponse(
             {"key": issued.secret, "name": name, "id": issued.key.id},
             status_code=201,
             headers={"Cache-Control": "no-store"},
         )
+
+    from . import billing_routes  # it uses `cross_site` from here
+
+    router.include_router(billing_routes.build_router())
 
     @router.get(routes.EXPORT_LOGS, include_in_schema=False)
     async def export_logs(request: Request) -> Response:

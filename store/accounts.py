@@ -1,7 +1,8 @@
 """Signing up, changing a password, and the limits on sign-in attempts.
 
-Registration always makes a plain user; the starting credits (`SIGNUP_CREDITS`) go
-through the ledger like any grant. A password change ends every session of that user.
+Registration always makes a plain user, if `SIGNUP_POLICY` lets anyone (`open`), holders
+of an invite (`invite`) or no one (`closed`) sign up; the starting credits (`SIGNUP_CREDITS`,
+and an invite's own) go through the ledger like any grant. A password change ends every session of that user.
 Sign-in attempts are limited twice: per client address (every attempt, sign-ups
 included, counts) and per email *from that client* (failed attempts count; a success
 clears them). The second is keyed by (email, client) on purpose: ten wrong guesses
@@ -22,20 +23,56 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlmodel import Session, col, select
 
-from . import sessions, users
+from . import invites, sessions, users
 from .db import rowcount
-from .errors import InvalidInput, NotFound, WrongPassword
+from .errors import InvalidInput, NotFound, SignupRefused, WrongPassword
 from .limit_storage import counter_storage
 from .models import User
 
+OPEN, INVITE, CLOSED = "open", "invite", "closed"  # SIGNUP_POLICY
+SIGNUP_POLICIES = (OPEN, INVITE, CLOSED)
 
-def register(session: Session, *, email: str, password: str, signup_credits: int = 0) -> User:
-    """Create a plain user with `signup_credits` granted through the ledger.
 
-    Raises InvalidInput for a bad email or password and Conflict for a taken email;
-    nothing is written then. Hashes with bcrypt: call it from a worker thread.
+def register(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    signup_credits: int = 0,
+    policy: str = OPEN,
+    invite_token: str | None = None,
+    secret_key: str = "",
+) -> User:
+    """Create a plain user with `signup_credits` granted through the ledger, as `policy`
+    (SIGNUP_POLICY) allows: anyone under `open`, holders of a valid unused invite under
+    `invite`, no one under `closed` (SignupRefused, before anything is looked at). An
+    `invite_token` (any policy) is consumed with the user's creation and adds its credits.
+
+    Raises InvalidInput for a bad email or password, SignupRefused("invite") for a missing
+    or invalid invite, and Conflict for a taken email; nothing is written then. The
+    password is hashed (bcrypt) before the email is looked up, so a taken email costs
+    what a new one does. Call it from a worker thread.
     """
-    return users.create_user(session, email=email, password=password, is_admin=False, credits_=signup_credits)
+    if policy not in SIGNUP_POLICIES:
+        raise InvalidInput(f"sign-up policy must be one of {', '.join(SIGNUP_POLICIES)}")
+    if policy == CLOSED:
+        raise SignupRefused("sign-up is closed", reason="closed")
+    if policy == INVITE and not invite_token:
+        raise SignupRefused("sign-up needs an invite", reason="invite")
+    email = users.normalize_email(email)
+    password_hash = users.hash_password(password)
+    if invite_token:
+        return invites.register_with_invite(
+            session,
+            secret_key=secret_key,
+            token=invite_token,
+            email=email,
+            password_hash=password_hash,
+            signup_credits=signup_credits,
+        )
+    return users.create_user(
+        session, email=email, password=password, is_admin=False, credits_=signup_credits, password_hash=password_hash
+    )
 
 
 def authenticate(session: Session, *, email: str, password: str) -> User | None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import credits, keys, pricing, registry, users
+from . import budgets, codes, credits, invites, keys, pricing, registry, users
 from .db import get_engine, session_for
 from .errors import StoreError
 from .margin import MAX_DAYS, margin_by_model_day, usd_text
 from .models import CLEAR
 from .money import format_credits, parse_credits
-from .settings import get_settings
+from .settings import Settings, get_settings
 
 
 class UsageError(Exception):
@@ -57,6 +58,58 @@ def _int_or_none(text: str) -> object:
     return CLEAR if text.strip().lower() == "none" else _int(text)
 
 
+def _store_parser(parse):
+    """An argparse type from a store parser (store.keys.parse_*): its InvalidInput as the error."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except StoreError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _key_controls(p: argparse.ArgumentParser, *, clearable: bool = False) -> None:
+    none = "; none: remove it" if clearable else ""
+    p.add_argument("--budget", type=_store_parser(keys.parse_budget), help=f"credits the key may spend a period{none}")
+    p.add_argument(
+        "--budget-period",
+        type=_store_parser(keys.parse_period),
+        help=f"day, week or month (default: the key's whole life){none}",
+    )
+    p.add_argument(
+        "--models", type=_store_parser(keys.parse_models), help=f"comma-separated model ids it may call{none}"
+    )
+    p.add_argument(
+        "--expires", type=_store_parser(keys.parse_expiry), help=f"ISO date or time it stops working (UTC){none}"
+    )
+
+
+def _controls_of(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "budget": args.budget,
+        "budget_period": args.budget_period,
+        "models": args.models,
+        "expires_at": args.expires,
+    }
+
+
+def _key_line(key) -> str:
+    """A key as the CLI reports it: prefix…last4, owner's limits and controls."""
+    parts = [f"{key.prefix}…{key.last4}", key.name, f"{key.rate_limit_per_minute}/min"]
+    budget = keys.budget_of(key)
+    if budget is not None:
+        per = f" per {budget.period}" if budget.period else ""
+        parts.append(f"budget {format_credits(budget.budget)}{per} (spent {format_credits(budget.spent)})")
+    models = keys.models_of(key)
+    if models is not None:
+        parts.append("models " + ",".join(models))
+    if key.expires_at is not None:
+        parts.append("expires " + budgets.aware(key.expires_at).isoformat())
+    return "\t".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m store", description="Administer the platform's store.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -78,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--name", default="cli")
     p.add_argument("--rpm", type=_int, default=None)
+    _key_controls(p)
+
+    p = sub.add_parser("edit-key", help="change the key with this display prefix (first 12 chars)")
+    p.add_argument("prefix")
+    p.add_argument("--name")
+    p.add_argument("--rpm", type=_int)
+    _key_controls(p, clearable=True)
 
     p = sub.add_parser("set-model", help="create or edit a registry entry")
     p.add_argument("model_id")
@@ -119,9 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-disabled", dest="api_enabled", action="store_const", const=False)
     p.add_argument("--admin", dest="is_admin", action="store_const", const=True)
     p.add_argument("--no-admin", dest="is_admin", action="store_const", const=False)
+    p.add_argument(
+        "--low-balance", type=_credits_or_none, help="alert when the balance falls below this many credits; none: never"
+    )
 
     p = sub.add_parser("revoke-key", help="revoke the key with this display prefix (first 12 chars)")
     p.add_argument("prefix")
+
+    p = sub.add_parser("invite", help="issue a single-use sign-up link; prints it once")
+    p.add_argument("--credits", type=_credits, default=0, help="credits granted with the account")
+    p.add_argument("--days", type=_int, default=None, help="how long the link works (default INVITE_TTL_DAYS)")
+
+    p = sub.add_parser("codes", help="redemption codes")
+    codes_sub = p.add_subparsers(dest="codes_command", required=True, parser_class=_Parser)
+    p = codes_sub.add_parser("create", help="issue N single-use codes; prints each once")
+    p.add_argument("count", type=_int)
+    p.add_argument("--credits", type=_credits, required=True, help="credits each code is worth")
+    p.add_argument("--days", type=_int, default=None, help="how long they work (default: for ever)")
     return parser
 
 
@@ -153,11 +227,45 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
             user = users.get_user_by_email(session, email=args.email)
             assert user.id is not None  # a stored row
             rpm = settings.default_rate_limit_per_minute if args.rpm is None else args.rpm
-            issued = keys.issue_key(
-                session, secret_key=settings.secret_key, user_id=user.id, name=args.name, rate_limit_per_minute=rpm
+            for option, value in (("--budget", args.budget), ("--models", args.models), ("--expires", args.expires)):
+                if value is CLEAR:
+                    raise UsageError(f"{option} none: a new key has no such control to remove")
+            if args.budget_period is CLEAR:
+                args.budget_period = None
+            if args.budget_period is not None and args.budget is None:
+                raise UsageError("--budget-period needs --budget")
+            controls = keys.KeyControls(
+                budget=args.budget, budget_period=args.budget_period, models=args.models, expires_at=args.expires
             )
-            print(f"key {issued.key.prefix}…{issued.key.last4} for {user.email}, {rpm}/min. Shown once:", file=out)
+            issued = keys.issue_key(
+                session,
+                secret_key=settings.secret_key,
+                user_id=user.id,
+                name=args.name,
+                rate_limit_per_minute=rpm,
+                controls=controls,
+            )
+            print(f"key {_key_line(issued.key)} for {user.email}. Shown once:", file=out)
             print(issued.secret, file=out)
+        elif args.command == "edit-key":
+            changes = _controls_of(args)
+            if args.name is None and args.rpm is None and all(v is None for v in changes.values()):
+                raise UsageError(
+                    "nothing to change: give --name, --rpm, --budget, --budget-period, --models or --expires"
+                )
+            key = keys.live_key_by_prefix(session, prefix=args.prefix)
+            assert key.id is not None  # a stored row
+            key = keys.edit_key(
+                session,
+                key_id=key.id,
+                name=args.name,
+                rate_limit_per_minute=args.rpm,
+                budget=args.budget,
+                budget_period=args.budget_period,
+                models=args.models,
+                expires_at=args.expires,
+            )
+            print(f"updated {_key_line(key)}", file=out)
         elif args.command == "set-model":
             fields = {
                 "credit_cost": args.cost,
@@ -198,24 +306,68 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
                     file=out,
                 )
         elif args.command == "set-user":
-            if args.api_enabled is None and args.is_admin is None and args.max_key_rpm is None:
+            flags = (args.api_enabled, args.is_admin, args.max_key_rpm)
+            if all(v is None for v in flags) and args.low_balance is None:
                 raise UsageError(
-                    "nothing to change: give --api-enabled/--api-disabled, --admin/--no-admin or --max-key-rpm"
+                    "nothing to change: give --api-enabled/--api-disabled, --admin/--no-admin, --max-key-rpm"
+                    " or --low-balance"
                 )
             user = users.get_user_by_email(session, email=args.email)
             assert user.id is not None  # a stored row
-            user = users.set_user_flags(
-                session,
-                user_id=user.id,
-                api_enabled=args.api_enabled,
-                is_admin=args.is_admin,
-                max_key_rpm=args.max_key_rpm,
-            )
+            if args.low_balance is not None:
+                users.validate_threshold(args.low_balance)  # before any change: bad input changes nothing
+            if any(v is not None for v in flags):
+                user = users.set_user_flags(
+                    session,
+                    user_id=user.id,
+                    api_enabled=args.api_enabled,
+                    is_admin=args.is_admin,
+                    max_key_rpm=args.max_key_rpm,
+                )
+            if args.low_balance is not None:
+                assert user.id is not None  # a stored row
+                user = users.set_low_balance_threshold(session, user_id=user.id, threshold=args.low_balance)
             ceiling = "default" if user.max_key_rpm is None else user.max_key_rpm
-            print(f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin} max_key_rpm={ceiling}", file=out)
+            low = "none" if user.low_balance_threshold is None else format_credits(user.low_balance_threshold)
+            print(
+                f"{user.email}: api_enabled={user.api_enabled} admin={user.is_admin} max_key_rpm={ceiling}"
+                f" low_balance={low}",
+                file=out,
+            )
         elif args.command == "revoke-key":
             key = keys.revoke_key_by_prefix(session, prefix=args.prefix)
             print(f"revoked {key.prefix}…{key.last4} ({key.name})", file=out)
+        elif args.command == "invite":
+            if args.credits < 0:
+                raise UsageError("--credits must not be negative")
+            days = settings.invite_ttl_days if args.days is None else args.days
+            if not 1 <= days <= 365:
+                raise UsageError("--days must be from 1 to 365")
+            invite = invites.create_invite(
+                session, secret_key=settings.secret_key, credits_=args.credits, ttl=timedelta(days=days)
+            )
+            expires = budgets.aware(invite.invite.expires_at).isoformat(timespec="seconds")
+            print(f"invite {invite.invite.id}: {format_credits(args.credits)} credits, until {expires}", file=out)
+            print(invites.invite_link(public_base(settings), invite.token), file=out)
+        elif args.command == "codes":
+            if args.days is not None and not 1 <= args.days <= 3650:
+                raise UsageError("--days must be from 1 to 3650")
+            issued_codes = codes.create_codes(
+                session,
+                secret_key=settings.secret_key,
+                count=args.count,
+                credits_=args.credits,
+                ttl=timedelta(days=args.days) if args.days else None,
+            )
+            until = f", for {args.days} days" if args.days else ""
+            print(f"{len(issued_codes)} codes of {format_credits(args.credits)} credits{until}. Shown once:", file=out)
+            for code in issued_codes:
+                print(code, file=out)
+
+
+def public_base(settings: Settings) -> str:
+    """The site's origin for links: PUBLIC_BASE_URL, else http://localhost:PORT."""
+    return (settings.public_base_url or f"http://localhost:{settings.port}").rstrip("/")
 
 
 def _model_line(entry) -> str:

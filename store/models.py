@@ -36,6 +36,11 @@ class User(SQLModel, table=True):
     # The most a rate limit this user may give their own keys (0: any, unlimited included;
     # None: the platform's MAX_KEY_RPM). Admins set it; the CLI's own keys are not bound by it.
     max_key_rpm: int | None = None
+    # Alerts (store.alerts): the balance below which the user sees a banner and the operator
+    # is told (micro-credits; None: no alert), and whether that crossing was reported (set
+    # at the crossing, cleared by a top-up that lifts the balance back over the threshold).
+    low_balance_threshold: int | None = Field(default=None, sa_type=sa.BigInteger)
+    low_balance_alerted: bool = False
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -55,6 +60,18 @@ class ApiKey(SQLModel, table=True):
     expires_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
+    # Key controls (store.keys, enforced by the debit in store.credits): a budget in
+    # micro-credits (None: none) per period ("day" | "week" | "month"; None: the key's whole
+    # life), what the key has spent in the period that began at `budget_period_start`
+    # (every hold counts at once; settlements and refunds give back what they return), the
+    # highest budget alert sent in that period (0, 80, 100: percent), and the models the
+    # key may call (a JSON list of registry ids; None: all).
+    budget: int | None = Field(default=None, sa_type=sa.BigInteger)
+    budget_period: str | None = Field(default=None, max_length=10)
+    budget_spent: int = Field(default=0, sa_type=sa.BigInteger)
+    budget_period_start: datetime | None = None
+    budget_alert_level: int = 0
+    allowed_models: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class ModelEntry(SQLModel, table=True):
@@ -107,6 +124,10 @@ class LedgerEntry(SQLModel, table=True):
     model: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=500)
     actor_user_id: int | None = None
+    # A charge made through an API key: which key, and the budget period it counted in
+    # (so that its settlement or refund gives back to that key's spend only in that period).
+    api_key_id: int | None = None
+    key_period_start: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -257,3 +278,88 @@ class ImageTask(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class Invite(SQLModel, table=True):
+    """A single-use sign-up link (SIGNUP_POLICY=invite). Only the token's HMAC is stored."""
+
+    __tablename__ = "invites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    credits: int = Field(default=0, sa_type=sa.BigInteger)  # micro-credits granted with the account
+    created_by_user_id: int | None = None  # the admin; None: the CLI
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by_user_id: int | None = None
+
+
+class RedemptionCode(SQLModel, table=True):
+    """A single-use code worth `credits`, redeemed on the Credits page. Stored as its HMAC."""
+
+    __tablename__ = "redemption_codes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    credits: int = Field(sa_type=sa.BigInteger)  # micro-credits
+    created_by_user_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    redeemed_at: datetime | None = None
+    redeemed_by_user_id: int | None = None
+
+
+class Payment(SQLModel, table=True):
+    """One Stripe Checkout Session the platform created, and what became of it.
+
+    `open` until its signed `checkout.session.completed` webhook credits it (`paid`, once:
+    the status changes in the transaction that writes the ledger row); refunds and disputes
+    take credits back in proportion to the money (store.payments)."""
+
+    __tablename__ = "payments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(max_length=255, unique=True)
+    payment_intent: str | None = Field(default=None, max_length=255, index=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    pack_id: str = Field(max_length=40)
+    credits: int = Field(sa_type=sa.BigInteger)  # micro-credits the pack grants
+    amount: int  # the price in the currency's smallest unit (cents)
+    currency: str = Field(max_length=3)
+    status: str = Field(default="open", max_length=20)  # open | paid | reversed (all taken back)
+    # What Stripe reported taken back, in cents (refunds, cumulative; disputes), the credits
+    # that stand for (taken back so far), and the part of them the balance could not cover.
+    amount_refunded: int = 0
+    amount_disputed: int = 0
+    credits_reversed: int = Field(default=0, sa_type=sa.BigInteger)
+    shortfall: int = Field(default=0, sa_type=sa.BigInteger)
+    created_at: datetime = Field(default_factory=utcnow)
+    paid_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PaymentEvent(SQLModel, table=True):
+    """A Stripe event already handled: its id is written with its effect, so a replay is a no-op."""
+
+    __tablename__ = "payment_events"
+
+    event_id: str = Field(primary_key=True, max_length=255)
+    type: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Alert(SQLModel, table=True):
+    """An operator alert waiting for (or past) delivery to ALERT_WEBHOOK_URL (api.worker)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.Index("ix_alerts_due", "status", "next_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=30)  # low_balance | key_budget | upstream_errors | payment_shortfall
+    payload: dict = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=20)  # pending | delivered | failed
+    attempts: int = 0
+    next_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None

@@ -7,10 +7,13 @@ import os
 import secrets
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .packs import CreditPack, parse_packs
 
 DATA_DIR = Path("data")
 NATIVE_FORMATS = ("messages", "responses")
@@ -106,6 +109,25 @@ class Settings(BaseSettings):
     # Reverse proxies whose X-Forwarded-For the sign-in limits believe: IPs or CIDRs,
     # comma-separated. Empty: the socket peer is the client (dashboard/client_address.py).
     trusted_proxies: str = ""
+    # Operator controls (SPEC, "Operator controls"). Who may sign up: anyone, holders of an
+    # invite (`python -m store invite`), or no one; how long an invite link stays valid.
+    signup_policy: Literal["open", "invite", "closed"] = "open"
+    invite_ttl_days: int = Field(7, ge=1, le=365)
+    # Stripe Checkout (dashboard/billing_routes.py): the secret API key, the webhook
+    # endpoint's signing secret, the packs on sale as `credits:price` in CURRENCY
+    # (`10:5.00,50:20.00`), and the API's base URL (tests point it at a local fake).
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    stripe_currency: str = Field("usd", pattern=r"^[a-z]{3}$")
+    credit_packs: str = ""
+    # Operator alerts (store.alerts): where they are POSTed (unset: none are queued), the
+    # secret their `X-Platform-Signature` is made with (unset: unsigned), and the spike of
+    # provider errors one process reports: this many within the window (0: never).
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = None
+    alert_error_spike: int = Field(20, ge=0)
+    alert_error_window_s: float = Field(60.0, gt=0)
 
     @field_validator(
         "redis_url",
@@ -115,6 +137,11 @@ class Settings(BaseSettings):
         "admin_password",
         "metrics_token",
         "upstream_ca_file",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "stripe_api_base",
+        "alert_webhook_url",
+        "alert_webhook_secret",
     )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
@@ -147,6 +174,27 @@ class Settings(BaseSettings):
                 frozenset(NATIVE_FORMATS) if host == "openrouter.ai" or host.endswith(".openrouter.ai") else frozenset()
             )
         return frozenset(part for part in self.openrouter_formats.split(",") if part)
+
+    @field_validator("credit_packs")
+    @classmethod
+    def _packs(cls, value: str) -> str:
+        parse_packs(value)  # a bad CREDIT_PACKS fails at start, with the reason
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _alert_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("ALERT_WEBHOOK_URL must be an http(s) URL")
+        return value
+
+    @property
+    def packs(self) -> tuple[CreditPack, ...]:
+        return parse_packs(self.credit_packs)
+
+    @property
+    def stripe_configured(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret and self.packs)
 
     @model_validator(mode="after")
     def _secret(self) -> Settings:

@@ -69,13 +69,16 @@ def create_task(
     request_id: str | None = None,
     idempotency_key: str | None = None,
     webhook_url: str | None = None,
+    alerts: bool = False,
 ) -> tuple[ImageTask, bool]:
     """Charge `unit_cost × n` and create the task, atomically. Returns (task, created).
 
     With an `idempotency_key` the user used before, returns that task and charges
     nothing (Conflict if it was for a different request). `hold_s` keeps workers off
     the task for that long, while the caller submits it upstream itself.
-    Raises InsufficientCredits (and creates nothing) when the balance is short.
+    Raises InsufficientCredits (and creates nothing) when the balance is short; with
+    `api_key_id`, the key's refusals of store.credits.debit_for_request too (`alerts`
+    as there).
     """
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, user_id, idempotency_key)
@@ -113,7 +116,9 @@ def create_task(
             raise
         return _same_request(existing, model, prompt, size, n), False
     # The debit commits the task row with the ledger row, or rolls both back.
-    credits.debit_for_request(session, user_id=user_id, cost=task.credit_cost, ref=task.id, model=model)
+    credits.debit_for_request(
+        session, user_id=user_id, cost=task.credit_cost, ref=task.id, model=model, key_id=api_key_id, alerts=alerts
+    )
     session.commit()
     return task, True
 

@@ -120,6 +120,40 @@ def set_user_flags(
     return user
 
 
+def set_low_balance_threshold(session: Session, *, user_id: int, threshold: object) -> User:
+    """Set the balance (micro-credits) below which the user sees a low-balance banner and
+    the operator is alerted (store.alerts), or CLEAR it. A balance already below the new
+    threshold counts as reported: the next alert comes after it rose over it and fell again."""
+    threshold = validate_threshold(threshold)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if threshold is CLEAR:
+        user.low_balance_threshold, user.low_balance_alerted = None, False
+    else:
+        assert isinstance(threshold, int)
+        user.low_balance_threshold, user.low_balance_alerted = threshold, user.balance < threshold
+    session.add(user)
+    session.commit()
+    return user
+
+
+def validate_threshold(threshold: object) -> object:
+    """A low-balance threshold as given (micro-credits, or CLEAR); InvalidInput when out of range."""
+    if threshold is CLEAR:
+        return threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 < threshold <= credits.MAX_BALANCE:
+        raise InvalidInput(
+            f"the low-balance threshold must be more than 0 and at most {credits.MAX_BALANCE // MICRO:,}"
+        )
+    return threshold
+
+
+def balance_is_low(user: User) -> bool:
+    """Whether the user's low-balance banner shows (their balance is below their threshold)."""
+    return user.low_balance_threshold is not None and user.balance < user.low_balance_threshold
+
+
 def ensure_admin(session: Session, *, email: str, password: str) -> User:
     """Make sure this admin exists (ADMIN_EMAIL/ADMIN_PASSWORD at start-up)."""
     try:

@@ -39,7 +39,7 @@ async def create_embeddings(request: EmbeddingModelCall) -> Response:
     runtime, ctx = request.runtime, request.ctx
     prepared = await runtime.offload(ctx, prepare, EMBEDDINGS, request.raw, await runtime.entry_views())
     ctx.model = prepared.model_id
-    entry = await runtime.model_for(prepared.model_id, "embedding")
+    entry = await runtime.model_for(prepared.model_id, "embedding", request.key)
     upstream = runtime.chat
     if entry.provider != "openrouter" or upstream is None or not upstream.configured:
         raise ApiError("provider_not_configured")

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from store import signing, tasks
-from store.errors import Conflict, InsufficientCredits
+from store.errors import Conflict, InsufficientCredits, KeyBudgetExceeded, KeyNotUsable, ModelNotAllowed
 from store.models import ImageTask
 
 from ..deps import CallerKey, ContextDep, ImageBody, ReaderKey, RuntimeDep
@@ -138,7 +138,7 @@ async def create_image(
     idempotency_key = _idempotency_key(request)
     wait_s = _wait_s(request)
     ctx.model = model_id
-    entry = await runtime.model_for(model_id, "image")
+    entry = await runtime.model_for(model_id, "image", key)
     provider = runtime.image_providers.get(entry.provider)
     if provider is None or not provider.configured:
         raise ApiError("provider_not_configured")
@@ -160,9 +160,10 @@ async def create_image(
             hold_s=0.0 if provider.synchronous else s.upstream_timeout_s + SUBMIT_HOLD_MARGIN_S,
             idempotency_key=idempotency_key,
             webhook_url=webhook_url,
+            alerts=s.alert_webhook_url is not None,
         )
-    except InsufficientCredits:
-        raise ApiError("insufficient_credits") from None
+    except (InsufficientCredits, KeyBudgetExceeded, KeyNotUsable, ModelNotAllowed) as exc:
+        raise runtime.refusal(exc, key) from None
     except Conflict as exc:
         raise ApiError("invalid_request", str(exc)) from None
     ctx.task_id, ctx.upstream_id = task.id, task.provider_task_id

@@ -72,20 +72,23 @@ def users_in(engine) -> list[User]:
         return list(s.exec(select(User)))
 
 
-async def test_sign_up_creates_a_plain_user_with_signup_credits_and_signs_in(web, engine):
+async def test_sign_up_creates_a_plain_user_with_signup_credits_then_signs_in(web, engine):
     response = await web.post("/auth/register", data={"email": "New@Example.com", "password": PASSWORD})
-    assert response.status_code == 303 and response.headers["location"] == "/"
-    cookie = response.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE_NAME}=")
-    for attribute in ("HttpOnly", "SameSite=strict", "Path=/", "Max-Age=604800"):
-        assert attribute.lower() in cookie.lower()
-    assert "secure" not in cookie.lower()  # plain http here; https sets Secure
+    assert response.status_code == 303 and response.headers["location"] == "/login?registered=1"
+    assert "set-cookie" not in response.headers  # no session: a taken email gets this same answer
     [user] = users_in(engine)
     # SIGNUP_CREDITS is in credits; the store keeps micro-credits
     assert (user.email, user.is_admin, user.balance) == ("new@example.com", False, SIGNUP_CREDITS * 1_000_000)
     with session_for(engine) as s:
         assert credits.ledger_sum(s, user_id=user.id) == SIGNUP_CREDITS * 1_000_000
-        assert len(s.exec(select(UserSession)).all()) == 1
+        assert s.exec(select(UserSession)).all() == []
+    signed_in = await web.post("/auth/login", data={"email": "new@example.com", "password": PASSWORD})
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    cookie = signed_in.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    for attribute in ("HttpOnly", "SameSite=strict", "Path=/", "Max-Age=604800"):
+        assert attribute.lower() in cookie.lower()
+    assert "secure" not in cookie.lower()  # plain http here; https sets Secure
 
 
 async def test_sign_up_cannot_ask_to_be_admin(web, engine):
@@ -111,10 +114,22 @@ async def test_bad_sign_up_says_why_and_creates_nothing(web, engine, form, code)
     assert "set-cookie" not in response.headers and users_in(engine) == []
 
 
-async def test_taken_email(web, engine):
-    make_user(engine, email="taken@example.com")
-    response = await web.post("/auth/register", data={"email": "TAKEN@example.com", "password": PASSWORD})
-    assert error_of(response) == ("/register", "taken")
+async def test_a_taken_email_gets_the_answer_a_new_one_gets_and_changes_nothing(web, engine):
+    owner = make_user(engine, email="taken@example.com")
+    taken = await web.post("/auth/register", data={"email": "TAKEN@example.com", "password": PASSWORD})
+    fresh = await web.post("/auth/register", data={"email": "fresh@example.com", "password": PASSWORD})
+    for response in (taken, fresh):
+        assert response.status_code == 303 and "set-cookie" not in response.headers
+    assert (taken.headers["location"], taken.content) == (fresh.headers["location"], fresh.content)
+    assert sorted(h for h in taken.headers if h != "content-length") == sorted(
+        h for h in fresh.headers if h != "content-length"
+    )
+    [stored] = [u for u in users_in(engine) if u.email == "taken@example.com"]
+    assert (stored.id, stored.password_hash, stored.balance) == (owner.id, owner.password_hash, owner.balance)
+    # the owner's own password still signs in; the stranger's does not
+    assert (await web.post("/auth/login", data={"email": "taken@example.com", "password": PASSWORD})).headers[
+        "location"
+    ] == "/login?error=credentials"
 
 
 async def test_sign_in_and_go_back_where_you_were(web, engine):
