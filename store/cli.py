@@ -110,6 +110,24 @@ def _key_line(key) -> str:
     return "\t".join(parts)
 
 
+def _tier_price(text: str) -> object:
+    """`4K=20` (credits per image at that tier), or `none`."""
+    if text.strip().lower() == "none":
+        return CLEAR
+    tier, equals, price = text.partition("=")
+    if not equals or tier.strip().upper() not in pricing.RESOLUTIONS[1:]:
+        raise argparse.ArgumentTypeError(f"{text!r}: give TIER=CREDITS, the tier 2K or 4K")
+    return tier.strip().upper(), _credits(price)
+
+
+def _resolution_prices(given: list | None) -> object:
+    if not given:
+        return None
+    if any(item is CLEAR for item in given):
+        return CLEAR
+    return dict(given)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m store", description="Administer the platform's store.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -155,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cache-read-price", type=_credits_or_none, help="credits per 1M cached prompt tokens read (none)")
     p.add_argument("--cache-write-price", type=_credits_or_none, help="credits per 1M prompt tokens cached (none)")
+    p.add_argument(
+        "--resolution-price",
+        action="append",
+        type=_tier_price,
+        help="an image model's price per image at a tier above 1K, e.g. 4K=20 (repeat per tier; none: unset all)",
+    )
     p.add_argument("--enable", dest="enabled", action="store_const", const=True)
     p.add_argument("--disable", dest="enabled", action="store_const", const=False)
     p.add_argument("--display-name")
@@ -278,6 +302,7 @@ def run(args: argparse.Namespace, out=sys.stdout) -> None:
                 "max_prompt_tokens": args.max_prompt_tokens,
                 "cache_read_price": args.cache_read_price,
                 "cache_write_price": args.cache_write_price,
+                "resolution_prices": _resolution_prices(args.resolution_price),
                 "enabled": args.enabled,
                 "display_name": args.display_name,
                 "category": args.category,

@@ -100,6 +100,9 @@ class ModelEntry(SQLModel, table=True):
     # per 1M; None: the prompt price.
     cache_read_price: int | None = Field(default=None, sa_type=sa.BigInteger)
     cache_write_price: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # An image model's price of one image at a resolution tier above 1K (`credit_cost`):
+    # {"2K": micro-credits, "4K": …}; a tier without one is priced by its pixels (store.pricing).
+    resolution_prices: dict[str, int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     enabled: bool = True
     provider: str = Field(max_length=50)
     upstream_id: str = Field(max_length=200)

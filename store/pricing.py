@@ -260,6 +260,30 @@ def charge(entry: Priced, usage: Usage | None, *, n: int = 1, credits_per_usd: D
     return entry.credit_cost + ceil_micro(variable)
 
 
+RESOLUTIONS = ("1K", "2K", "4K")
+# A tier's pixels over 1K's (its long side 2x, 4x): the price of a tier without its own.
+_PIXELS_OVER_1K = {"1K": 1, "2K": 4, "4K": 16}
+
+
+def resolution_of(size: str | None) -> str:
+    """`"2048x1152"` -> `"2K"`: the tier of an image size by its long side (1K up to 1,024 px)."""
+    if not size:
+        return "1K"
+    longest = max(int(side) for side in size.lower().split("x"))
+    return "1K" if longest <= 1024 else "2K" if longest <= 2048 else "4K"
+
+
+def image_unit_cost(entry: Any, size: str | None) -> int:
+    """The price of one image of `size`: `credit_cost` at 1K; at a larger tier its own
+    price (`resolution_prices`), else `credit_cost` times its pixels over 1K's (4x at 2K,
+    16x at 4K), never a 1K price for a 4K image."""
+    tier = resolution_of(size)
+    if tier == "1K":
+        return entry.credit_cost
+    prices = entry.resolution_prices or {}
+    return prices[tier] if tier in prices else entry.credit_cost * _PIXELS_OVER_1K[tier]
+
+
 def final_charge(reserved: int, charged: int) -> int:
     """The charge that stands: what the work cost, never more than was reserved."""
     return max(0, min(reserved, charged))

@@ -38,7 +38,7 @@ _TOKEN_FIELDS = {
 }
 # Fields that may be unset again (given as CLEAR): a cache price then follows the prompt
 # price, and a flat price covers any prompt.
-NULLABLE = frozenset({"cache_read_price", "cache_write_price", "max_prompt_tokens"})
+NULLABLE = frozenset({"cache_read_price", "cache_write_price", "max_prompt_tokens", "resolution_prices"})
 
 
 def _validated(fields: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +65,8 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
             what, most = _TOKEN_FIELDS[name]
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
                 raise InvalidInput(f"{what} must be a whole number from 1 to {most:,}")
+        elif name == "resolution_prices":
+            value = _resolution_prices(value)
         elif name == "pricing":
             if value not in pricing.MODES:
                 raise InvalidInput(f"pricing must be one of {', '.join(pricing.MODES)}")
@@ -84,6 +86,17 @@ def _validated(fields: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"provider must be one of {', '.join(PROVIDERS)}")
         out[name] = value
     return out
+
+
+def _resolution_prices(value: Any) -> dict[str, int]:
+    """{"2K": micro-credits, "4K": …}: a price per image for each tier above 1K it names."""
+    tiers = pricing.RESOLUTIONS[1:]
+    if not isinstance(value, dict) or not value or any(tier not in tiers for tier in value):
+        raise InvalidInput(f"resolution prices name the tiers {' and '.join(tiers)}")
+    for tier, price in value.items():
+        if isinstance(price, bool) or not isinstance(price, int) or not 0 <= price <= MAX_COST:
+            raise InvalidInput(f"the {tier} price must be from 0 to {format_credits(MAX_COST)} credits")
+    return {tier: value[tier] for tier in tiers if tier in value}
 
 
 def validate_model_id(model_id: str) -> str:
@@ -125,6 +138,8 @@ def set_model(
         )
     for name, value in changes.items():
         setattr(entry, name, value)
+    if entry.resolution_prices and entry.category != "image":
+        raise InvalidInput("only image models have resolution prices")
     if entry.category not in TOKEN_PRICED and entry.pricing != pricing.PER_REQUEST:
         raise InvalidInput("only chat and embedding models can be priced by tokens; image models are per_request")
     after = entry.model_dump(mode="json")
@@ -178,6 +193,11 @@ def seed_default_registry(session: Session, path: Path = DEFAULT_REGISTRY) -> li
         for name in _MONEY_FIELDS:
             if name in item:
                 item[name] = parse_credits(str(item[name]), what=name)
+        if "resolution_prices" in item:
+            item["resolution_prices"] = {
+                tier: parse_credits(str(price), what=f"{tier} price")
+                for tier, price in item["resolution_prices"].items()
+            }
         if session.get(ModelEntry, model_id) is None:
             set_model(session, model_id=model_id, actor="seed", **item)
             added.append(model_id)
@@ -192,9 +212,12 @@ def _only_seeded(session: Session, model_id: str) -> bool:
     return bool(actors) and all(actor == "seed" for actor in actors)
 
 
+_TIER_SIZES = {"1K": "1024x1024", "2K": "2048x2048", "4K": "4096x4096"}
+
+
 def public_view(entry: ModelEntry) -> dict[str, Any]:
     """The entry as `GET /api/v1/models` shows it."""
-    return {
+    view: dict[str, Any] = {
         "id": entry.id,
         "object": "model",
         "created": int(entry.created_at.timestamp()),
@@ -213,6 +236,11 @@ def public_view(entry: ModelEntry) -> dict[str, Any]:
             "cache_write": json_credits(_or(entry.cache_write_price, entry.prompt_price)),
         },
     }
+    if entry.category == "image":  # what one image costs at each resolution tier
+        view["pricing"]["resolutions"] = {
+            tier: json_credits(pricing.image_unit_cost(entry, size)) for tier, size in _TIER_SIZES.items()
+        }
+    return view
 
 
 def _or(value: int | None, default: int) -> int:

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import httpx
 
+from store.pricing import resolution_of
+
 from . import UpstreamError
 
 # Task progress as the pipeline sees it.
@@ -68,9 +70,7 @@ def aspect_and_resolution(size: str | None) -> tuple[str, str]:
         return "1:1", "1K"
     width, height = (int(v) for v in size.lower().split("x"))
     divisor = math.gcd(width, height)
-    longest = max(width, height)
-    resolution = "1K" if longest <= 1024 else "2K" if longest <= 2048 else "4K"
-    return f"{width // divisor}:{height // divisor}", resolution
+    return f"{width // divisor}:{height // divisor}", resolution_of(size)
 
 
 def upstream_error(response: httpx.Response, what: str) -> UpstreamError:

@@ -23,7 +23,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
-from store import signing, tasks
+from store import pricing, signing, tasks
 from store.errors import Conflict, InsufficientCredits, KeyBudgetExceeded, KeyNotUsable, ModelNotAllowed
 from store.models import ImageTask
 
@@ -155,7 +155,7 @@ async def create_image(
             prompt=prompt,
             size=size,
             n=n,
-            unit_cost=entry.credit_cost,
+            unit_cost=pricing.image_unit_cost(entry, size),
             timeout_s=s.task_timeout_s,
             hold_s=0.0 if provider.synchronous else s.upstream_timeout_s + SUBMIT_HOLD_MARGIN_S,
             idempotency_key=idempotency_key,

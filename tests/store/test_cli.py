@@ -255,6 +255,9 @@ def test_set_user_and_revoke_key(cli):
         ("set-model", "openai/gpt-5", "--max-prompt-tokens", "-5"),
         ("set-model", "openai/gpt-5", "--cache-read-price", "-1"),
         ("set-model", "openai/gpt-5", "--max-output-tokens", "none"),
+        ("set-model", "google/nano-banana-pro", "--resolution-price", "8K=5"),
+        ("set-model", "google/nano-banana-pro", "--resolution-price", "4K"),
+        ("set-model", "openai/gpt-5", "--resolution-price", "4K=5"),
         ("create-user", "e\x00@example.com", "--password", "long enough"),
         ("create-key", "c@example.com", "--name", "nul\x00name"),
         ("revoke-key", "sk_live_none"),
@@ -324,3 +327,13 @@ def test_commands_before_migrate_fail_cleanly(tmp_path):
         [sys.executable, "-m", "store", "models"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert "run `python -m store migrate`" in one_line_error(result)
+
+
+def test_set_model_resolution_prices(cli):
+    result = cli("set-model", "google/nano-banana-pro", "--resolution-price", "2K=12.5", "--resolution-price", "4k=30")
+    assert result.returncode == 0, result.stderr
+    with session_for(cli.engine) as s:
+        assert s.get(ModelEntry, "google/nano-banana-pro").resolution_prices == {"2K": 12_500_000, "4K": 30_000_000}
+    assert cli("set-model", "google/nano-banana-pro", "--resolution-price", "none").returncode == 0
+    with session_for(cli.engine) as s:
+        assert s.get(ModelEntry, "google/nano-banana-pro").resolution_prices is None
