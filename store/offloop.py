@@ -142,28 +142,28 @@ class GroupCommit:
 class InBatch:
     """A store function's session inside a group commit (duck-typed as the Core connection
     it is given elsewhere): `commit` keeps what the function wrote so far (the batch commits
-    it), `rollback` undoes only what it wrote since; both leave a fresh savepoint open."""
+    it), `rollback` undoes only what it wrote since. The savepoint that makes that possible
+    is opened by the first statement after each (a call refused by a read writes nothing and
+    pays for none)."""
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
-        self._savepoint = connection.begin_nested()
+        self._savepoint: Any = None
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
+        if self._savepoint is None:
+            self._savepoint = self._connection.begin_nested()
         return self._connection.execute(*args, **kwargs)
 
     def commit(self) -> None:
-        self._savepoint.commit()
-        self._savepoint = self._connection.begin_nested()
+        if self._savepoint is not None:
+            self._savepoint.commit()
+            self._savepoint = None
 
     def rollback(self) -> None:
-        self._savepoint.rollback()
-        self._savepoint = self._connection.begin_nested()
-
-    def _finish(self, ok: bool) -> None:
-        if ok:
-            self._savepoint.commit()
-        else:
+        if self._savepoint is not None:
             self._savepoint.rollback()
+            self._savepoint = None
 
 
 def _in_savepoint(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, Any]:
@@ -171,9 +171,9 @@ def _in_savepoint(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any
     try:
         result = fn(session, **kwargs)
     except Exception as exc:  # refused (InsufficientCredits, …) or failed: its writes undone
-        session._finish(False)
+        session.rollback()
         return False, exc
-    session._finish(True)
+    session.commit()
     return True, result
 
 

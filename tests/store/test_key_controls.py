@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from store import budgets, credits, keys
+from store import budgets, credits, holds, keys
 from store.errors import InsufficientCredits, InvalidInput, KeyBudgetExceeded, KeyNotUsable, ModelNotAllowed
 from store.models import CLEAR, ApiKey, LedgerEntry, utcnow
 from store.money import MICRO
@@ -38,8 +38,14 @@ def spent(session, key: ApiKey) -> int:
     return value
 
 
+# A model call's hold has its durable record (store.holds), which its settlement closes.
+HOLD = holds.HoldInfo(owner="test", lease_s=60, endpoint="/api/v1/chat/completions", stream=False)
+
+
 def debit(session, user, key, cost, ref, model="openai/gpt-5"):
-    return credits.debit_for_request(session, user_id=user.id, cost=cost, ref=ref, model=model, key_id=key.id)
+    return credits.debit_for_request(
+        session, user_id=user.id, cost=cost, ref=ref, model=model, key_id=key.id, hold=HOLD
+    )
 
 
 @both_databases
