@@ -149,6 +149,7 @@ async def _settle(runtime: Runtime, ctx: RequestContext, *, user_id: int) -> Non
     try:
         settled = await runtime.write(
             credits.settle_hold,
+            savepoint=False,  # it writes only once it found the hold's record
             user_id=user_id,
             ref=ctx.request_id,
             held=ctx.held,

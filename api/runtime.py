@@ -178,11 +178,11 @@ class Runtime:
                 ) from None
             raise
 
-    async def write(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    async def write(self, fn: Callable[..., T], /, *, savepoint: bool = True, **kwargs: Any) -> T:
         """A short write of the request path (the hold, the settlement), group-committed
         with the others in flight (store.offloop.GroupCommit); errors as `db`'s."""
         try:
-            return await self.group.run(fn, **kwargs)
+            return await self.group.run(fn, savepoint=savepoint, **kwargs)
         except Exception as exc:
             if is_locked(exc):
                 raise ApiError(
@@ -239,8 +239,11 @@ class Runtime:
         assert key is not None  # the request was authenticated before anything is charged
         hold = self.holds.info(endpoint=ctx.endpoint, stream=ctx.stream, api_key_id=key.key_id, key_prefix=key.prefix)
         try:
+            # A key without a budget is admitted by one conditional statement, which writes
+            # nothing unless it admits: no savepoint needed around it.
             await self.write(
                 credits.debit_for_request,
+                savepoint=key.budget is not None,
                 user_id=key.user_id,
                 cost=cost,
                 ref=ctx.request_id,

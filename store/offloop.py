@@ -93,17 +93,21 @@ class GroupCommit:
     def __init__(self, engine: Engine, max_batch: int = 256) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._queue: list[tuple[Callable[..., Any], dict[str, Any], asyncio.Future]] = []
+        self._queue: list[tuple[Callable[..., Any], dict[str, Any], bool, asyncio.Future]] = []
         self._lock = threading.Lock()
         self._draining = False
         self.batches = 0  # how many transactions served how many calls (the bench reports it)
         self.calls = 0
 
-    async def run(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[..., T], /, *, savepoint: bool = True, **kwargs: Any) -> T:
+        """`fn(session, **kwargs)` in the next batch. `savepoint=False` for a call that only
+        writes once it knows it will succeed (a debit whose one conditional statement
+        decides): it runs without a savepoint's two statements, and should it roll back
+        after all, the batch is run again one call at a time."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         with self._lock:
-            self._queue.append((fn, kwargs, future))
+            self._queue.append((fn, kwargs, savepoint, future))
             start, self._draining = not self._draining, True
         if start:
             _pool(self._engine).submit(self._drain, loop)
@@ -127,16 +131,20 @@ class GroupCommit:
         self.calls += len(batch)
         try:
             with self._engine.connect() as connection, connection.begin():
-                return [_in_savepoint(connection, fn, kwargs) for fn, kwargs, _ in batch]
-        except Exception:  # the batch as a whole failed: each call alone, so one fails alone
-            return [self._alone(fn, kwargs) for fn, kwargs, _ in batch]
+                return [_in_batch(connection, fn, kwargs, savepoint) for fn, kwargs, savepoint, _ in batch]
+        except Exception:  # the batch as a whole failed, or a call without a savepoint undid: each alone
+            return [self._alone(fn, kwargs) for fn, kwargs, _, _ in batch]
 
     def _alone(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, Any]:
         try:
             with self._engine.connect() as connection, connection.begin():
-                return _in_savepoint(connection, fn, kwargs)
+                return _in_batch(connection, fn, kwargs, True)
         except Exception as exc:
             return False, exc
+
+
+class _Undone(Exception):
+    """A call without a savepoint rolled back what it had done: the batch cannot keep it."""
 
 
 class InBatch:
@@ -144,32 +152,42 @@ class InBatch:
     it is given elsewhere): `commit` keeps what the function wrote so far (the batch commits
     it), `rollback` undoes only what it wrote since. The savepoint that makes that possible
     is opened by the first statement after each (a call refused by a read writes nothing and
-    pays for none)."""
+    pays for none). Without one (`savepoint=False`), a rollback after any statement gives
+    the batch up (`_Undone`): it runs again one call at a time."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, savepoint: bool) -> None:
         self._connection = connection
+        self._use_savepoints = savepoint
         self._savepoint: Any = None
+        self._executed = False
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
-        if self._savepoint is None:
+        if self._use_savepoints and self._savepoint is None:
             self._savepoint = self._connection.begin_nested()
+        self._executed = True
         return self._connection.execute(*args, **kwargs)
 
     def commit(self) -> None:
         if self._savepoint is not None:
             self._savepoint.commit()
             self._savepoint = None
+        self._executed = False
 
     def rollback(self) -> None:
         if self._savepoint is not None:
             self._savepoint.rollback()
             self._savepoint = None
+        elif self._executed and not self._use_savepoints:
+            raise _Undone
+        self._executed = False
 
 
-def _in_savepoint(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[bool, Any]:
-    session = InBatch(connection)
+def _in_batch(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any], savepoint: bool) -> tuple[bool, Any]:
+    session = InBatch(connection, savepoint)
     try:
         result = fn(session, **kwargs)
+    except _Undone:
+        raise
     except Exception as exc:  # refused (InsufficientCredits, …) or failed: its writes undone
         session.rollback()
         return False, exc
@@ -178,7 +196,7 @@ def _in_savepoint(connection: Any, fn: Callable[..., Any], kwargs: dict[str, Any
 
 
 def _deliver(batch: list, results: list[tuple[bool, Any]]) -> None:
-    for (_, _, future), (ok, value) in zip(batch, results, strict=True):
+    for (_, _, _, future), (ok, value) in zip(batch, results, strict=True):
         if future.cancelled():
             continue
         if ok:

@@ -83,3 +83,21 @@ async def test_a_batch_that_cannot_commit_is_retried_call_by_call(engine):
     )
     assert isinstance(results[0], Exception) and results[1] == 3 * MICRO
     assert [kind for kind, _ in ledger(engine, user.id)] == ["grant", "charge", "charge"]
+
+
+@BOTH
+async def test_calls_without_savepoints_share_a_batch_and_one_that_undoes_makes_it_run_alone(engine):
+    user = make_user(engine, credits=2)
+    group = GroupCommit(engine)
+    results = await asyncio.gather(
+        *(
+            group.run(credits.debit_for_request, savepoint=False, user_id=user.id, cost=MICRO, ref=f"s{i}")
+            for i in range(4)
+        ),
+        return_exceptions=True,
+    )
+    # two fit; the refused ones rolled back after their statement: their batches ran call by call
+    assert sorted(type(r).__name__ for r in results) == ["InsufficientCredits", "InsufficientCredits", "int", "int"]
+    assert [kind for kind, _ in ledger(engine, user.id)] == ["grant", "charge", "charge"]
+    with session_for(engine) as s:
+        assert credits.balance(s, user_id=user.id) == credits.ledger_sum(s, user_id=user.id) == 0
