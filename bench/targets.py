@@ -132,6 +132,8 @@ def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
             else dict(pricing="per_request", credit_cost=1_000_000)
         )
         registry.set_model(session, model_id="openai/gpt-5-mini", actor="bench", **prices)
+        if not metered:  # the stream table's /messages model (api_messages rows), priced as chat's
+            registry.set_model(session, model_id="anthropic/claude-sonnet-4.5", actor="bench", **prices)
         return url, user.id
 
 
@@ -145,6 +147,9 @@ def platform_env(database_url: str, upstream_base: str, port: int) -> dict[str, 
         UPSTREAM_RETRIES="0",
         MEDIA_DIR=str(OUT / "media"),
         PYTHONPATH=str(ROOT),
+        # the bench's stream upstream serves Messages and Responses natively, as OpenRouter
+        # does: /messages and /responses go to it as they are (issue 16's measure)
+        OPENROUTER_FORMATS="messages,responses",
     )
 
 
