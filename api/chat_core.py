@@ -198,6 +198,17 @@ class Relay:
             completion_bytes=self.relayed_bytes,
         )
 
+    async def failed(self, exc: Exception) -> tuple[str, str]:
+        """The stream failed mid-way (an upstream's failure, or a fault of ours): refund it
+        once, even while being cancelled; returns the code and message of its error event."""
+        self.settled = True
+        ctx = self.call.ctx
+        message = str(exc) if isinstance(exc, UpstreamError) else "Internal error while relaying the stream"
+        ctx.error_code = "provider_error" if isinstance(exc, UpstreamError) else "internal_error"
+        with anyio.CancelScope(shield=True):
+            await self.call.runtime.refund(ctx, message)
+        return ctx.error_code, message
+
     async def close(self) -> None:
         """Once, however the stream ended (even if it never started): a request that was
         neither billed from usage nor refunded is billed without it; the upstream call ends."""
@@ -253,11 +264,6 @@ async def _relay(relay: Relay, events: EventFormat) -> AsyncIterator[bytes]:
             if tail:
                 yield tail
         except Exception as exc:  # an upstream failure or a fault of ours, never the client leaving
-            relay.settled = True
-            message = str(exc) if isinstance(exc, UpstreamError) else "Internal error while relaying the stream"
-            ctx.error_code = "provider_error" if isinstance(exc, UpstreamError) else "internal_error"
-            with anyio.CancelScope(shield=True):
-                await runtime.refund(ctx, message)
-            yield events.error(ctx.error_code, message)
+            yield events.error(*await relay.failed(exc))
     finally:
         await relay.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -232,7 +231,6 @@ def _raw(lines: list[bytes]) -> bytes:
 
 async def _relay(relay: Relay, events: NativeEvents) -> AsyncIterator[bytes]:
     """Pass each event on as it arrives (see the module's docstring for what is read)."""
-    ctx, runtime = relay.call.ctx, relay.call.runtime
     try:
         try:
             async for lines in relay_blocks(relay.upstream):
@@ -253,11 +251,6 @@ async def _relay(relay: Relay, events: NativeEvents) -> AsyncIterator[bytes]:
             if not events.done:
                 raise UpstreamError("Upstream stream ended before its end event")
         except Exception as exc:  # an upstream failure or a fault of ours, never the client leaving
-            relay.settled = True
-            message = str(exc) if isinstance(exc, UpstreamError) else "Internal error while relaying the stream"
-            ctx.error_code = "provider_error" if isinstance(exc, UpstreamError) else "internal_error"
-            with anyio.CancelScope(shield=True):
-                await runtime.refund(ctx, message)
-            yield events.error(ctx.error_code, message)
+            yield events.error(*await relay.failed(exc))
     finally:
         await relay.close()

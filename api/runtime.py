@@ -169,26 +169,12 @@ class Runtime:
         A write that SQLite could not lock within its busy timeout (another process held
         the database) answers 503 with Retry-After: the caller may simply try again.
         """
-        try:
-            return await run_store(self.engine, fn, **kwargs)
-        except Exception as exc:
-            if is_locked(exc):
-                raise ApiError(
-                    "service_unavailable", "The database is busy; retry shortly", headers={"Retry-After": "1"}
-                ) from None
-            raise
+        return await _busy_is_503(run_store(self.engine, fn, **kwargs))
 
     async def write(self, fn: Callable[..., T], /, *, savepoint: bool = True, **kwargs: Any) -> T:
         """A short write of the request path (the hold, the settlement), group-committed
         with the others in flight (store.offloop.GroupCommit); errors as `db`'s."""
-        try:
-            return await self.group.run(fn, savepoint=savepoint, **kwargs)
-        except Exception as exc:
-            if is_locked(exc):
-                raise ApiError(
-                    "service_unavailable", "The database is busy; retry shortly", headers={"Retry-After": "1"}
-                ) from None
-            raise
+        return await _busy_is_503(self.group.run(fn, savepoint=savepoint, **kwargs))
 
     async def verify_key(self, raw: str) -> keys.KeyRecord | None:
         if not keys.is_well_formed(raw):
@@ -376,6 +362,19 @@ class Runtime:
             }
         )
         self.metrics.log_queue.set(self.logs.pending)
+
+
+async def _busy_is_503(call: Awaitable[T]) -> T:
+    """A store call's result; SQLite's "database is locked" (another process held the lock
+    past the busy timeout) as 503 with Retry-After: the caller may simply try again."""
+    try:
+        return await call
+    except Exception as exc:
+        if is_locked(exc):
+            raise ApiError(
+                "service_unavailable", "The database is busy; retry shortly", headers={"Retry-After": "1"}
+            ) from None
+        raise
 
 
 def _int_or_none(value: Any) -> int | None:

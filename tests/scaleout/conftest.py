@@ -23,6 +23,7 @@ from store.migrate import migrate
 
 from ..api.fake_replicate import FakeUpstream
 from ..conftest import PG_URL, REDIS_URL, TEST_SECRET, require
+from ..factories import flat_seed_prices
 from ..fakes.upstream import ServedUpstream, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,7 @@ def topology(tmp_path_factory) -> Topology:
     tmp = tmp_path_factory.mktemp("scaleout")
     database_url, admin, name = _own_database(pg)
     migrate(database_url)
+    flat_seed_prices(get_engine(database_url))  # these tests count the seed's flat fee
     metrics_dir = tmp / "prometheus"  # shared by both API processes: one scrape sums them
     metrics_dir.mkdir()
     replicate = FakeUpstream().start()
