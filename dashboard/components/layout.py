@@ -177,7 +177,7 @@ def page_shell(title: str, *content: rx.Component, actions: rx.Component | None 
         rx.spacer(),
         actions or rx.fragment(),
         align="center",
-        gap="3",
+        spacing="3",
         wrap="wrap",
         width="100%",
     )

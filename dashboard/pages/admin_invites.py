@@ -192,7 +192,7 @@ def issue_buttons() -> rx.Component:
     return rx.flex(
         rx.button(rx.icon("mail_plus", size=16), "Invite…", variant="soft", on_click=s.set_invite_open(True)),
         rx.button(rx.icon("ticket", size=16), "Codes…", variant="soft", on_click=s.set_codes_open(True)),
-        gap="2",
+        spacing="2",
         wrap="wrap",
     )
 
@@ -223,7 +223,7 @@ def _shown_once(summary: rx.Var, element_id: str, what: str, on_dismiss, *, bloc
                         size="2",
                         on_click=[rx.call_script(copy_script(element_id)), rx.toast.success("Copied")],
                     ),
-                    gap="3",
+                    spacing="3",
                     align="center",
                     wrap="wrap",
                     min_width="0",

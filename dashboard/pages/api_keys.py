@@ -22,7 +22,7 @@ from ..auth import Viewer
 from ..auth_routes import RATE_LIMIT_ERROR, parse_rate_limit
 from ..components.forms import dialog_actions, error_callout, field, sentence
 from ..components.layout import page_shell
-from ..components.tables import data_table, time_cell, truncated, wrapping
+from ..components.tables import data_table, split_time_cell, truncated, wrapping
 from ..state import SessionState, viewer_required
 from ..views import KeyRow, key_row
 
@@ -413,7 +413,7 @@ def _new_key_panel() -> rx.Component:
                         size="2",
                         on_click=[rx.call_script(COPY_SCRIPT), rx.toast.success("Key copied")],
                     ),
-                    gap="3",
+                    spacing="3",
                     align="center",
                     wrap="wrap",
                     min_width="0",
@@ -441,24 +441,19 @@ def status_badge(status: rx.Var) -> rx.Component:
     )
 
 
-def _split(text: rx.Var, fallback: str) -> rx.Component:
-    """A `YYYY-MM-DD HH:MM` time on two lines (narrow), or a word such as "never"."""
-    return rx.cond(text.length() > 10, time_cell(text[:10], text[11:], text + " UTC"), rx.table.cell(fallback))
-
-
 def _key_row(k: rx.Var) -> rx.Component:
     live = k.status != "revoked"
     return rx.table.row(
         rx.table.cell(
-            truncated(k.name, "10rem"),
+            truncated(k.name, "8.5rem"),
             rx.code(k.display, variant="ghost", size="1", white_space="nowrap"),
         ),
-        _split(k.created, ""),
-        _split(k.last_used, "never"),
+        split_time_cell(k.created, ""),
+        split_time_cell(k.last_used, "never"),
         rx.table.cell(k.rate_limit, white_space="nowrap"),
-        wrapping(k.budget, min_width="8rem"),
-        rx.table.cell(truncated(k.models, "8rem")),
-        _split(k.expires, "never"),
+        wrapping(k.budget, min_width="7.5rem"),
+        rx.table.cell(rx.text(k.models, as_="span", class_name="cell-clamp", title=k.models)),
+        split_time_cell(k.expires, "never"),
         rx.table.cell(status_badge(k.status)),
         rx.table.cell(
             rx.cond(
@@ -483,9 +478,9 @@ def _key_row(k: rx.Var) -> rx.Component:
                         color_scheme="red",
                         on_click=KeysState.ask_revoke(k.id, k.name),
                     ),
-                    gap="1",
-                    wrap="wrap",
-                    max_width="8.5rem",
+                    spacing="1",
+                    direction="column",
+                    align="start",
                 ),
             )
         ),

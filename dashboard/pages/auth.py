@@ -43,8 +43,9 @@ class AuthPageState(SessionState):
     error: str = ""
     notice: str = ""  # after sign-up without script: sign in next
     next: str = ""
-    # The sign-up page, as SIGNUP_POLICY and the invite in its URL allow.
-    signup_form: bool = True
+    # The sign-up page, as SIGNUP_POLICY and the invite in its URL allow; no form until
+    # `load` has said which (none may be allowed, or it must carry the invite).
+    signup_form: bool = False
     signup_closed: bool = False
     signup_note: str = ""  # why there is no form, or what the invite does
     invite: str = ""  # the invite's token, for the form's hidden field
@@ -65,7 +66,7 @@ class AuthPageState(SessionState):
         settings = backend.settings()
         policy = settings.signup_policy
         found = await backend.run(invites.check_invite, secret_key=settings.secret_key, token=token) if token else None
-        self.signup_closed = policy == accounts.CLOSED
+        self.signup_closed, self.signup_form = policy == accounts.CLOSED, True
         if policy == accounts.CLOSED:
             self.signup_form, self.signup_note = False, CLOSED
         elif found is None and policy == accounts.INVITE:

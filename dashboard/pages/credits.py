@@ -184,7 +184,7 @@ def _buy() -> rx.Component:
                     size="2",
                     color_scheme="gray",
                 ),
-                rx.flex(rx.foreach(CreditsState.packs, _pack), gap="3", wrap="wrap"),
+                rx.flex(rx.foreach(CreditsState.packs, _pack), spacing="3", wrap="wrap"),
                 spacing="3",
                 width="100%",
             ),
@@ -320,7 +320,7 @@ def credits_page() -> rx.Component:
             ),
         ),
         _buy(),
-        rx.flex(_redeem(), _threshold(), gap="4", wrap="wrap", width="100%"),
+        rx.flex(_redeem(), _threshold(), spacing="4", wrap="wrap", width="100%"),
         _payments_section(),
         rx.heading("Ledger", size="4", as_="h2"),
         rx.cond(

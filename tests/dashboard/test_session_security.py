@@ -178,12 +178,14 @@ async def test_an_expired_session_is_refused_by_every_handler_and_changes_nothin
     expire_sessions(engine, admin)
     before = snapshot(engine)
     result = await getattr(state, handler)(*[resolve(a, ids, user.id) for a in args])
+    stranger = state_for(state_cls, path="/somewhere")
     if (state_cls, handler) in PUBLIC:
         assert result is None  # the signed-out page
+        await getattr(stranger, handler)()  # what it shows anyone (the sign-up form, say)
     else:
         assert redirect_target(result) == "/login?next=%2Fsomewhere"
     assert snapshot(engine) == before
-    assert held(state) == held(state_for(state_cls))  # the tab holds nothing of the account any more
+    assert held(state) == held(stranger)  # the tab holds nothing of the account any more
 
 
 # ---------------------------------------------------------------- the Account page
