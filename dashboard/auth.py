@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from store import keys, sessions
+from store import keys, sessions, users
 
 from . import backend
 
@@ -27,6 +27,9 @@ class Viewer:
     # The most a rate limit they may give their own keys (0: any): their own ceiling, else
     # the platform's MAX_KEY_RPM (store.keys.rpm_ceiling). POST /auth/keys checks it itself.
     key_rpm_ceiling: int
+    balance: int = 0  # micro-credits, as of this event
+    low_balance_threshold: int | None = None  # theirs; None: no low-balance banner
+    balance_low: bool = False  # the balance is below it (store.users.balance_is_low)
 
 
 def token_from_cookie_header(header: str | None) -> str | None:
@@ -48,6 +51,9 @@ def _lookup(session, *, token: str | None) -> Viewer | None:
         is_admin=user.is_admin,
         api_enabled=user.api_enabled,
         key_rpm_ceiling=keys.rpm_ceiling(user, backend.settings().max_key_rpm),
+        balance=user.balance,
+        low_balance_threshold=user.low_balance_threshold,
+        balance_low=users.balance_is_low(user),
     )
 
 

@@ -21,8 +21,13 @@ api_app = create_app()
 web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, telemetry=NO_TELEMETRY)
 web.include_router(auth_routes.build_router())
 
-# The shell's layout below 768 px and the table cell helpers (assets/dashboard.css).
-app = rx.App(api_transformer=[web, api_app], stylesheets=["/dashboard.css"])
+# The shell's layout below 768 px and the table cell helpers (assets/dashboard.css); the
+# sign-up form's script, which signs a new person in (assets/signup.js).
+app = rx.App(
+    api_transformer=[web, api_app],
+    stylesheets=["/dashboard.css"],
+    head_components=[rx.el.script(src="/signup.js", defer=True)],
+)
 app.register_lifespan_task(api_app.state.runtime.running)
 # Before anything else sees an event: a tab's state only for its owner's cookie.
 app.add_middleware(TabOwnerGuard(), index=0)

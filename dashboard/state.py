@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import reflex as rx
 
+from store.money import format_credits
 from store.settings import get_settings
 
 from . import routes
@@ -36,6 +37,11 @@ class SessionState(rx.State):
     # For an admin: no upstream provider is configured (OPENROUTER_API_KEY unset), so
     # every chat call fails with provider_not_configured; each admin page says so.
     upstream_missing: bool = False
+    # The low-balance banner of every signed-in page: the balance is below the threshold
+    # the person set (Credits page); both as decimal text for its sentence.
+    balance_low: bool = False
+    balance_text: str = ""
+    threshold_text: str = ""
     _user_id: int = 0
 
     async def _viewer(self) -> Viewer | None:
@@ -54,7 +60,17 @@ class SessionState(rx.State):
         base.email = viewer.email if viewer else ""
         base.is_admin = bool(viewer and viewer.is_admin)
         base.upstream_missing = base.is_admin and not get_settings().openrouter_api_key
+        if viewer is None:
+            base._show_balance(0, None, low=False)
+        else:
+            base._show_balance(viewer.balance, viewer.low_balance_threshold, low=viewer.balance_low)
         return viewer
+
+    def _show_balance(self, balance: int, threshold: int | None, *, low: bool) -> None:
+        """What the low-balance banner says (`low`: store.users.balance_is_low)."""
+        self.balance_low = low
+        self.balance_text = format_credits(balance)
+        self.threshold_text = "" if threshold is None else format_credits(threshold)
 
 
 def viewer_required(

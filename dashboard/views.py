@@ -10,10 +10,22 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from store import keys, pricing
+from store import budgets, keys, pricing
 from store.admin_usage import UsageRow
 from store.margin import MarginRow, usd_text
-from store.models import ApiKey, ImageTask, ModelAudit, ModelEntry, RequestLog, User
+from store.models import (
+    Alert,
+    ApiKey,
+    ImageTask,
+    Invite,
+    ModelAudit,
+    ModelEntry,
+    Payment,
+    RedemptionCode,
+    RequestLog,
+    User,
+    utcnow,
+)
 from store.money import format_credits
 from store.usage import LedgerLine
 
@@ -120,11 +132,44 @@ class KeyRow:
     created: str = ""
     last_used: str = ""
     rate_limit: str = ""
-    status: str = ""  # active | disabled | revoked
+    status: str = ""  # active | disabled | expired | revoked
+    enabled: bool = True
+    budget: str = "—"  # "2.5 / 10 per month · resets 2026-02-01", or a dash
+    models: str = "any"  # the allow-list, or "any"
+    expires: str = "never"
+    # The Edit form's values, as it takes them (empty: none).
+    rpm_value: str = ""
+    budget_value: str = ""
+    period_value: str = "none"  # none | day | week | month
+    models_value: str = ""
+    expires_value: str = ""  # YYYY-MM-DDTHH:MM, UTC (a datetime-local input's format)
 
 
-def key_row(key: ApiKey) -> KeyRow:
-    status = "revoked" if key.revoked_at is not None else "active" if key.enabled else "disabled"
+EXPIRY_INPUT = "%Y-%m-%dT%H:%M"
+
+
+def budget_text(status: budgets.BudgetStatus | None) -> str:
+    """`2.5 / 10 per month · resets 2026-02-01`, `0 / 5 in total`, or a dash (no budget)."""
+    if status is None:
+        return "—"
+    spent = f"{format_credits(status.spent)} / {format_credits(status.budget)}"
+    if status.period is None or status.resets_at is None:
+        return f"{spent} in total"
+    resets = fmt_time(status.resets_at)
+    return f"{spent} per {status.period} · resets {resets.removesuffix(' 00:00')}"
+
+
+def key_row(key: ApiKey, now: datetime | None = None) -> KeyRow:
+    now = now or utcnow()
+    expired = key.expires_at is not None and budgets.aware(key.expires_at) <= now
+    if key.revoked_at is not None:
+        status = "revoked"
+    elif expired:
+        status = "expired"
+    else:
+        status = "active" if key.enabled else "disabled"
+    models = keys.models_of(key)
+    budget = keys.budget_of(key, now)
     return KeyRow(
         id=key.id,
         name=key.name,
@@ -133,6 +178,17 @@ def key_row(key: ApiKey) -> KeyRow:
         last_used=fmt_time(key.last_used_at) or "never",
         rate_limit="unlimited" if key.rate_limit_per_minute == 0 else f"{key.rate_limit_per_minute}/min",
         status=status,
+        enabled=key.enabled,
+        budget=budget_text(budget),
+        models="any" if models is None else ", ".join(models),
+        expires=fmt_time(key.expires_at) or "never",
+        rpm_value=str(key.rate_limit_per_minute),
+        budget_value="" if key.budget is None else format_credits(key.budget),
+        period_value=key.budget_period or "none",
+        models_value="" if models is None else ", ".join(models),
+        expires_value=""
+        if key.expires_at is None
+        else budgets.aware(key.expires_at).astimezone(UTC).strftime(EXPIRY_INPUT),
     )
 
 
@@ -436,4 +492,133 @@ def usage_line(row: UsageRow) -> UsageLine:
         error_rate=percent(row.errors, row.requests),
         spend=format_credits(row.spend),
         latency=f"{row.mean_latency_ms:,} ms" if row.requests else "—",
+    )
+
+
+@dataclasses.dataclass
+class InviteRow:
+    """A sign-up invite (store.invites) as the admin's Users page lists it."""
+
+    id: int = 0
+    created: str = ""
+    expires: str = ""
+    credits: str = "0"
+    status: str = ""  # open | used | ended (expired or withdrawn)
+    used_by: str = ""  # the email that signed up with it
+
+
+def invite_row(invite: Invite, emails: dict[int, str], now: datetime | None = None) -> InviteRow:
+    if invite.used_at is not None:
+        status = "used"
+    elif budgets.aware(invite.expires_at) <= (now or utcnow()):
+        status = "ended"
+    else:
+        status = "open"
+    return InviteRow(
+        id=invite.id or 0,
+        created=fmt_time(invite.created_at),
+        expires=fmt_time(invite.expires_at),
+        credits=format_credits(invite.credits),
+        status=status,
+        used_by=emails.get(invite.used_by_user_id or 0, ""),
+    )
+
+
+@dataclasses.dataclass
+class CodeRow:
+    """A redemption code (store.codes): the code itself is not kept, only what it is worth."""
+
+    id: int = 0
+    created: str = ""
+    credits: str = "0"
+    expires: str = "never"
+    status: str = ""  # unused | used | expired
+    used: str = ""  # "2026-01-02 10:00 by ann@example.com"
+
+
+def code_row(code: RedemptionCode, emails: dict[int, str], now: datetime | None = None) -> CodeRow:
+    if code.redeemed_at is not None:
+        status = "used"
+        who = emails.get(code.redeemed_by_user_id or 0, "")
+        used = fmt_time(code.redeemed_at) + (f" by {who}" if who else "")
+    else:
+        expired = code.expires_at is not None and budgets.aware(code.expires_at) <= (now or utcnow())
+        status, used = ("expired" if expired else "unused"), ""
+    return CodeRow(
+        id=code.id or 0,
+        created=fmt_time(code.created_at),
+        credits=format_credits(code.credits),
+        expires=fmt_time(code.expires_at) or "never",
+        status=status,
+        used=used,
+    )
+
+
+@dataclasses.dataclass
+class AlertRow:
+    """An operator alert (store.alerts) as the admin's Usage page lists it."""
+
+    id: int = 0
+    time: str = ""
+    kind: str = ""
+    summary: str = ""
+    status: str = ""  # pending | delivered | failed
+
+
+def alert_summary(kind: str, p: dict) -> str:
+    """What an alert says, in a line."""
+    if kind == "low_balance":
+        return f"{p.get('email')}: balance {p.get('balance')}, below their threshold of {p.get('threshold')}"
+    if kind == "key_budget":
+        period = f" this {p['period']}" if p.get("period") else ""
+        return (
+            f"{p.get('email')}: key “{p.get('key_name')}” ({p.get('key_prefix')}…) reached {p.get('percent')} % "
+            f"of its budget{period} ({p.get('spent')} / {p.get('budget')})"
+        )
+    if kind == "upstream_errors":
+        return f"{p.get('errors')} provider errors within {p.get('window_s')} s ({p.get('process')})"
+    if kind == "payment_shortfall":
+        return (
+            f"{p.get('email')}: a Stripe {p.get('event')} of {p.get('payment_intent')} took back "
+            f"{p.get('taken_back')}; {p.get('shortfall')} credits could not be (spent)"
+        )
+    return ", ".join(f"{k}: {v}" for k, v in p.items())
+
+
+def alert_row(alert: Alert) -> AlertRow:
+    return AlertRow(
+        id=alert.id or 0,
+        time=fmt_time(alert.created_at, seconds=True),
+        kind=alert.kind.replace("_", " "),
+        summary=alert_summary(alert.kind, alert.payload or {}),
+        status=alert.status,
+    )
+
+
+@dataclasses.dataclass
+class PaymentRow:
+    """A Stripe Checkout of the user's (store.payments)."""
+
+    id: int = 0
+    time: str = ""
+    credits: str = "0"
+    price: str = ""  # "5.00 USD"
+    status: str = ""  # pending | paid | refunded
+    note: str = ""  # what was taken back
+
+
+def payment_row(payment: Payment) -> PaymentRow:
+    status = {"open": "pending", "paid": "paid", "reversed": "refunded"}.get(payment.status, payment.status)
+    note = ""
+    if payment.credits_reversed:
+        note = f"{format_credits(payment.credits_reversed)} credits taken back"
+        if payment.status == "paid":
+            status = "partly refunded"
+    return PaymentRow(
+        id=payment.id or 0,
+        time=fmt_time(payment.created_at),
+        credits=format_credits(payment.credits),
+        price=f"{payment.amount // 100}.{payment.amount % 100:02d} {payment.currency.upper()}",
+        status=status,
+        note=note,
     )

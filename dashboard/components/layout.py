@@ -146,6 +146,30 @@ def upstream_banner() -> rx.Component:
     )
 
 
+def balance_banner() -> rx.Component:
+    """For a signed-in person whose balance is below the alert threshold they set."""
+    s = SessionState
+    return rx.cond(
+        s.balance_low,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("coins")),
+            rx.callout.text(
+                "Your balance is ",
+                rx.text.strong(s.balance_text, rx.cond(s.balance_text == "1", " credit", " credits")),
+                ", below your alert threshold of ",
+                s.threshold_text,
+                ". ",
+                rx.link("Add credits", href=routes.CREDITS),
+                " or change the threshold on the Credits page.",
+            ),
+            color_scheme="orange",
+            role="status",
+            id="low-balance-banner",
+            width="100%",
+        ),
+    )
+
+
 def page_shell(title: str, *content: rx.Component, actions: rx.Component | None = None) -> rx.Component:
     """A signed-in page. Until the session is known (or while redirecting), a spinner."""
     header = rx.flex(
@@ -153,7 +177,7 @@ def page_shell(title: str, *content: rx.Component, actions: rx.Component | None 
         rx.spacer(),
         actions or rx.fragment(),
         align="center",
-        gap="3",
+        spacing="3",
         wrap="wrap",
         width="100%",
     )
@@ -164,7 +188,15 @@ def page_shell(title: str, *content: rx.Component, actions: rx.Component | None 
             rx.box(
                 sidebar(),
                 rx.el.main(
-                    rx.vstack(header, upstream_banner(), *content, spacing="5", width="100%", max_width="72rem"),
+                    rx.vstack(
+                        header,
+                        upstream_banner(),
+                        balance_banner(),
+                        *content,
+                        spacing="5",
+                        width="100%",
+                        max_width="72rem",
+                    ),
                     class_name="shell-main",
                 ),
                 class_name="shell",

@@ -55,6 +55,11 @@ def time_cell(day, clock, full) -> rx.Component:
     )
 
 
+def split_time_cell(text: rx.Var, fallback: str) -> rx.Component:
+    """A `YYYY-MM-DD HH:MM` time on two lines (`time_cell`), or a word such as "never"."""
+    return rx.cond(text.length() > 10, time_cell(text[:10], text[11:], text + " UTC"), rx.table.cell(fallback))
+
+
 def numeric(value, **props) -> rx.Component:
     """A right-aligned number that never breaks."""
     return rx.table.cell(value, text_align="right", white_space="nowrap", **props)

@@ -117,7 +117,7 @@ def admin_margin_page() -> rx.Component:
                     value=MarginAdminState.days,
                     on_change=MarginAdminState.set_days,
                 ),
-                gap="3",
+                spacing="3",
                 wrap="wrap",
                 width="100%",
                 align="center",

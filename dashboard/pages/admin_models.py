@@ -605,7 +605,7 @@ def admin_models_page() -> rx.Component:
                     min_width="14rem",
                 ),
                 rx.button(rx.icon("plus", size=16), "Add model", on_click=ModelsAdminState.start_add),
-                gap="3",
+                spacing="3",
                 wrap="wrap",
                 width="100%",
                 align="center",

@@ -1,24 +1,32 @@
 """Admin → Usage: spend, requests, errors and latency across users, per day and by user,
-key and model, for the last 7, 30 or 90 days (store.admin_usage), as charts and tables."""
+key and model, for the last 7, 30 or 90 days (store.admin_usage), as charts and tables;
+and the operator's recent alerts (store.alerts), whatever became of their delivery."""
 
 from __future__ import annotations
 
 import reflex as rx
 from sqlmodel import Session
 
-from store import admin_usage
+from store import admin_usage, alerts
 from store.money import MICRO, format_credits
 
 from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import admin_only, page_shell
-from ..components.tables import data_table, numeric, truncated
+from ..components.tables import data_table, numeric, time_cell, truncated, wrapping
 from ..state import SessionState, admin_required, viewer_required
-from ..views import UsageLine, percent, usage_line
+from ..views import AlertRow, UsageLine, alert_row, percent, usage_line
 
 DAY_CHOICES = ("7", "30", "90")
 DEFAULT_DAYS = "30"
 TOP = 10
+RECENT_ALERTS = 20
+
+
+def _alerts(session: Session) -> list[AlertRow]:
+    return [alert_row(a) for a in alerts.recent(session, limit=RECENT_ALERTS)]
+
+
 GROUPS = (("user", "By user"), ("key", "By key"), ("model", "By model"))
 
 
@@ -64,6 +72,7 @@ class UsageAdminState(SessionState):
     user_chart: list[dict[str, str | float]] = []
     key_chart: list[dict[str, str | float]] = []
     model_chart: list[dict[str, str | float]] = []
+    alerts: list[AlertRow] = []
 
     @rx.event
     @viewer_required
@@ -71,6 +80,7 @@ class UsageAdminState(SessionState):
         self.reset()
         if viewer.is_admin:  # a plain user sees the notice; nothing of the report loads
             await self._fetch()
+            self.alerts = await backend.run(_alerts)
 
     async def _fetch(self) -> None:
         report = await backend.run(_report, days=int(self.days))
@@ -166,7 +176,7 @@ def _per_day_charts() -> rx.Component:
                 height=200,
             ),
         ),
-        gap="4",
+        spacing="4",
         wrap="wrap",
         width="100%",
     )
@@ -234,6 +244,41 @@ def _group(group: str, title: str, rows: rx.Var, chart: rx.Var) -> rx.Component:
     )
 
 
+def _alert(a: rx.Var) -> rx.Component:
+    return rx.table.row(
+        time_cell(a.time[:10], a.time[11:], a.time),
+        rx.table.cell(rx.badge(a.kind, variant="soft", color_scheme="orange"), white_space="nowrap"),
+        wrapping(a.summary),
+        rx.table.cell(
+            rx.badge(
+                a.status,
+                variant="soft",
+                color_scheme=rx.match(a.status, ("delivered", "green"), ("failed", "red"), "gray"),
+            )
+        ),
+    )
+
+
+def _recent_alerts() -> rx.Component:
+    s = UsageAdminState
+    return rx.vstack(
+        rx.heading("Recent alerts", size="4", as_="h2"),
+        rx.text(
+            "Low balances, key budgets, upstream error spikes and payment shortfalls, as sent to "
+            "ALERT_WEBHOOK_URL (nothing is queued while it is unset).",
+            size="2",
+            color_scheme="gray",
+        ),
+        rx.cond(
+            s.alerts.length() > 0,
+            data_table(["Time (UTC)", "Type", "What", "Delivery"], s.alerts, _alert, id="recent-alerts"),
+            rx.text("No alerts yet.", size="2", color_scheme="gray"),
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
 def admin_usage_page() -> rx.Component:
     s, t = UsageAdminState, UsageAdminState.totals
     return page_shell(
@@ -254,7 +299,7 @@ def admin_usage_page() -> rx.Component:
                     value=s.days,
                     on_change=s.set_days,
                 ),
-                gap="3",
+                spacing="3",
                 wrap="wrap",
                 align="center",
                 width="100%",
@@ -264,7 +309,7 @@ def admin_usage_page() -> rx.Component:
                 _stat("Requests", t["requests"], "usage-requests"),
                 _stat("Errors", t["errors"], "usage-errors"),
                 _stat("Mean latency", t["latency"], "usage-latency"),
-                gap="4",
+                spacing="4",
                 wrap="wrap",
                 width="100%",
             ),
@@ -272,6 +317,7 @@ def admin_usage_page() -> rx.Component:
             _group("user", "By user", s.by_user, s.user_chart),
             _group("key", "By key", s.by_key, s.key_chart),
             _group("model", "By model", s.by_model, s.model_chart),
+            _recent_alerts(),
         ),
     )
 

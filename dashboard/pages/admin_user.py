@@ -14,7 +14,7 @@ from store.money import format_credits
 from .. import backend, routes
 from ..auth import Viewer
 from ..components.layout import admin_only, page_shell
-from ..components.tables import data_table, truncated
+from ..components.tables import data_table, split_time_cell, truncated, wrapping
 from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_button, key_limit_dialog
 from ..state import SessionState, viewer_required
 from ..views import KeyRow, LedgerRow, LogRow, UserRow, key_row, ledger_row, log_row, user_row
@@ -99,9 +99,11 @@ def _key(k: rx.Var) -> rx.Component:
     return rx.table.row(
         rx.table.cell(truncated(k.name, "12rem")),
         rx.table.cell(rx.code(k.display, variant="ghost", size="1"), white_space="nowrap"),
-        rx.table.cell(k.created, white_space="nowrap"),
-        rx.table.cell(k.last_used, white_space="nowrap"),
+        split_time_cell(k.created, ""),
+        split_time_cell(k.last_used, "never"),
         rx.table.cell(k.rate_limit, white_space="nowrap"),
+        wrapping(k.budget, min_width="8rem"),
+        split_time_cell(k.expires, "never"),
         rx.table.cell(key_status(k.status)),
     )
 
@@ -121,7 +123,7 @@ def _account_view() -> rx.Component:
                     size="2",
                 ),
                 action_buttons(s, u),
-                gap="4",
+                spacing="4",
                 wrap="wrap",
                 justify="between",
                 width="100%",
@@ -134,7 +136,7 @@ def _account_view() -> rx.Component:
             _stat("Errors", t["errors"]),
             _stat("Credits spent", t["spend"]),
             _stat("Mean latency", t["latency"]),
-            gap="3",
+            spacing="3",
             wrap="wrap",
             width="100%",
         ),
@@ -142,7 +144,10 @@ def _account_view() -> rx.Component:
         rx.cond(
             s.keys.length() > 0,
             data_table(
-                ["Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status"], s.keys, _key, id="user-keys"
+                ["Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Budget", "Expires", "Status"],
+                s.keys,
+                _key,
+                id="user-keys",
             ),
             rx.text("No keys.", size="2", color_scheme="gray"),
         ),

@@ -1,5 +1,6 @@
 """Admin → Users: search by email, sort, 25 a page; each user's balance, role, API access
-and key limit, their own page, and the actions (components/user_actions.py)."""
+and key limit, their own page, and the actions (components/user_actions.py); below them
+the sign-up invites and redemption codes (admin_invites.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..components.tables import data_table, numeric, truncated
 from ..components.user_actions import UserActions, action_buttons, grant_dialog, key_limit_button, key_limit_dialog
 from ..state import SessionState, admin_required, viewer_required
 from ..views import UserRow, user_row
+from .admin_invites import InvitesAdminState, invites_and_codes, issue_buttons, shown_once_panels
 
 # value -> (label, store sort, descending)
 SORTS = {
@@ -140,7 +142,7 @@ def _controls() -> rx.Component:
                     flex="1",
                 ),
                 rx.button("Search", type="submit", variant="soft"),
-                gap="2",
+                spacing="2",
                 width="100%",
             ),
             on_submit=UsersAdminState.search_users,
@@ -155,7 +157,7 @@ def _controls() -> rx.Component:
             value=UsersAdminState.sort,
             on_change=UsersAdminState.set_sort,
         ),
-        gap="3",
+        spacing="3",
         wrap="wrap",
         align="center",
         width="100%",
@@ -178,7 +180,7 @@ def _pager() -> rx.Component:
             id="users-page",
         ),
         rx.button("Next", on_click=s.next_page, disabled=s.page >= s.pages, variant="soft"),
-        gap="3",
+        spacing="3",
         align="center",
         wrap="wrap",
     )
@@ -191,6 +193,7 @@ def admin_users_page() -> rx.Component:
     return page_shell(
         "Users",
         admin_only(
+            shown_once_panels(),
             _controls(),
             rx.cond(
                 UsersAdminState.users.length() > 0,
@@ -204,9 +207,16 @@ def admin_users_page() -> rx.Component:
             _pager(),
             grant_dialog(UsersAdminState),
             key_limit_dialog(UsersAdminState),
+            invites_and_codes(),
         ),
+        actions=rx.cond(SessionState.is_admin, issue_buttons()),
     )
 
 
 def add_pages(app: rx.App) -> None:
-    app.add_page(admin_users_page, route=routes.ADMIN_USERS, title="Users", on_load=UsersAdminState.load)
+    app.add_page(
+        admin_users_page,
+        route=routes.ADMIN_USERS,
+        title="Users",
+        on_load=[UsersAdminState.load, InvitesAdminState.load],
+    )

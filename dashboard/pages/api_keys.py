@@ -1,4 +1,5 @@
-"""Settings → API Keys: create (the full key shown once), list, disable / enable, revoke.
+"""Settings → API Keys: create (the full key shown once) with optional controls (a budget
+with its period, a model allow-list, an expiry), list, edit, disable / enable, revoke.
 
 The full key never enters this page's Reflex state (which the state manager writes to
 `.states/` or Redis, and a hydrate sends to whoever holds the tab's token): the page's
@@ -14,13 +15,14 @@ import reflex as rx
 from sqlmodel import Session
 
 from store import keys
-from store.errors import StoreError
+from store.errors import InvalidInput, NotFound, StoreError
 
 from .. import backend, routes
 from ..auth import Viewer
-from ..components.forms import error_callout, field
+from ..auth_routes import RATE_LIMIT_ERROR, parse_rate_limit
+from ..components.forms import dialog_actions, error_callout, field, sentence
 from ..components.layout import page_shell
-from ..components.tables import data_table, truncated
+from ..components.tables import data_table, split_time_cell, truncated, wrapping
 from ..state import SessionState, viewer_required
 from ..views import KeyRow, key_row
 
@@ -42,12 +44,48 @@ def _revoke(session: Session, *, user_id: int, key_id: int) -> list[KeyRow]:
     return _rows(session, user_id=user_id)
 
 
+def _edit(session: Session, *, user_id: int, key_id: int, form: dict, ceiling: int) -> list[KeyRow]:
+    """Save the Edit form through `keys.edit_key` (which checks everything again). A field
+    left as the form showed it is not touched: a key whose expiry has passed can still be
+    renamed, a model since removed from the registry does not block it, and a rate limit
+    over a ceiling lowered since stays as it is."""
+    current = next((k for k in keys.list_keys(session, user_id=user_id) if k.id == key_id), None)
+    if current is None:
+        raise NotFound("no such key")
+    shown = key_row(current)
+
+    def text(name: str) -> str:
+        return str(form.get(name, "") or "").strip()
+
+    rpm: int | None = None
+    if text("rate_limit") != shown.rpm_value:
+        rpm = parse_rate_limit(text("rate_limit"))
+        if rpm is None:
+            raise InvalidInput(RATE_LIMIT_ERROR)
+    models = keys.parse_models(text("models"))
+    expires = keys.parse_expiry(text("expires"))
+    keys.edit_key(
+        session,
+        key_id=key_id,
+        user_id=user_id,
+        name=text("name"),
+        rate_limit_per_minute=rpm,
+        budget=keys.parse_budget(text("budget")),
+        budget_period=keys.parse_period(text("budget_period")),
+        models=None if models == keys.models_of(current) else models,
+        expires_at=None if text("expires") == shown.expires_value else expires,
+        self_service_ceiling=ceiling,
+    )
+    return _rows(session, user_id=user_id)
+
+
+CREATE_FIELDS = ("name", "rate_limit", "budget", "budget_period", "models", "expires")
+
+
 def create_script(form_data: dict) -> str:
     """Page script: post the form to the key route, put the key into #new-key, and
     resolve to what the state may know ({"name"} or {"error"}), never the key."""
-    body = json.dumps(
-        {"name": str(form_data.get("name", "") or ""), "rate_limit": str(form_data.get("rate_limit", "") or "")}
-    )
+    body = json.dumps({name: str(form_data.get(name, "") or "") for name in CREATE_FIELDS})
     return f"""(async () => {{
   const shown = document.getElementById({json.dumps(NEW_KEY_ID)});
   shown.textContent = "";
@@ -91,6 +129,10 @@ class KeysState(SessionState):
     new_key_name: str = ""
     revoke_id: int = 0
     revoke_name: str = ""
+    # The Edit dialog: the key as it was when opened, and why a save was refused.
+    editing: KeyRow = KeyRow()
+    edit_open: bool = False
+    edit_error: str = ""
 
     @rx.event
     @viewer_required
@@ -134,6 +176,37 @@ class KeysState(SessionState):
             self.error = str(exc).capitalize() + "."
 
     @rx.event
+    @viewer_required
+    async def start_edit(self, viewer: Viewer, key_id: int):
+        self.keys = await backend.run(_rows, user_id=viewer.id)
+        found = next((k for k in self.keys if k.id == int(key_id) and k.status != "revoked"), None)
+        if found is not None:
+            self.editing, self.edit_open, self.edit_error = found, True, ""
+
+    @rx.event
+    def set_edit_open(self, value: bool):
+        self.edit_open = value
+
+    @rx.event
+    @viewer_required
+    async def save_key(self, viewer: Viewer, form_data: dict):
+        """Name, rate limit (within the account's ceiling), budget and period, models and
+        expiry, checked on the server by store.keys; bad input changes nothing."""
+        try:
+            self.keys = await backend.run(
+                _edit,
+                user_id=viewer.id,
+                key_id=int(form_data.get("key_id", 0)),
+                form=form_data,
+                ceiling=backend.settings().max_key_rpm,
+            )
+        except (StoreError, ValueError) as exc:
+            self.edit_error = sentence(str(exc)) if isinstance(exc, StoreError) else "No such key."
+            return
+        self.edit_open, self.edit_error = False, ""
+        return rx.toast.success("Key saved")
+
+    @rx.event
     def ask_revoke(self, key_id: int, name: str):
         self.revoke_id, self.revoke_name = int(key_id), name
 
@@ -151,13 +224,107 @@ class KeysState(SessionState):
             self.error = str(exc).capitalize() + "."
 
 
+PERIODS = (("none", "No reset"), ("day", "Each day"), ("week", "Each week"), ("month", "Each month"))
+
+
+def _box(child: rx.Component, grow: str, min_width: str) -> rx.Component:
+    return rx.box(child, flex=grow, min_width=min_width)
+
+
+def _rate_limit_field(control_id: str, value: rx.Var | str) -> rx.Component:
+    return field(
+        "Rate limit",
+        control_id,
+        rx.input(
+            id=control_id,
+            name="rate_limit",
+            type="number",
+            # Not the account's ceiling: the server refuses a value over it and says
+            # why, where the browser would only balk.
+            min=0,
+            max=keys.MAX_RATE_LIMIT,
+            default_value=value,
+            key=value,
+        ),
+        hint=KeysState.rate_limit_hint,
+    )
+
+
+def _control_fields(prefix: str, k: rx.Var | None = None) -> list[rx.Component]:
+    """Budget, its period, the model allow-list and the expiry; empty means none. `k`: the
+    key whose values the Edit form starts from."""
+    return [
+        _box(
+            field(
+                "Budget",
+                f"{prefix}-budget",
+                rx.input(
+                    id=f"{prefix}-budget",
+                    name="budget",
+                    input_mode="decimal",
+                    placeholder="none",
+                    default_value=k.budget_value if k is not None else "",
+                ),
+                hint="Credits the key may spend; empty: no budget.",
+            ),
+            "1",
+            "9rem",
+        ),
+        _box(
+            field(
+                "Period",
+                f"{prefix}-period",
+                rx.select.root(
+                    rx.select.trigger(id=f"{prefix}-period", width="100%"),
+                    rx.select.content(*[rx.select.item(label, value=value) for value, label in PERIODS]),
+                    name="budget_period",
+                    default_value=k.period_value if k is not None else "none",
+                ),
+                hint="When the budget starts again (00:00 UTC).",
+            ),
+            "1",
+            "9rem",
+        ),
+        _box(
+            field(
+                "Models",
+                f"{prefix}-models",
+                rx.input(
+                    id=f"{prefix}-models",
+                    name="models",
+                    placeholder="any model",
+                    default_value=k.models_value if k is not None else "",
+                ),
+                hint="Model ids, comma-separated; empty: any model.",
+            ),
+            "2",
+            "14rem",
+        ),
+        _box(
+            field(
+                "Expires (UTC)",
+                f"{prefix}-expires",
+                rx.input(
+                    id=f"{prefix}-expires",
+                    name="expires",
+                    type="datetime-local",
+                    default_value=k.expires_value if k is not None else "",
+                ),
+                hint="Empty: never.",
+            ),
+            "1",
+            "12rem",
+        ),
+    ]
+
+
 def _create_form() -> rx.Component:
     return rx.card(
         rx.form(
             rx.vstack(
                 rx.heading("Create a key", size="3", as_="h2"),
                 rx.flex(
-                    rx.box(
+                    _box(
                         field(
                             "Name",
                             KEY_NAME_ID,
@@ -169,34 +336,16 @@ def _create_form() -> rx.Component:
                                 placeholder="e.g. production server",
                             ),
                         ),
-                        flex="2",
-                        min_width="14rem",
+                        "2",
+                        "14rem",
                     ),
-                    rx.box(
-                        field(
-                            "Rate limit",
-                            "rate-limit",
-                            rx.input(
-                                id="rate-limit",
-                                name="rate_limit",
-                                type="number",
-                                # Not the account's ceiling: POST /auth/keys refuses a value
-                                # over it and says why, where the browser would only balk.
-                                min=0,
-                                max=keys.MAX_RATE_LIMIT,
-                                default_value=KeysState.default_rate_limit,
-                                key=KeysState.default_rate_limit,
-                            ),
-                            hint=KeysState.rate_limit_hint,
-                        ),
-                        flex="1",
-                        min_width="10rem",
-                    ),
-                    rx.box(rx.button("Create key", type="submit"), padding_top="1.5em"),
+                    _box(_rate_limit_field("rate-limit", KeysState.default_rate_limit), "1", "10rem"),
                     spacing="3",
                     wrap="wrap",
                     width="100%",
                 ),
+                rx.flex(*_control_fields("key"), spacing="3", wrap="wrap", width="100%"),
+                rx.button("Create key", type="submit"),
                 error_callout(KeysState.error),
                 spacing="3",
                 width="100%",
@@ -206,6 +355,41 @@ def _create_form() -> rx.Component:
             width="100%",
         ),
         width="100%",
+    )
+
+
+def _edit_dialog() -> rx.Component:
+    k = KeysState.editing
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Edit “", k.name, "”", style={"overflow_wrap": "anywhere"}),
+            rx.dialog.description(
+                rx.code(k.display, variant="ghost"), ". Changes apply from the key's next call.", size="2"
+            ),
+            rx.form(
+                rx.vstack(
+                    rx.el.input(type="hidden", name="key_id", value=k.id.to_string()),
+                    field(
+                        "Name",
+                        "edit-name",
+                        rx.input(id="edit-name", name="name", required=True, max_length=100, default_value=k.name),
+                    ),
+                    _rate_limit_field("edit-rate-limit", k.rpm_value),
+                    rx.flex(*_control_fields("edit", k), spacing="3", wrap="wrap", width="100%"),
+                    error_callout(KeysState.edit_error),
+                    dialog_actions("Save"),
+                    spacing="3",
+                    margin_top="1em",
+                ),
+                on_submit=KeysState.save_key,
+                reset_on_submit=False,
+                # A fresh form (its default values) for each key and each save.
+                key=k.id.to_string() + k.budget_value + k.period_value + k.models_value + k.expires_value,
+            ),
+            max_width="36rem",
+        ),
+        open=KeysState.edit_open,
+        on_open_change=KeysState.set_edit_open,
     )
 
 
@@ -229,7 +413,7 @@ def _new_key_panel() -> rx.Component:
                         size="2",
                         on_click=[rx.call_script(COPY_SCRIPT), rx.toast.success("Key copied")],
                     ),
-                    gap="3",
+                    spacing="3",
                     align="center",
                     wrap="wrap",
                     min_width="0",
@@ -251,25 +435,33 @@ def _new_key_panel() -> rx.Component:
 
 def status_badge(status: rx.Var) -> rx.Component:
     return rx.badge(
-        status, color_scheme=rx.match(status, ("active", "green"), ("disabled", "gray"), "red"), variant="soft"
+        status,
+        color_scheme=rx.match(status, ("active", "green"), ("disabled", "gray"), ("expired", "orange"), "red"),
+        variant="soft",
     )
 
 
 def _key_row(k: rx.Var) -> rx.Component:
     live = k.status != "revoked"
     return rx.table.row(
-        rx.table.cell(truncated(k.name, "14rem")),
-        rx.table.cell(rx.code(k.display, variant="ghost", size="1"), white_space="nowrap"),
-        rx.table.cell(k.created, white_space="nowrap"),
-        rx.table.cell(k.last_used, white_space="nowrap"),
+        rx.table.cell(
+            truncated(k.name, "8.5rem"),
+            rx.code(k.display, variant="ghost", size="1", white_space="nowrap"),
+        ),
+        split_time_cell(k.created, ""),
+        split_time_cell(k.last_used, "never"),
         rx.table.cell(k.rate_limit, white_space="nowrap"),
+        wrapping(k.budget, min_width="7.5rem"),
+        rx.table.cell(rx.text(k.models, as_="span", class_name="cell-clamp", title=k.models)),
+        split_time_cell(k.expires, "never"),
         rx.table.cell(status_badge(k.status)),
         rx.table.cell(
             rx.cond(
                 live,
-                rx.hstack(
+                rx.flex(
+                    rx.button("Edit", size="1", variant="soft", on_click=KeysState.start_edit(k.id)),
                     rx.cond(
-                        k.status == "active",
+                        k.enabled,
                         rx.button(
                             "Disable",
                             size="1",
@@ -286,6 +478,9 @@ def _key_row(k: rx.Var) -> rx.Component:
                         color_scheme="red",
                         on_click=KeysState.ask_revoke(k.id, k.name),
                     ),
+                    spacing="1",
+                    direction="column",
+                    align="start",
                 ),
             )
         ),
@@ -330,11 +525,14 @@ def api_keys_page() -> rx.Component:
         rx.cond(
             KeysState.keys.length() > 0,
             data_table(
-                ["Name", "Key", "Created (UTC)", "Last used", "Rate limit", "Status", ""], KeysState.keys, _key_row
+                ["Key", "Created (UTC)", "Last used", "Rate limit", "Budget", "Models", "Expires", "Status", ""],
+                KeysState.keys,
+                _key_row,
             ),
             rx.callout("No keys yet. Create one above.", icon="info"),
         ),
         _revoke_dialog(),
+        _edit_dialog(),
     )
 
 

@@ -13,6 +13,7 @@ import inspect
 import pytest
 
 from dashboard.pages.account import CHANGED, AccountState
+from dashboard.pages.admin_invites import InvitesAdminState
 from dashboard.pages.admin_margin import MarginAdminState
 from dashboard.pages.admin_models import ModelsAdminState
 from dashboard.pages.admin_usage import UsageAdminState
@@ -30,7 +31,7 @@ from store.db import session_for
 
 from ..factories import make_key
 from .conftest import cookie_for, expire_sessions, redirect_target, state_for
-from .test_states import ADMIN_CALLS, USER, snapshot
+from .test_states import ADMIN_CALLS, INVITE, USER, make_invite, snapshot
 from .test_store_usage import log
 
 KEY, LOG = object(), object()  # the signed-in person's own key id and newest log row id
@@ -43,7 +44,10 @@ USER_CALLS = [
     (KeysState, "key_created", ({"name": "new"},)),
     (KeysState, "set_enabled", (KEY, False)),
     (KeysState, "revoke_key", (KEY,)),
+    (KeysState, "start_edit", (KEY,)),
+    (KeysState, "save_key", ({"key_id": KEY, "name": "renamed", "rate_limit": "1", "budget": "5"},)),
     (CreditsState, "load", ()),
+    (CreditsState, "set_threshold", ({"threshold": "5"},)),
     (CreditsState, "next_page", ()),
     (CreditsState, "previous_page", ()),
     (LogsState, "load", ()),
@@ -62,6 +66,7 @@ USER_CALLS = [
     (MarginAdminState, "load", ()),
     (UsageAdminState, "load", ()),
     (UserAdminState, "load", ()),
+    (InvitesAdminState, "load", ()),
 ]
 EVERY_CALL = USER_CALLS + ADMIN_CALLS
 # Pages that anyone may see: signed out, they show the landing page or the sign-in form.
@@ -83,8 +88,20 @@ UI_ONLY = {
     "set_grant_open",
     "set_limit_open",
     "set_draft",
+    "set_edit_open",
+    "set_invite_open",
+    "set_codes_open",
+    "dismiss_invite",  # these two empty a panel of the page (the link and codes are never in state)
+    "dismiss_codes",
 }  # the model form's price preview: computed from what was typed, nothing stored
-ADMIN_STATES = {ModelsAdminState, UsersAdminState, MarginAdminState, UsageAdminState, UserAdminState}
+ADMIN_STATES = {
+    ModelsAdminState,
+    UsersAdminState,
+    MarginAdminState,
+    UsageAdminState,
+    UserAdminState,
+    InvitesAdminState,
+}
 
 
 def page_states() -> set[type[SessionState]]:
@@ -136,13 +153,14 @@ def with_data(engine, person) -> dict:
         logs.write_request_logs(s, [log(person.id, i, status=200 if i % 2 else 502) for i in range(60)])
         for i in range(30):
             credits.grant(s, user_id=person.id, amount=1_500_000, note=f"gift {i}")
-        return {"key": keys.list_keys(s, user_id=person.id)[0].id, "log": usage.logs_page(s, user_id=person.id)[0].id}
+        ids = {"key": keys.list_keys(s, user_id=person.id)[0].id, "log": usage.logs_page(s, user_id=person.id)[0].id}
+    return {**ids, "invite": make_invite(engine)[0]}
 
 
 def resolve(arg, ids: dict, user_id: int):
     if isinstance(arg, dict):
         return {k: resolve(v, ids, user_id) for k, v in arg.items()}
-    return {id(KEY): ids["key"], id(LOG): ids["log"], id(USER): user_id}.get(id(arg), arg)
+    return {id(KEY): ids["key"], id(LOG): ids["log"], id(USER): user_id, id(INVITE): ids["invite"]}.get(id(arg), arg)
 
 
 @pytest.mark.parametrize(
@@ -160,12 +178,14 @@ async def test_an_expired_session_is_refused_by_every_handler_and_changes_nothin
     expire_sessions(engine, admin)
     before = snapshot(engine)
     result = await getattr(state, handler)(*[resolve(a, ids, user.id) for a in args])
+    stranger = state_for(state_cls, path="/somewhere")
     if (state_cls, handler) in PUBLIC:
         assert result is None  # the signed-out page
+        await getattr(stranger, handler)()  # what it shows anyone (the sign-up form, say)
     else:
         assert redirect_target(result) == "/login?next=%2Fsomewhere"
     assert snapshot(engine) == before
-    assert held(state) == held(state_for(state_cls))  # the tab holds nothing of the account any more
+    assert held(state) == held(stranger)  # the tab holds nothing of the account any more
 
 
 # ---------------------------------------------------------------- the Account page

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from dashboard.pages.admin_invites import InvitesAdminState
 from dashboard.pages.admin_margin import MarginAdminState
 from dashboard.pages.admin_models import ModelsAdminState
 from dashboard.pages.admin_usage import UsageAdminState
@@ -25,9 +26,9 @@ from dashboard.pages.logs import LogsState
 from dashboard.pages.overview import OverviewState
 from dashboard.state import NOT_ADMIN
 from dashboard.views import UserRow
-from store import credits, keys, logs, registry, sessions, tasks, usage, users
+from store import credits, invites, keys, logs, registry, sessions, tasks, usage, users
 from store.db import session_for
-from store.models import ApiKey, LedgerEntry, ModelAudit, User, utcnow
+from store.models import ApiKey, Invite, LedgerEntry, ModelAudit, RedemptionCode, User, utcnow
 from store.money import parse_credits
 
 from ..conftest import TEST_SECRET
@@ -46,6 +47,7 @@ PAGES = [
     (MarginAdminState, "/admin/margin"),
     (UsageAdminState, "/admin/usage"),
     (UserAdminState, "/admin/users/1"),
+    (InvitesAdminState, "/admin/users"),
 ]
 
 
@@ -54,13 +56,15 @@ def snapshot(engine) -> dict:
     with session_for(engine) as s:
         return {
             "users": [
-                (u.id, u.balance, u.is_admin, u.api_enabled, u.max_key_rpm)
+                (u.id, u.balance, u.is_admin, u.api_enabled, u.max_key_rpm, u.low_balance_threshold)
                 for u in s.exec(select(User).order_by(User.id))
             ],
             "ledger": len(s.exec(select(LedgerEntry)).all()),
             "models": [m.model_dump() for m in registry.list_models(s)],
             "audit": len(s.exec(select(ModelAudit)).all()),
-            "keys": [(k.id, k.enabled, k.revoked_at) for k in s.exec(select(ApiKey).order_by(ApiKey.id))],
+            "keys": [k.model_dump(exclude={"last_used_at"}) for k in s.exec(select(ApiKey).order_by(ApiKey.id))],
+            "invites": [i.model_dump() for i in s.exec(select(Invite).order_by(Invite.id))],
+            "codes": [c.model_dump() for c in s.exec(select(RedemptionCode).order_by(RedemptionCode.id))],
         }
 
 
@@ -99,6 +103,15 @@ async def test_an_expired_session_signs_nobody_in(user, engine):
 
 
 USER = object()  # stands for the signed-in plain user's own id
+INVITE = object()  # stands for the id of an open invite
+
+
+def make_invite(engine, credits_: int = 0) -> tuple[int, str]:
+    """An open invite: its id and its token."""
+    with session_for(engine) as s:
+        issued = invites.create_invite(s, secret_key=TEST_SECRET, credits_=credits_)
+        return issued.invite.id, issued.token
+
 
 ADMIN_CALLS = [
     (ModelsAdminState, "start_add", ()),
@@ -155,12 +168,17 @@ ADMIN_CALLS = [
     (UserAdminState, "set_admin", (USER, True)),
     (MarginAdminState, "set_days", ("7",)),
     (UsageAdminState, "set_days", ("7",)),
+    (InvitesAdminState, "create_invite", ({"credits": "500", "days": "7"},)),
+    (InvitesAdminState, "withdraw_invite", (INVITE,)),
+    (InvitesAdminState, "create_codes", ({"count": "3", "credits": "1000"},)),
 ]
 
 
-def own(arg, user_id: int):
+def own(arg, user_id: int, invite_id: int = 0):
     if arg is USER:
         return user_id
+    if arg is INVITE:
+        return invite_id
     if isinstance(arg, dict):
         return {k: str(user_id) if v is USER else v for k, v in arg.items()}
     return arg
@@ -170,19 +188,22 @@ def own(arg, user_id: int):
 async def test_a_plain_user_calling_an_admin_handler_is_refused_and_nothing_changes(
     state_cls, handler, args, user, engine
 ):
+    invite_id, _token = make_invite(engine)
     before = snapshot(engine)
     state = state_for(state_cls, cookie=cookie_for(engine, user), path="/admin/x")
-    result = await getattr(state, handler)(*[own(a, user.id) for a in args])
+    result = await getattr(state, handler)(*[own(a, user.id, invite_id) for a in args])
     assert toast_says(result, NOT_ADMIN)
     assert snapshot(engine) == before
     assert getattr(state, "form_open", False) is False and getattr(state, "grant_open", False) is False
     assert getattr(state, "limit_open", False) is False
+    assert getattr(state, "invite_summary", "") == "" and getattr(state, "codes_summary", "") == ""
 
 
 @pytest.mark.parametrize("state_cls, handler, args", ADMIN_CALLS)
 async def test_a_signed_out_caller_of_an_admin_handler_is_sent_to_sign_in(state_cls, handler, args, user, engine):
+    invite_id, _token = make_invite(engine)
     before = snapshot(engine)
-    result = await getattr(state_for(state_cls, cookie=""), handler)(*[own(a, user.id) for a in args])
+    result = await getattr(state_for(state_cls, cookie=""), handler)(*[own(a, user.id, invite_id) for a in args])
     assert redirect_target(result).startswith("/login") and snapshot(engine) == before
 
 
@@ -197,6 +218,8 @@ async def test_a_plain_user_on_an_admin_page_gets_no_admin_data(state_cls, path,
     assert getattr(state, "by_user", []) == [] and getattr(state, "per_day", []) == []
     assert getattr(state, "ledger", []) == [] and getattr(state, "keys", []) == []
     assert getattr(state, "found", False) is False and getattr(state, "user", None) in (None, UserRow())
+    assert getattr(state, "invites", []) == [] and getattr(state, "codes", []) == []
+    assert getattr(state, "alerts", []) == []
 
 
 async def test_a_role_change_applies_to_the_very_next_event(admin, engine):
@@ -277,7 +300,7 @@ async def test_nobody_can_touch_someone_elses_key(user, engine):
     before = snapshot(engine)
     state = state_for(KeysState, cookie=cookie_for(engine, user))
     await state.load()
-    other_key = before["keys"][0][0]
+    other_key = before["keys"][0]["id"]
     await state.set_enabled(other_key, False)
     assert state.error == "No such key."
     await state.revoke_key(other_key)

@@ -127,10 +127,18 @@ def test_an_admin_sets_a_models_context_length_cache_prices_and_prompt_bound(tab
 
 
 def test_the_model_form_fits_a_phone(tab, live_server):
+    # Priced by tokens, so the form shows its cache prices (the end-to-end server prices the
+    # seeded chat models per request: tests/e2e/conftest.py flat_seed_prices).
+    model_id = f"acme/phone-{uuid.uuid4().hex[:6]}"
+    created = live_server.cli(
+        "set-model", model_id, "--category", "chat", "--provider", "openrouter", "--pricing", "per_token",
+        "--cost", "0", "--prompt-price", "1.25", "--completion-price", "10",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
     page = tab(PHONE)
     sign_in(page, *ADMIN)
     page.goto("/admin/models")
-    edit_row(page, "openai/gpt-5-mini").get_by_role("button", name="Edit").click()
+    edit_row(page, model_id).get_by_role("button", name="Edit").click()
     dialog = page.get_by_role("dialog")
     for label in ("Cache write price", "Context length"):
         field = dialog.get_by_label(label)

@@ -26,7 +26,7 @@ import openai
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from store import keys, logs, users
+from store import alerts, keys, logs, users
 from store.db import session_for
 from store.models import utcnow
 from store.money import parse_credits
@@ -106,10 +106,44 @@ def _history(live_server: LiveServer) -> None:
         logs.write_request_logs(s, rows)
 
 
+def _alerts(live_server: LiveServer, email: str) -> None:
+    """Alerts as the pipeline queues them (the live server has no ALERT_WEBHOOK_URL)."""
+    with session_for(live_server.engine) as s:
+        conn = s.connection()
+        alerts.enqueue(
+            conn, kind=alerts.LOW_BALANCE, payload={"user_id": 0, "email": email, "balance": "1.2", "threshold": "5"}
+        )
+        alerts.enqueue(
+            conn,
+            kind=alerts.KEY_BUDGET,
+            payload={
+                "user_id": 0,
+                "email": email,
+                "key_prefix": "sk_live_abcd",
+                "key_name": "agent with a budget and a long name",
+                "percent": 80,
+                "spent": "8",
+                "budget": "10",
+                "period": "month",
+            },
+        )
+        s.commit()
+
+
 @pytest.fixture(scope="module")
 def world(live_server: LiveServer) -> World:
     email = f"{UNUSED_PREFIX}user-{uuid.uuid4().hex[:8]}@example.com"
     key = live_server.user_with_key(email, credits=50)
+    # A key with every control, so the API Keys page shows each of its columns filled.
+    controlled = live_server.cli(
+        "create-key", email, "--name", "agent with a budget and a long name", "--budget", "10",
+        "--budget-period", "month", "--models", "openai/gpt-5,openai/gpt-5-mini,anthropic/claude-sonnet-4.5",
+        "--expires", "2099-01-31T18:30:00",
+    )  # fmt: skip
+    assert controlled.returncode == 0, controlled.stderr
+    # An invite, codes and alerts for the admin's Users and Usage pages.
+    assert live_server.cli("invite", "--credits", "5").returncode == 0
+    assert live_server.cli("codes", "create", "2", "--credits", "3").returncode == 0
     long_note = "Credits for the migration, see " + LONG_WORD
     assert live_server.cli("grant", email, "2.5", "--note", long_note).returncode == 0
     sdk = openai.OpenAI(base_url=live_server.api, api_key=key, max_retries=0, timeout=20)
@@ -122,6 +156,7 @@ def world(live_server: LiveServer) -> World:
     usage = ok.parse().usage
     assert failed.value.status_code == 502
     _history(live_server)
+    _alerts(live_server, email)
     with session_for(live_server.engine) as s:
         user_id = users.get_user_by_email(s, email=email).id
         admin_id = users.get_user_by_email(s, email=ADMIN[0]).id
