@@ -1,7 +1,7 @@
 """Reflex configuration.
 
-Everything environment-specific comes from the environment (or `.env`, which
-the store's settings class reads too):
+Everything environment-specific comes from the store's settings class, so from the
+environment or `.env` alike:
 
 - ``DATABASE_URL`` (default ``sqlite:///data/platform.db``) becomes ``db_url``;
 - ``REDIS_URL``, when set, becomes ``redis_url`` so Reflex keeps its state in Redis;
@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 
 import reflex as rx
 
-_port = int(os.environ.get("PORT") or 3000)
+from store.settings import get_settings
+
+_settings = get_settings()
+_port = _settings.port
 
 # The sign-in limits read the client's address themselves, from the socket peer and
 # TRUSTED_PROXIES (dashboard/client_address.py). uvicorn (Reflex's backend where granian
@@ -36,12 +39,12 @@ def _own_origins(port: int, public_base_url: str | None) -> list[str]:
 
 config = rx.Config(
     app_name="dashboard",
-    db_url=os.environ.get("DATABASE_URL") or "sqlite:///data/platform.db",
-    redis_url=os.environ.get("REDIS_URL") or None,
+    db_url=_settings.database_url,
+    redis_url=_settings.redis_url,
     frontend_port=_port,
     backend_port=_port,
     # Not "*": another site's page must not open this site's websocket.
-    cors_allowed_origins=_own_origins(_port, os.environ.get("PUBLIC_BASE_URL")),
+    cors_allowed_origins=_own_origins(_port, _settings.public_base_url),
     telemetry_enabled=False,
     show_built_with_reflex=False,
     # The dashboard is built from Radix Themes components (explicit since 0.9).
