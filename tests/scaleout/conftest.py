@@ -120,6 +120,10 @@ def topology(tmp_path_factory) -> Topology:
             env = {
                 **os.environ,
                 "DATABASE_URL": database_url,
+                # a few pooled connections per process: several processes and the suite share one
+                # PostgreSQL (max_connections 100), and 40 calls at once must not run it out
+                "DB_POOL_SIZE": "4",
+                "DB_MAX_OVERFLOW": "6",
                 "REDIS_URL": redis,
                 "RATE_LIMIT_NAMESPACE": f"scaleout-{uuid.uuid4().hex}",
                 "SECRET_KEY": TEST_SECRET,

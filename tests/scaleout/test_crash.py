@@ -230,6 +230,10 @@ def platform(database_url, tmp_path) -> Iterator[Platform]:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
+            # a few pooled connections per process: several processes and the suite share one
+            # PostgreSQL (max_connections 100), and 40 calls at once must not run it out
+            "DB_POOL_SIZE": "4",
+            "DB_MAX_OVERFLOW": "6",
             "SECRET_KEY": TEST_SECRET,
             "OPENROUTER_API_KEY": "fake-upstream-key",
             "OPENROUTER_BASE_URL": upstream.base_url,
