@@ -205,6 +205,7 @@ def server_env(baseline: Baseline, database_url: str, upstream_base: str, port: 
         UPSTREAM_RETRIES="0",
         MEDIA_DIR=str(OUT / "baseline-media"),
         PYTHONPATH=str(baseline.tree),
+        MAX_IN_FLIGHT_PER_USER="100000",  # as platform_env (a tree without the setting ignores it)
         **extra,
     )
 

@@ -142,14 +142,9 @@ def prepare(target: HotTarget, upstream_base: str) -> None:
     for i in range(WORKERS):
         port = free_port()
         env = target.env_for(url, upstream_base, port)
-        # One account's agent fleet: its calls in flight are the load, not a limit to hit
-        # (MAX_IN_FLIGHT_PER_USER is per process; an older tree ignores the setting).
-        env.update(
-            REDIS_URL=redis_url(),
-            RUN_PIPELINE_IN_PROCESS="false",
-            RATE_LIMIT_NAMESPACE=namespace,
-            MAX_IN_FLIGHT_PER_USER="100000",
-        )
+        # (MAX_IN_FLIGHT_PER_USER comes raised from bench.targets.platform_env: one
+        # account's agent fleet is the load, not a limit to hit.)
+        env.update(REDIS_URL=redis_url(), RUN_PIPELINE_IN_PROCESS="false", RATE_LIMIT_NAMESPACE=namespace)
         command = [target.python, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)]
         target.workers.append(
             Server(

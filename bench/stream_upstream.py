@@ -395,5 +395,7 @@ if __name__ == "__main__":
         log_level="warning",
         access_log=False,
         backlog=4096,
-        timeout_keep_alive=30,
+        # nginx's default: longer than the platform's UPSTREAM_KEEPALIVE_S (30 s), as a
+        # provider's is, so no idle connection is closed under a request just sent on it
+        timeout_keep_alive=75,
     )

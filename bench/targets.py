@@ -150,6 +150,10 @@ def platform_env(database_url: str, upstream_base: str, port: int) -> dict[str, 
         # the bench's stream upstream serves Messages and Responses natively, as OpenRouter
         # does: /messages and /responses go to it as they are (issue 16's measure)
         OPENROUTER_FORMATS="messages,responses",
+        # The bench is one account calling at C up to 1000: its calls in flight are the
+        # load, not a limit to hit (MAX_IN_FLIGHT_PER_USER is a fairness setting, per
+        # process, default 32; an older tree ignores it).
+        MAX_IN_FLIGHT_PER_USER="100000",
     )
 
 

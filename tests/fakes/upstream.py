@@ -398,5 +398,12 @@ if __name__ == "__main__":  # python -m tests.fakes.upstream PORT (used by `make
     import sys
 
     uvicorn.run(
-        FakeUpstream(record=False), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False
+        FakeUpstream(record=False),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        # nginx's default (uvicorn's is 5 s): longer than the platform's UPSTREAM_KEEPALIVE_S,
+        # as a provider's is, so the bench never reuses a connection the fake is closing
+        timeout_keep_alive=75,
     )
