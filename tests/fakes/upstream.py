@@ -360,6 +360,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# How long the fake keeps an idle connection: nginx's default (uvicorn's is 5 s), longer
+# than the platform's UPSTREAM_KEEPALIVE_S (30 s) as a provider's is, so no call is sent on
+# a connection the fake is just closing.
+KEEP_ALIVE_S = 75
+
+
 class ServedUpstream:
     """Runs a FakeUpstream (or another ASGI `app`) on 127.0.0.1 in a background thread
     (like httpx's serve_in_thread)."""
@@ -376,6 +382,7 @@ class ServedUpstream:
                 log_level="warning",
                 lifespan="on",
                 timeout_graceful_shutdown=1,
+                timeout_keep_alive=KEEP_ALIVE_S,
             )
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -403,7 +410,5 @@ if __name__ == "__main__":  # python -m tests.fakes.upstream PORT (used by `make
         port=int(sys.argv[1]),
         log_level="warning",
         access_log=False,
-        # nginx's default (uvicorn's is 5 s): longer than the platform's UPSTREAM_KEEPALIVE_S,
-        # as a provider's is, so the bench never reuses a connection the fake is closing
-        timeout_keep_alive=75,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
