@@ -58,3 +58,24 @@ def dialog_actions(submit_label: str) -> rx.Component:
         justify="end",
         width="100%",
     )
+
+
+# The periods an admin report (Usage, Margin) shows, in days.
+DAY_CHOICES = ("7", "30", "90")
+
+
+def report_intro(*text: str | rx.Var, days: rx.Var, on_change: rx.EventHandler) -> rx.Component:
+    """An admin report's first line: what it shows, and the choice of the last 7, 30 or 90 days."""
+    return rx.flex(
+        rx.text(*text, size="2", color_scheme="gray", flex="1", min_width="14rem"),
+        rx.select.root(
+            rx.select.trigger(aria_label="Days"),
+            rx.select.content(*[rx.select.item(f"Last {d} days", value=d) for d in DAY_CHOICES]),
+            value=days,
+            on_change=on_change,
+        ),
+        spacing="3",
+        wrap="wrap",
+        align="center",
+        width="100%",
+    )

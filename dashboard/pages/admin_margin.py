@@ -11,12 +11,12 @@ from store.money import format_credits
 
 from .. import backend, routes
 from ..auth import Viewer
+from ..components.forms import DAY_CHOICES, report_intro
 from ..components.layout import admin_only, page_shell
 from ..components.tables import data_table, numeric, truncated
 from ..state import SessionState, admin_required, viewer_required
 from ..views import MarginLine, margin_line, signed
 
-DAY_CHOICES = ("7", "30", "90")
 DEFAULT_DAYS = "30"
 
 
@@ -100,27 +100,13 @@ def admin_margin_page() -> rx.Component:
     return page_shell(
         "Margin",
         admin_only(
-            rx.flex(
-                rx.text(
-                    "What was charged against what the upstream reported it cost. Upstream USD becomes credits at ",
-                    t["rate"],
-                    " credits per USD (CREDITS_PER_USD); requests without a "
-                    "reported cost count as costing 0 (column Unpriced).",
-                    size="2",
-                    color_scheme="gray",
-                    flex="1",
-                    min_width="14rem",
-                ),
-                rx.select.root(
-                    rx.select.trigger(aria_label="Days"),
-                    rx.select.content(*[rx.select.item(f"Last {d} days", value=d) for d in DAY_CHOICES]),
-                    value=MarginAdminState.days,
-                    on_change=MarginAdminState.set_days,
-                ),
-                spacing="3",
-                wrap="wrap",
-                width="100%",
-                align="center",
+            report_intro(
+                "What was charged against what the upstream reported it cost. Upstream USD becomes credits at ",
+                t["rate"],
+                " credits per USD (CREDITS_PER_USD); requests without a "
+                "reported cost count as costing 0 (column Unpriced).",
+                days=MarginAdminState.days,
+                on_change=MarginAdminState.set_days,
             ),
             rx.flex(
                 _total("Requests", t["requests"]),

@@ -12,12 +12,12 @@ from store.money import MICRO, format_credits
 
 from .. import backend, routes
 from ..auth import Viewer
+from ..components.forms import DAY_CHOICES, report_intro
 from ..components.layout import admin_only, page_shell
 from ..components.tables import data_table, numeric, time_cell, truncated, wrapping
 from ..state import SessionState, admin_required, viewer_required
 from ..views import AlertRow, UsageLine, alert_row, percent, usage_line
 
-DAY_CHOICES = ("7", "30", "90")
 DEFAULT_DAYS = "30"
 TOP = 10
 RECENT_ALERTS = 20
@@ -284,25 +284,11 @@ def admin_usage_page() -> rx.Component:
     return page_shell(
         "Usage",
         admin_only(
-            rx.flex(
-                rx.text(
-                    "Every user's requests through /api/v1 (requests without a valid key are left out). "
-                    "Credits are what was charged, less refunds; errors are requests answered 4xx or 5xx.",
-                    size="2",
-                    color_scheme="gray",
-                    flex="1",
-                    min_width="14rem",
-                ),
-                rx.select.root(
-                    rx.select.trigger(aria_label="Days"),
-                    rx.select.content(*[rx.select.item(f"Last {d} days", value=d) for d in DAY_CHOICES]),
-                    value=s.days,
-                    on_change=s.set_days,
-                ),
-                spacing="3",
-                wrap="wrap",
-                align="center",
-                width="100%",
+            report_intro(
+                "Every user's requests through /api/v1 (requests without a valid key are left out). "
+                "Credits are what was charged, less refunds; errors are requests answered 4xx or 5xx.",
+                days=s.days,
+                on_change=s.set_days,
             ),
             rx.flex(
                 _stat("Credits spent", t["spend"], "usage-spend"),
