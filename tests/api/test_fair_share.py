@@ -147,14 +147,17 @@ def test_a_big_body_from_a_key_that_cannot_pay_is_402_before_it_is_parsed(databa
 
 
 def many_messages(count: int) -> bytes:
-    messages = b",".join([b'{"role":"user","content":"hi"}'] * count)
+    """A chat body of `count` one-part messages (content as a list of parts: each message is
+    three objects to validate, so 300,000 of them, 16.5 MB, take seconds to prepare)."""
+    messages = b",".join([b'{"role":"user","content":[{"type":"text","text":"hi"}]}'] * count)
     return b'{"model":"no/such-model","messages":[' + messages + b"]}"
 
 
 def test_big_bodies_parsed_at_once_never_hold_up_a_small_request(database_url, tmp_path, engine, upstream):
-    """Eight 16 MB bodies of 300,000 messages each, from a key with credits (so they are
-    parsed and validated in full) and from one without (refused before parsing), while
-    another client reads /models every 50 ms: none of its answers is late (over 1 s)."""
+    """Eight 16.5 MB bodies of 300,000 messages each, from a key with credits (so they are
+    parsed and validated in full, ~3 s each on this machine) and from one without (refused
+    before parsing), while another client reads /models every 50 ms: its answers are not
+    late (over 1 s), but for the odd one a busy machine delays."""
     funded, broke = make_key(engine, make_user(engine, credits=100)), make_key(engine, make_user(engine, credits=0))
     reader = make_key(engine, make_user(engine, credits=0))
     body = tmp_path / "big.json"
@@ -217,5 +220,12 @@ def test_big_bodies_parsed_at_once_never_hold_up_a_small_request(database_url, t
         server.terminate()
         server.wait(20)
     assert codes == ["402"] * 4 + ["404"] * 4  # parsed in full: the model is unknown; unparsed: no credits
+    # Parsed on the event loop, each funded body holds it for seconds, so nearly every
+    # answer asked for during the parses is late (of the few there are time for). Parsed
+    # in the worker process, the answers keep coming; one in ten (at most two) late is let
+    # pass, for a 2-core machine busy with eight senders and the parser that deschedules
+    # the server a moment.
     late = [round(wait, 2) for wait in waits if wait > 1.0]
-    assert waits and late == [], f"{len(late)} of {len(waits)} answers late: {late}"
+    assert len(waits) >= 10 and len(late) <= min(2, len(waits) // 10), (
+        f"{len(late)} of {len(waits)} answers late: {late}"
+    )
