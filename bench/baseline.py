@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from store.db import get_engine
 
 from .procs import Server, free_port
-from .targets import OUT, ROOT, SECRET, Target, clean_env
+from .targets import ONE_ACCOUNT_IN_FLIGHT, OUT, ROOT, SECRET, Target, clean_env
 
 DEFAULT_REF = "0216049"
 CREDITS = 1_000_000_000  # whole credits (0216049 keeps balances as integers of credits; later trees, micro-credits)
@@ -205,7 +205,7 @@ def server_env(baseline: Baseline, database_url: str, upstream_base: str, port: 
         UPSTREAM_RETRIES="0",
         MEDIA_DIR=str(OUT / "baseline-media"),
         PYTHONPATH=str(baseline.tree),
-        MAX_IN_FLIGHT_PER_USER="100000",  # as platform_env (a tree without the setting ignores it)
+        MAX_IN_FLIGHT_PER_USER=ONE_ACCOUNT_IN_FLIGHT,
         **extra,
     )
 

@@ -142,8 +142,7 @@ def prepare(target: HotTarget, upstream_base: str) -> None:
     for i in range(WORKERS):
         port = free_port()
         env = target.env_for(url, upstream_base, port)
-        # (MAX_IN_FLIGHT_PER_USER comes raised from bench.targets.platform_env: one
-        # account's agent fleet is the load, not a limit to hit.)
+        # (MAX_IN_FLIGHT_PER_USER comes raised with the rest: bench.targets.ONE_ACCOUNT_IN_FLIGHT)
         env.update(REDIS_URL=redis_url(), RUN_PIPELINE_IN_PROCESS="false", RATE_LIMIT_NAMESPACE=namespace)
         command = [target.python, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(port)]
         target.workers.append(

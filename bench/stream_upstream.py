@@ -388,6 +388,8 @@ async def _respond(send, status: int, body: bytes) -> None:
 if __name__ == "__main__":
     import uvicorn
 
+    from tests.fakes.upstream import KEEP_ALIVE_S
+
     uvicorn.run(
         StreamUpstream(),
         host="127.0.0.1",
@@ -395,7 +397,5 @@ if __name__ == "__main__":
         log_level="warning",
         access_log=False,
         backlog=4096,
-        # nginx's default: longer than the platform's UPSTREAM_KEEPALIVE_S (30 s), as a
-        # provider's is, so no idle connection is closed under a request just sent on it
-        timeout_keep_alive=75,
+        timeout_keep_alive=KEEP_ALIVE_S,  # the tests' fake's: above the platform's keep-alive
     )

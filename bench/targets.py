@@ -137,6 +137,12 @@ def prepare_database(name: str, *, metered: bool = False) -> tuple[str, int]:
         return url, user.id
 
 
+# The bench is one account calling at C up to 1000: its calls in flight are the load, not a
+# limit to hit (MAX_IN_FLIGHT_PER_USER is a fairness setting, per process, default 32; a
+# tree without the setting ignores it). Every target's server gets this.
+ONE_ACCOUNT_IN_FLIGHT = "100000"
+
+
 def platform_env(database_url: str, upstream_base: str, port: int) -> dict[str, str]:
     return clean_env(
         PORT=str(port),
@@ -150,10 +156,7 @@ def platform_env(database_url: str, upstream_base: str, port: int) -> dict[str, 
         # the bench's stream upstream serves Messages and Responses natively, as OpenRouter
         # does: /messages and /responses go to it as they are (issue 16's measure)
         OPENROUTER_FORMATS="messages,responses",
-        # The bench is one account calling at C up to 1000: its calls in flight are the
-        # load, not a limit to hit (MAX_IN_FLIGHT_PER_USER is a fairness setting, per
-        # process, default 32; an older tree ignores it).
-        MAX_IN_FLIGHT_PER_USER="100000",
+        MAX_IN_FLIGHT_PER_USER=ONE_ACCOUNT_IN_FLIGHT,
     )
 
 
